@@ -1,0 +1,249 @@
+//! Builds the datasets of a segment from normalized profiles, deduplicating symbols.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use kiln_model::{Labels, NormalizedProfile, TenantId};
+use kiln_proto::google::v1::Profile;
+
+use crate::data::{DatasetData, Function, Location, Mapping, ProfileRow, SampleRow, SeriesRow};
+
+/// Accumulates profiles of any tenants and services until the segment is flushed.
+#[derive(Debug, Default)]
+pub struct SegmentBuilder {
+    datasets: Vec<DatasetBuilder>,
+    by_key: HashMap<(TenantId, String), usize>,
+    samples: usize,
+}
+
+impl SegmentBuilder {
+    /// Adds a normalized profile of `tenant`.
+    pub fn add(&mut self, tenant: &TenantId, profile: &NormalizedProfile) {
+        let key = (tenant.clone(), profile.service_name.clone());
+        let index = *self.by_key.entry(key).or_insert_with(|| {
+            self.datasets
+                .push(DatasetBuilder::new(tenant.as_str(), &profile.service_name));
+            self.datasets.len() - 1
+        });
+        self.datasets[index].add(profile);
+        self.samples += profile.sample_count();
+    }
+
+    /// True when nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.samples == 0
+    }
+
+    /// Number of samples added so far.
+    pub fn sample_count(&self) -> usize {
+        self.samples
+    }
+
+    /// The datasets, ordered by tenant then service for a stable layout.
+    pub fn into_datasets(self) -> Vec<DatasetData> {
+        let mut datasets: Vec<DatasetData> = self.datasets.into_iter().map(|d| d.data).collect();
+        datasets.sort_by(|a, b| (&a.tenant, &a.service_name).cmp(&(&b.tenant, &b.service_name)));
+        datasets
+    }
+}
+
+/// Interns values into a dense table.
+#[derive(Debug)]
+struct Interner<T> {
+    ids: HashMap<T, u32>,
+}
+
+impl<T: Clone + Eq + Hash> Interner<T> {
+    fn new() -> Self {
+        Self {
+            ids: HashMap::new(),
+        }
+    }
+
+    /// The id of `value`, pushing it onto `table` when new; ids are `table.len() + offset`.
+    fn intern(&mut self, value: T, table: &mut Vec<T>, offset: u32) -> u32 {
+        if let Some(&id) = self.ids.get(&value) {
+            return id;
+        }
+        let id = table.len() as u32 + offset;
+        table.push(value.clone());
+        self.ids.insert(value, id);
+        id
+    }
+}
+
+#[derive(Debug)]
+struct DatasetBuilder {
+    data: DatasetData,
+    strings: Interner<String>,
+    mappings: Interner<Mapping>,
+    functions: Interner<Function>,
+    locations: Interner<Location>,
+    stacks: Interner<(u32, u32)>,
+    series: HashMap<Labels, u32>,
+}
+
+impl DatasetBuilder {
+    fn new(tenant: &str, service_name: &str) -> Self {
+        let mut builder = Self {
+            data: DatasetData {
+                tenant: tenant.to_string(),
+                service_name: service_name.to_string(),
+                ..DatasetData::default()
+            },
+            strings: Interner::new(),
+            mappings: Interner::new(),
+            functions: Interner::new(),
+            locations: Interner::new(),
+            stacks: Interner::new(),
+            series: HashMap::new(),
+        };
+        builder.data.symbols.strings.clear();
+        builder.string("");
+        builder
+    }
+
+    fn string(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.strings.ids.get(s) {
+            return id;
+        }
+        self.strings
+            .intern(s.to_string(), &mut self.data.symbols.strings, 0)
+    }
+
+    fn add(&mut self, profile: &NormalizedProfile) {
+        let mut symbols = SymbolMapper::new(&profile.symbols);
+        for series in &profile.series {
+            let series_id = match self.series.get(&series.labels) {
+                Some(&id) => id,
+                None => {
+                    let id = self.data.series.len() as u32;
+                    self.data.series.push(SeriesRow {
+                        profile_type: series.profile_type.id(),
+                        labels: series.labels.clone(),
+                    });
+                    self.series.insert(series.labels.clone(), id);
+                    id
+                }
+            };
+            let profile_row = self.data.profiles.len() as u32;
+            self.data.profiles.push(ProfileRow {
+                series: series_id,
+                profile_id: profile.profile_id.clone(),
+                time_nanos: profile.time_nanos,
+                duration_nanos: profile.duration_nanos,
+                period: profile.period,
+            });
+            for sample in &series.samples {
+                let mut node = 0;
+                for &location_id in sample.locations.iter().rev() {
+                    let location = symbols.location(self, location_id);
+                    node = self
+                        .stacks
+                        .intern((node, location), &mut self.data.symbols.stacks, 1);
+                }
+                self.data.samples.push(SampleRow {
+                    profile: profile_row,
+                    stack: node,
+                    value: sample.value,
+                    labels: sample.labels.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// Maps one pprof's ids onto the dataset's, memoized per profile.
+struct SymbolMapper<'a> {
+    pprof: &'a Profile,
+    location_index: HashMap<u64, usize>,
+    function_index: HashMap<u64, usize>,
+    mapping_index: HashMap<u64, usize>,
+    locations: HashMap<u64, u32>,
+    functions: HashMap<u64, u32>,
+    mappings: HashMap<u64, u32>,
+}
+
+impl<'a> SymbolMapper<'a> {
+    fn new(pprof: &'a Profile) -> Self {
+        let index = |ids: Vec<u64>| ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect();
+        Self {
+            pprof,
+            location_index: index(pprof.location.iter().map(|l| l.id).collect()),
+            function_index: index(pprof.function.iter().map(|f| f.id).collect()),
+            mapping_index: index(pprof.mapping.iter().map(|m| m.id).collect()),
+            locations: HashMap::new(),
+            functions: HashMap::new(),
+            mappings: HashMap::new(),
+        }
+    }
+
+    fn string(&self, dataset: &mut DatasetBuilder, index: i64) -> u32 {
+        dataset.string(&self.pprof.string_table[index as usize])
+    }
+
+    fn location(&mut self, dataset: &mut DatasetBuilder, id: u64) -> u32 {
+        if let Some(&mapped) = self.locations.get(&id) {
+            return mapped;
+        }
+        let source = &self.pprof.location[self.location_index[&id]];
+        let mapping = if source.mapping_id == 0 {
+            0
+        } else {
+            self.mapping(dataset, source.mapping_id)
+        };
+        let lines = source
+            .line
+            .iter()
+            .map(|line| (self.function(dataset, line.function_id), line.line))
+            .collect();
+        let location = Location {
+            mapping,
+            address: source.address,
+            lines,
+            is_folded: source.is_folded,
+        };
+        let mapped = dataset
+            .locations
+            .intern(location, &mut dataset.data.symbols.locations, 0);
+        self.locations.insert(id, mapped);
+        mapped
+    }
+
+    fn function(&mut self, dataset: &mut DatasetBuilder, id: u64) -> u32 {
+        if let Some(&mapped) = self.functions.get(&id) {
+            return mapped;
+        }
+        let source = &self.pprof.function[self.function_index[&id]];
+        let function = Function {
+            name: self.string(dataset, source.name),
+            system_name: self.string(dataset, source.system_name),
+            filename: self.string(dataset, source.filename),
+            start_line: source.start_line,
+        };
+        let mapped = dataset
+            .functions
+            .intern(function, &mut dataset.data.symbols.functions, 0);
+        self.functions.insert(id, mapped);
+        mapped
+    }
+
+    fn mapping(&mut self, dataset: &mut DatasetBuilder, id: u64) -> u32 {
+        if let Some(&mapped) = self.mappings.get(&id) {
+            return mapped;
+        }
+        let source = &self.pprof.mapping[self.mapping_index[&id]];
+        let mapping = Mapping {
+            memory_start: source.memory_start,
+            memory_limit: source.memory_limit,
+            file_offset: source.file_offset,
+            filename: self.string(dataset, source.filename),
+            build_id: self.string(dataset, source.build_id),
+        };
+        let mapped = dataset
+            .mappings
+            .intern(mapping, &mut dataset.data.symbols.mappings, 1);
+        self.mappings.insert(id, mapped);
+        mapped
+    }
+}

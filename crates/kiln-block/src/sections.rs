@@ -1,0 +1,559 @@
+//! Encoding of datasets into the Parquet sections of an object, and back.
+//!
+//! Every section is a table over all datasets of the object with a leading `dataset` column;
+//! rows of one dataset are contiguous and in id order, so ids are implicit row positions.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Int64Array, Int64Builder, ListBuilder,
+    RecordBatch, StringArray, StringBuilder, UInt32Array, UInt32Builder, UInt64Array,
+    UInt64Builder,
+};
+use arrow::array::{AsArray, RecordBatchReader};
+use arrow::datatypes::{Field, Schema};
+use bytes::Bytes;
+use kiln_model::{Labels, SampleLabels};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::data::{
+    DatasetData, Function, Location, Mapping, ProfileRow, SampleRow, SeriesRow, Symbols,
+};
+use crate::{BlockError, Result};
+
+/// Names of the sections, in the order they are written.
+pub(crate) const SECTIONS: [&str; 8] = [
+    "series",
+    "profiles",
+    "samples",
+    "strings",
+    "mappings",
+    "functions",
+    "locations",
+    "stacks",
+];
+
+fn arrow_err(section: &'static str) -> impl Fn(arrow::error::ArrowError) -> BlockError {
+    move |source| BlockError::Arrow { section, source }
+}
+
+fn parquet_err(section: &'static str) -> impl Fn(parquet::errors::ParquetError) -> BlockError {
+    move |source| BlockError::Parquet { section, source }
+}
+
+/// Encodes every section of `datasets` as a Parquet file.
+pub(crate) fn encode(datasets: &[DatasetData]) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    let batches = [
+        ("series", series_batch(datasets)),
+        ("profiles", profiles_batch(datasets)),
+        ("samples", samples_batch(datasets)),
+        ("strings", strings_batch(datasets)),
+        ("mappings", mappings_batch(datasets)),
+        ("functions", functions_batch(datasets)),
+        ("locations", locations_batch(datasets)),
+        ("stacks", stacks_batch(datasets)),
+    ];
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let mut out = Vec::with_capacity(batches.len());
+    for (name, batch) in batches {
+        let batch = batch.map_err(arrow_err(name))?;
+        let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties.clone()))
+            .map_err(parquet_err(name))?;
+        writer.write(&batch).map_err(parquet_err(name))?;
+        out.push((name, writer.into_inner().map_err(parquet_err(name))?));
+    }
+    Ok(out)
+}
+
+fn batch(columns: Vec<(&str, ArrayRef)>) -> arrow::error::Result<RecordBatch> {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(name, array)| Field::new(*name, array.data_type().clone(), true))
+        .collect();
+    RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+}
+
+fn dataset_column<T>(datasets: &[DatasetData], rows: impl Fn(&DatasetData) -> &[T]) -> ArrayRef {
+    let mut builder = UInt32Builder::new();
+    for (i, dataset) in datasets.iter().enumerate() {
+        builder.append_value_n(i as u32, rows(dataset).len());
+    }
+    Arc::new(builder.finish())
+}
+
+fn series_batch(datasets: &[DatasetData]) -> arrow::error::Result<RecordBatch> {
+    let mut profile_type = StringBuilder::new();
+    let mut names = ListBuilder::new(StringBuilder::new());
+    let mut values = ListBuilder::new(StringBuilder::new());
+    for row in datasets.iter().flat_map(|d| &d.series) {
+        profile_type.append_value(&row.profile_type);
+        for (name, value) in row.labels.iter() {
+            names.values().append_value(name);
+            values.values().append_value(value);
+        }
+        names.append(true);
+        values.append(true);
+    }
+    batch(vec![
+        ("dataset", dataset_column(datasets, |d| &d.series)),
+        ("profile_type", Arc::new(profile_type.finish())),
+        ("label_names", Arc::new(names.finish())),
+        ("label_values", Arc::new(values.finish())),
+    ])
+}
+
+fn profiles_batch(datasets: &[DatasetData]) -> arrow::error::Result<RecordBatch> {
+    let rows = || datasets.iter().flat_map(|d| &d.profiles);
+    batch(vec![
+        ("dataset", dataset_column(datasets, |d| &d.profiles)),
+        (
+            "series",
+            Arc::new(UInt32Array::from_iter_values(rows().map(|r| r.series))),
+        ),
+        (
+            "profile_id",
+            Arc::new(rows().map(|r| Some(&r.profile_id)).collect::<StringArray>()),
+        ),
+        (
+            "time_nanos",
+            Arc::new(Int64Array::from_iter_values(rows().map(|r| r.time_nanos))),
+        ),
+        (
+            "duration_nanos",
+            Arc::new(Int64Array::from_iter_values(
+                rows().map(|r| r.duration_nanos),
+            )),
+        ),
+        (
+            "period",
+            Arc::new(Int64Array::from_iter_values(rows().map(|r| r.period))),
+        ),
+    ])
+}
+
+fn samples_batch(datasets: &[DatasetData]) -> arrow::error::Result<RecordBatch> {
+    let rows = || datasets.iter().flat_map(|d| &d.samples);
+    let optional = |get: fn(&SampleLabels) -> &Option<String>| -> ArrayRef {
+        Arc::new(
+            rows()
+                .map(|r| get(&r.labels).as_deref())
+                .collect::<StringArray>(),
+        )
+    };
+    batch(vec![
+        ("dataset", dataset_column(datasets, |d| &d.samples)),
+        (
+            "profile",
+            Arc::new(UInt32Array::from_iter_values(rows().map(|r| r.profile))),
+        ),
+        (
+            "stack",
+            Arc::new(UInt32Array::from_iter_values(rows().map(|r| r.stack))),
+        ),
+        (
+            "value",
+            Arc::new(Int64Array::from_iter_values(rows().map(|r| r.value))),
+        ),
+        ("span_id", optional(|l| &l.span_id)),
+        ("span_name", optional(|l| &l.span_name)),
+        ("trace_id", optional(|l| &l.trace_id)),
+        ("profile_id", optional(|l| &l.profile_id)),
+    ])
+}
+
+fn strings_batch(datasets: &[DatasetData]) -> arrow::error::Result<RecordBatch> {
+    let rows = datasets.iter().flat_map(|d| &d.symbols.strings);
+    batch(vec![
+        ("dataset", dataset_column(datasets, |d| &d.symbols.strings)),
+        ("value", Arc::new(rows.map(Some).collect::<StringArray>())),
+    ])
+}
+
+fn mappings_batch(datasets: &[DatasetData]) -> arrow::error::Result<RecordBatch> {
+    let rows = || datasets.iter().flat_map(|d| &d.symbols.mappings);
+    let u64s = |get: fn(&Mapping) -> u64| -> ArrayRef {
+        Arc::new(UInt64Array::from_iter_values(rows().map(get)))
+    };
+    batch(vec![
+        ("dataset", dataset_column(datasets, |d| &d.symbols.mappings)),
+        ("memory_start", u64s(|m| m.memory_start)),
+        ("memory_limit", u64s(|m| m.memory_limit)),
+        ("file_offset", u64s(|m| m.file_offset)),
+        (
+            "filename",
+            Arc::new(UInt32Array::from_iter_values(rows().map(|m| m.filename))),
+        ),
+        (
+            "build_id",
+            Arc::new(UInt32Array::from_iter_values(rows().map(|m| m.build_id))),
+        ),
+    ])
+}
+
+fn functions_batch(datasets: &[DatasetData]) -> arrow::error::Result<RecordBatch> {
+    let rows = || datasets.iter().flat_map(|d| &d.symbols.functions);
+    let u32s = |get: fn(&Function) -> u32| -> ArrayRef {
+        Arc::new(UInt32Array::from_iter_values(rows().map(get)))
+    };
+    batch(vec![
+        (
+            "dataset",
+            dataset_column(datasets, |d| &d.symbols.functions),
+        ),
+        ("name", u32s(|f| f.name)),
+        ("system_name", u32s(|f| f.system_name)),
+        ("filename", u32s(|f| f.filename)),
+        (
+            "start_line",
+            Arc::new(Int64Array::from_iter_values(rows().map(|f| f.start_line))),
+        ),
+    ])
+}
+
+fn locations_batch(datasets: &[DatasetData]) -> arrow::error::Result<RecordBatch> {
+    let mut mapping = UInt32Builder::new();
+    let mut address = UInt64Builder::new();
+    let mut folded = BooleanBuilder::new();
+    let mut functions = ListBuilder::new(UInt32Builder::new());
+    let mut lines = ListBuilder::new(Int64Builder::new());
+    for location in datasets.iter().flat_map(|d| &d.symbols.locations) {
+        mapping.append_value(location.mapping);
+        address.append_value(location.address);
+        folded.append_value(location.is_folded);
+        for &(function, line) in &location.lines {
+            functions.values().append_value(function);
+            lines.values().append_value(line);
+        }
+        functions.append(true);
+        lines.append(true);
+    }
+    batch(vec![
+        (
+            "dataset",
+            dataset_column(datasets, |d| &d.symbols.locations),
+        ),
+        ("mapping", Arc::new(mapping.finish())),
+        ("address", Arc::new(address.finish())),
+        ("is_folded", Arc::new(folded.finish())),
+        ("line_functions", Arc::new(functions.finish())),
+        ("line_numbers", Arc::new(lines.finish())),
+    ])
+}
+
+fn stacks_batch(datasets: &[DatasetData]) -> arrow::error::Result<RecordBatch> {
+    let rows = || datasets.iter().flat_map(|d| &d.symbols.stacks);
+    batch(vec![
+        ("dataset", dataset_column(datasets, |d| &d.symbols.stacks)),
+        (
+            "parent",
+            Arc::new(UInt32Array::from_iter_values(rows().map(|s| s.0))),
+        ),
+        (
+            "location",
+            Arc::new(UInt32Array::from_iter_values(rows().map(|s| s.1))),
+        ),
+    ])
+}
+
+/// A decoded section: its batches concatenated.
+struct Table {
+    name: &'static str,
+    batch: RecordBatch,
+}
+
+impl Table {
+    fn decode(name: &'static str, data: Bytes) -> Result<Self> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(data)
+            .map_err(parquet_err(name))?
+            .build()
+            .map_err(parquet_err(name))?;
+        let schema = reader.schema();
+        let batches = reader
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(arrow_err(name))?;
+        let batch = arrow::compute::concat_batches(&schema, &batches).map_err(arrow_err(name))?;
+        Ok(Self { name, batch })
+    }
+
+    fn column(&self, column: &str) -> Result<&ArrayRef> {
+        self.batch.column_by_name(column).ok_or_else(|| {
+            BlockError::Corrupt(format!("section {} lacks column {column}", self.name))
+        })
+    }
+
+    fn u32s(&self, column: &str) -> Result<&UInt32Array> {
+        self.column(column)?
+            .as_primitive_opt()
+            .ok_or_else(|| self.wrong_type(column))
+    }
+
+    fn u64s(&self, column: &str) -> Result<&UInt64Array> {
+        self.column(column)?
+            .as_primitive_opt()
+            .ok_or_else(|| self.wrong_type(column))
+    }
+
+    fn i64s(&self, column: &str) -> Result<&Int64Array> {
+        self.column(column)?
+            .as_primitive_opt()
+            .ok_or_else(|| self.wrong_type(column))
+    }
+
+    fn bools(&self, column: &str) -> Result<&BooleanArray> {
+        self.column(column)?
+            .as_boolean_opt()
+            .ok_or_else(|| self.wrong_type(column))
+    }
+
+    fn strings(&self, column: &str) -> Result<&StringArray> {
+        self.column(column)?
+            .as_string_opt()
+            .ok_or_else(|| self.wrong_type(column))
+    }
+
+    fn wrong_type(&self, column: &str) -> BlockError {
+        BlockError::Corrupt(format!(
+            "column {column} of section {} has the wrong type",
+            self.name
+        ))
+    }
+
+    /// Row ranges of each dataset, checked to be contiguous and in order.
+    fn dataset_ranges(&self, datasets: usize) -> Result<Vec<std::ops::Range<usize>>> {
+        let column = self.u32s("dataset")?;
+        let mut ranges = vec![0..0; datasets];
+        let mut previous = 0u32;
+        for (row, &dataset) in column.values().iter().enumerate() {
+            if dataset < previous || dataset as usize >= datasets {
+                return Err(BlockError::Corrupt(format!(
+                    "section {} has rows out of dataset order",
+                    self.name
+                )));
+            }
+            previous = dataset;
+            let range = &mut ranges[dataset as usize];
+            if range.start == range.end {
+                *range = row..row + 1;
+            } else {
+                range.end = row + 1;
+            }
+        }
+        Ok(ranges)
+    }
+}
+
+/// Decodes the sections into `datasets`, which hold tenant and service from the footer.
+pub(crate) fn decode(
+    sections: Vec<(&'static str, Bytes)>,
+    datasets: &mut [DatasetData],
+) -> Result<()> {
+    for (name, data) in sections {
+        let table = Table::decode(name, data)?;
+        let ranges = table.dataset_ranges(datasets.len())?;
+        for (dataset, rows) in datasets.iter_mut().zip(ranges) {
+            decode_rows(&table, rows, dataset)?;
+        }
+    }
+    for dataset in datasets.iter() {
+        check_references(dataset)?;
+    }
+    Ok(())
+}
+
+fn decode_rows(table: &Table, rows: std::ops::Range<usize>, out: &mut DatasetData) -> Result<()> {
+    match table.name {
+        "series" => {
+            let profile_types = table.strings("profile_type")?;
+            let names = table.column("label_names")?.as_list::<i32>();
+            let values = table.column("label_values")?.as_list::<i32>();
+            for row in rows {
+                let names = names.value(row);
+                let values = values.value(row);
+                let (names, values) = (names.as_string::<i32>(), values.as_string::<i32>());
+                out.series.push(SeriesRow {
+                    profile_type: profile_types.value(row).to_string(),
+                    labels: Labels::from_pairs(names.iter().zip(values.iter()).map(|(n, v)| {
+                        (
+                            n.unwrap_or_default().to_string(),
+                            v.unwrap_or_default().to_string(),
+                        )
+                    })),
+                });
+            }
+        }
+        "profiles" => {
+            let (series, ids) = (table.u32s("series")?, table.strings("profile_id")?);
+            let (times, durations) = (table.i64s("time_nanos")?, table.i64s("duration_nanos")?);
+            let periods = table.i64s("period")?;
+            for row in rows {
+                out.profiles.push(ProfileRow {
+                    series: series.value(row),
+                    profile_id: ids.value(row).to_string(),
+                    time_nanos: times.value(row),
+                    duration_nanos: durations.value(row),
+                    period: periods.value(row),
+                });
+            }
+        }
+        "samples" => {
+            let (profiles, stacks) = (table.u32s("profile")?, table.u32s("stack")?);
+            let values = table.i64s("value")?;
+            let optional = |column: &str| -> Result<&StringArray> { table.strings(column) };
+            let (span_id, span_name) = (optional("span_id")?, optional("span_name")?);
+            let (trace_id, profile_id) = (optional("trace_id")?, optional("profile_id")?);
+            let get = |array: &StringArray, row: usize| {
+                array.is_valid(row).then(|| array.value(row).to_string())
+            };
+            let empty = Arc::new(SampleLabels::default());
+            for row in rows {
+                let labels = SampleLabels {
+                    span_id: get(span_id, row),
+                    span_name: get(span_name, row),
+                    trace_id: get(trace_id, row),
+                    profile_id: get(profile_id, row),
+                };
+                out.samples.push(SampleRow {
+                    profile: profiles.value(row),
+                    stack: stacks.value(row),
+                    value: values.value(row),
+                    labels: if labels == SampleLabels::default() {
+                        Arc::clone(&empty)
+                    } else {
+                        Arc::new(labels)
+                    },
+                });
+            }
+        }
+        "strings" => {
+            let values = table.strings("value")?;
+            out.symbols.strings = rows.map(|row| values.value(row).to_string()).collect();
+        }
+        "mappings" => {
+            let (start, limit) = (table.u64s("memory_start")?, table.u64s("memory_limit")?);
+            let offset = table.u64s("file_offset")?;
+            let (filename, build_id) = (table.u32s("filename")?, table.u32s("build_id")?);
+            out.symbols.mappings = rows
+                .map(|row| Mapping {
+                    memory_start: start.value(row),
+                    memory_limit: limit.value(row),
+                    file_offset: offset.value(row),
+                    filename: filename.value(row),
+                    build_id: build_id.value(row),
+                })
+                .collect();
+        }
+        "functions" => {
+            let (name, system_name) = (table.u32s("name")?, table.u32s("system_name")?);
+            let (filename, start_line) = (table.u32s("filename")?, table.i64s("start_line")?);
+            out.symbols.functions = rows
+                .map(|row| Function {
+                    name: name.value(row),
+                    system_name: system_name.value(row),
+                    filename: filename.value(row),
+                    start_line: start_line.value(row),
+                })
+                .collect();
+        }
+        "locations" => {
+            let (mapping, address) = (table.u32s("mapping")?, table.u64s("address")?);
+            let folded = table.bools("is_folded")?;
+            let functions = table.column("line_functions")?.as_list::<i32>();
+            let lines = table.column("line_numbers")?.as_list::<i32>();
+            out.symbols.locations = rows
+                .map(|row| {
+                    let functions = functions.value(row);
+                    let lines = lines.value(row);
+                    let functions = functions.as_primitive::<arrow::datatypes::UInt32Type>();
+                    let lines = lines.as_primitive::<arrow::datatypes::Int64Type>();
+                    Location {
+                        mapping: mapping.value(row),
+                        address: address.value(row),
+                        is_folded: folded.value(row),
+                        lines: functions
+                            .values()
+                            .iter()
+                            .copied()
+                            .zip(lines.values().iter().copied())
+                            .collect(),
+                    }
+                })
+                .collect();
+        }
+        "stacks" => {
+            let (parent, location) = (table.u32s("parent")?, table.u32s("location")?);
+            out.symbols.stacks = rows
+                .map(|row| (parent.value(row), location.value(row)))
+                .collect();
+        }
+        other => return Err(BlockError::Corrupt(format!("unknown section {other}"))),
+    }
+    Ok(())
+}
+
+/// Checks every id so that readers can index without bounds checks failing.
+fn check_references(data: &DatasetData) -> Result<()> {
+    let corrupt = |what: String| {
+        Err(BlockError::Corrupt(format!(
+            "dataset {}/{}: {what}",
+            data.tenant, data.service_name
+        )))
+    };
+    let Symbols {
+        strings,
+        mappings,
+        functions,
+        locations,
+        stacks,
+    } = &data.symbols;
+    if strings.first().map(String::as_str) != Some("") {
+        return corrupt("string 0 must be empty".to_string());
+    }
+    let string_ok = |id: u32| (id as usize) < strings.len();
+    if !mappings
+        .iter()
+        .all(|m| string_ok(m.filename) && string_ok(m.build_id))
+    {
+        return corrupt("mapping refers to a missing string".to_string());
+    }
+    if !functions
+        .iter()
+        .all(|f| string_ok(f.name) && string_ok(f.system_name) && string_ok(f.filename))
+    {
+        return corrupt("function refers to a missing string".to_string());
+    }
+    let location_ok = |l: &Location| {
+        (l.mapping as usize) <= mappings.len()
+            && l.lines.iter().all(|(f, _)| (*f as usize) < functions.len())
+    };
+    if !locations.iter().all(location_ok) {
+        return corrupt("location refers to a missing mapping or function".to_string());
+    }
+    for (i, &(parent, location)) in stacks.iter().enumerate() {
+        if parent as usize > i || location as usize >= locations.len() {
+            return corrupt(format!("stack node {} is malformed", i + 1));
+        }
+    }
+    if !data
+        .profiles
+        .iter()
+        .all(|p| (p.series as usize) < data.series.len())
+    {
+        return corrupt("profile refers to a missing series".to_string());
+    }
+    if !data
+        .samples
+        .iter()
+        .all(|s| (s.profile as usize) < data.profiles.len() && s.stack as usize <= stacks.len())
+    {
+        return corrupt("sample refers to a missing profile or stack".to_string());
+    }
+    Ok(())
+}

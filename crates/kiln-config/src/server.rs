@@ -1,0 +1,173 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::units::{parse_bytes, parse_duration};
+
+/// A role a `kiln server` process can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum)]
+pub enum Target {
+    /// Every role in one process.
+    All,
+    /// Ingest protocols, validation, placement.
+    Distributor,
+    /// Segment writer.
+    Ingester,
+    /// The block index.
+    Metastore,
+    /// Query frontend and backend.
+    Querier,
+    /// Merges segments into blocks and applies retention.
+    Compactor,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The flags of `kiln server`. Every flag is also `KILN_<FLAG>` and a key of the config file.
+#[derive(Clone, Debug, Args)]
+pub struct ServerArgs {
+    /// YAML config file whose keys are flag names (e.g. `ingester.flush-interval: 1s`).
+    #[arg(long, env = "KILN_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Roles to run, comma-separated.
+    #[arg(
+        long,
+        env = "KILN_TARGET",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "all"
+    )]
+    pub target: Vec<Target>,
+
+    /// Directory for local state: the metastore and, by default, the object store.
+    #[arg(long = "data-dir", env = "KILN_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// HTTP listener: ingest, query, /ready and /metrics (HTTP/1.1 and h2c).
+    #[arg(
+        long = "http-addr",
+        env = "KILN_HTTP_ADDR",
+        default_value = "0.0.0.0:4040"
+    )]
+    pub http_addr: SocketAddr,
+
+    /// Cluster-internal gRPC listener; opened only by roles that serve other processes.
+    #[arg(
+        long = "grpc-addr",
+        env = "KILN_GRPC_ADDR",
+        default_value = "0.0.0.0:9095"
+    )]
+    pub grpc_addr: SocketAddr,
+
+    /// OTLP gRPC listener, opened by the distributor once it accepts OTLP.
+    #[arg(
+        long = "otlp-grpc-addr",
+        env = "KILN_OTLP_GRPC_ADDR",
+        default_value = "0.0.0.0:4317"
+    )]
+    pub otlp_grpc_addr: SocketAddr,
+
+    /// OTLP/HTTP listener, opened by the distributor once it accepts OTLP.
+    #[arg(
+        long = "otlp-http-addr",
+        env = "KILN_OTLP_HTTP_ADDR",
+        default_value = "0.0.0.0:4318"
+    )]
+    pub otlp_http_addr: SocketAddr,
+
+    /// Object store URL: file:///dir, s3://bucket/prefix or memory://. Default:
+    /// file://<data-dir>/objects.
+    #[arg(long, env = "KILN_STORAGE")]
+    pub storage: Option<String>,
+
+    /// Endpoint of an S3-compatible server, e.g. http://127.0.0.1:9000.
+    #[arg(long = "storage.s3.endpoint", env = "KILN_STORAGE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region (default: AWS_REGION, else us-east-1).
+    #[arg(long = "storage.s3.region", env = "KILN_STORAGE_S3_REGION")]
+    pub s3_region: Option<String>,
+
+    /// Use path-style S3 requests (needed by most S3-compatible servers).
+    #[arg(long = "storage.s3.force-path-style", env = "KILN_STORAGE_S3_FORCE_PATH_STYLE",
+          num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false")]
+    pub s3_force_path_style: bool,
+
+    /// Allow plain-HTTP S3 endpoints.
+    #[arg(long = "storage.s3.allow-http", env = "KILN_STORAGE_S3_ALLOW_HTTP",
+          num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false")]
+    pub s3_allow_http: bool,
+
+    /// S3 access key id (default: AWS_ACCESS_KEY_ID).
+    #[arg(
+        long = "storage.s3.access-key-id",
+        env = "KILN_STORAGE_S3_ACCESS_KEY_ID"
+    )]
+    pub s3_access_key_id: Option<String>,
+
+    /// S3 secret access key (default: AWS_SECRET_ACCESS_KEY).
+    #[arg(
+        long = "storage.s3.secret-access-key",
+        env = "KILN_STORAGE_S3_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    pub s3_secret_access_key: Option<String>,
+
+    /// How often an ingester flushes its buffer as a segment; pushes are acknowledged after it.
+    #[arg(long = "ingester.flush-interval", env = "KILN_INGESTER_FLUSH_INTERVAL",
+          default_value = "500ms", value_parser = parse_duration)]
+    pub ingester_flush_interval: Duration,
+
+    /// Largest request body accepted (413 above), e.g. 64MiB.
+    #[arg(long = "limits.max-body-bytes", env = "KILN_LIMITS_MAX_BODY_BYTES",
+          default_value = "64MiB", value_parser = parse_bytes)]
+    pub max_body_bytes: usize,
+
+    /// Largest decompressed payload accepted (413 above); bounds gzip bombs.
+    #[arg(long = "limits.max-decompressed-bytes", env = "KILN_LIMITS_MAX_DECOMPRESSED_BYTES",
+          default_value = "256MiB", value_parser = parse_bytes)]
+    pub max_decompressed_bytes: usize,
+
+    /// Take the tenant from X-Scope-OrgID on every request; otherwise all data is `anonymous`.
+    #[arg(long = "auth.multitenancy-enabled", env = "KILN_AUTH_MULTITENANCY_ENABLED",
+          num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false")]
+    pub multitenancy_enabled: bool,
+
+    /// Log format.
+    #[arg(
+        long = "log-format",
+        env = "KILN_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+impl ServerArgs {
+    /// True when this process runs `target` (directly or through `all`).
+    pub fn runs(&self, target: Target) -> bool {
+        self.target.contains(&Target::All) || self.target.contains(&target)
+    }
+
+    /// The object store URL, defaulting to `file://<data-dir>/objects` (made absolute).
+    pub fn storage_url(&self) -> std::io::Result<String> {
+        if let Some(url) = &self.storage {
+            return Ok(url.clone());
+        }
+        let dir = std::path::absolute(self.data_dir.join("objects"))?;
+        Ok(format!("file://{}", dir.display()))
+    }
+}

@@ -1,0 +1,139 @@
+//! The unary Connect protocol as Pyroscope's clients use it: proto or JSON bodies, optional
+//! gzip, errors as `{"code": ..., "message": ...}`.
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use prost::Message;
+
+use crate::DistributorError;
+
+/// How a Connect message is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Codec {
+    Proto,
+    Json,
+}
+
+impl Codec {
+    /// The codec named by the Content-Type, if it is a unary Connect one.
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+        let essence = content_type.split(';').next()?.trim();
+        match essence {
+            "application/proto" | "application/protobuf" | "application/x-protobuf" => {
+                Some(Codec::Proto)
+            }
+            "application/json" => Some(Codec::Json),
+            _ => None,
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Codec::Proto => "application/proto",
+            Codec::Json => "application/json",
+        }
+    }
+
+    /// Decodes a request message called `full_name`.
+    pub(crate) fn decode<M: Message + Default>(
+        self,
+        full_name: &str,
+        body: &[u8],
+    ) -> Result<M, DistributorError> {
+        match self {
+            Codec::Proto => M::decode(body).map_err(|e| {
+                DistributorError::BadRequest(format!("malformed {full_name} protobuf: {e}"))
+            }),
+            Codec::Json => kiln_proto::json::from_json(full_name, body)
+                .map_err(|e| DistributorError::BadRequest(e.to_string())),
+        }
+    }
+
+    /// Encodes a response message called `full_name` as a 200 response.
+    pub(crate) fn respond<M: Message>(self, full_name: &str, message: &M) -> Response {
+        let body = match self {
+            Codec::Proto => message.encode_to_vec(),
+            Codec::Json => match kiln_proto::json::to_json(full_name, message) {
+                Ok(body) => body,
+                Err(e) => {
+                    return error_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        &e.to_string(),
+                    );
+                }
+            },
+        };
+        ([(header::CONTENT_TYPE, self.content_type())], body).into_response()
+    }
+}
+
+/// Reads a whole request body, failing with 413 past `limit` bytes.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, DistributorError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(DistributorError::BodyTooLarge { limit })
+        }
+        Err(e) => Err(DistributorError::BadRequest(format!(
+            "cannot read request body: {e}"
+        ))),
+    }
+}
+
+/// Undoes `Content-Encoding` (gzip or identity) within `limit` decompressed bytes.
+pub(crate) fn decode_content_encoding(
+    headers: &HeaderMap,
+    body: Bytes,
+    limit: usize,
+) -> Result<Bytes, DistributorError> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "identity" | "" => Ok(body),
+        "gzip" => {
+            if !body.starts_with(&[0x1f, 0x8b]) {
+                return Err(kiln_model::ModelError::Gzip(
+                    "Content-Encoding is gzip but the body is not gzip".to_string(),
+                )
+                .into());
+            }
+            Ok(kiln_model::decompress(body, limit)?)
+        }
+        other => Err(DistributorError::BadRequest(format!(
+            "unsupported Content-Encoding {other:?}: use gzip or identity"
+        ))),
+    }
+}
+
+/// A Connect error response.
+pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The Connect error code for an HTTP status.
+pub(crate) fn connect_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "invalid_argument",
+        StatusCode::UNAUTHORIZED => "unauthenticated",
+        StatusCode::FORBIDDEN => "permission_denied",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => "resource_exhausted",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        _ => "internal",
+    }
+}

@@ -1,0 +1,77 @@
+use http::StatusCode;
+use kiln_ingester::IngestError;
+use kiln_model::ModelError;
+use thiserror::Error;
+
+/// Why the distributor refused a request.
+#[derive(Debug, Error)]
+pub enum DistributorError {
+    /// The profile or its metadata is invalid.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The ingester did not acknowledge.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    /// The request itself is malformed (parameters, headers, multipart).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request body exceeds the configured limit.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    /// Multitenancy is on and the request names no tenant.
+    #[error("no tenant: the X-Scope-OrgID header is required")]
+    MissingTenant,
+    /// A format that Kiln does not accept (yet).
+    #[error("unsupported format {0:?}")]
+    UnsupportedFormat(String),
+}
+
+impl DistributorError {
+    /// The HTTP status for this error.
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            DistributorError::Model(e) if e.is_too_large() => StatusCode::PAYLOAD_TOO_LARGE,
+            DistributorError::Model(_)
+            | DistributorError::BadRequest(_)
+            | DistributorError::UnsupportedFormat(_) => StatusCode::BAD_REQUEST,
+            DistributorError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            DistributorError::MissingTenant => StatusCode::UNAUTHORIZED,
+            DistributorError::Ingest(IngestError::Overloaded { .. }) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            DistributorError::Ingest(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The gRPC status code for this error.
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self.http_status() {
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => {
+                tonic::Code::ResourceExhausted
+            }
+            StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
+            StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
+            _ => tonic::Code::InvalidArgument,
+        }
+    }
+
+    /// A short reason for metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DistributorError::Model(e) if e.is_too_large() => "decompressed_too_large",
+            DistributorError::Model(_) => "invalid_profile",
+            DistributorError::Ingest(IngestError::Overloaded { .. }) => "overloaded",
+            DistributorError::Ingest(_) => "ingester_unavailable",
+            DistributorError::BadRequest(_) => "bad_request",
+            DistributorError::BodyTooLarge { .. } => "body_too_large",
+            DistributorError::MissingTenant => "missing_tenant",
+            DistributorError::UnsupportedFormat(_) => "unsupported_format",
+        }
+    }
+}
+
+impl From<DistributorError> for tonic::Status {
+    fn from(error: DistributorError) -> Self {
+        tonic::Status::new(error.grpc_code(), error.to_string())
+    }
+}

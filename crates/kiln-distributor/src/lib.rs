@@ -1,0 +1,82 @@
+//! The distributor: Kiln's write front door.
+//!
+//! It speaks every ingest protocol (Pyroscope's `/ingest`, `push.v1` over Connect and gRPC),
+//! resolves the tenant, enforces size limits, decodes and validates profiles, normalizes them
+//! into series, and hands them to an [`Ingester`]. It keeps no state.
+
+mod connect;
+mod error;
+mod ingest;
+mod metrics;
+mod push;
+mod tenant;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::post;
+use kiln_ingester::Ingester;
+
+pub use error::DistributorError;
+pub use metrics::DistributorMetrics;
+pub use tenant::{TENANT_HEADER, TenantResolver};
+
+/// Settings of the distributor.
+#[derive(Clone, Debug)]
+pub struct DistributorConfig {
+    /// Largest request body accepted, in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Largest decompressed payload accepted, in bytes (413 above).
+    pub max_decompressed_bytes: usize,
+    /// Read the tenant from `X-Scope-OrgID`; otherwise everything is tenant `anonymous`.
+    pub multitenancy_enabled: bool,
+}
+
+impl Default for DistributorConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 << 20,
+            max_decompressed_bytes: 256 << 20,
+            multitenancy_enabled: false,
+        }
+    }
+}
+
+/// The distributor role.
+#[derive(Debug)]
+pub struct Distributor {
+    config: DistributorConfig,
+    tenants: TenantResolver,
+    ingester: Arc<dyn Ingester>,
+    metrics: DistributorMetrics,
+}
+
+impl Distributor {
+    /// Creates a distributor that forwards to `ingester`.
+    pub fn new(
+        config: DistributorConfig,
+        ingester: Arc<dyn Ingester>,
+        metrics: DistributorMetrics,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            tenants: TenantResolver::new(config.multitenancy_enabled),
+            config,
+            ingester,
+            metrics,
+        })
+    }
+
+    /// The HTTP routes of the distributor: `/ingest`, `/pyroscope/ingest` and
+    /// `/push.v1.PusherService/Push` (Connect and gRPC on the same path).
+    pub fn router(self: &Arc<Self>) -> Router {
+        let grpc = push::grpc_service(Arc::clone(self));
+        Router::new()
+            .route("/ingest", post(ingest::handle))
+            .route("/pyroscope/ingest", post(ingest::handle))
+            .route(
+                "/push.v1.PusherService/Push",
+                post(move |state, request| push::handle(state, request, grpc.clone())),
+            )
+            .with_state(Arc::clone(self))
+    }
+}

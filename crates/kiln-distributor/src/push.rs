@@ -1,0 +1,188 @@
+//! `push.v1.PusherService/Push` over Connect (proto and JSON) and gRPC.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::header;
+use kiln_model::{
+    DecodeLimits, LABEL_SERVICE_NAME, Labels, NormalizeOptions, NormalizedProfile, TenantId,
+    decode_pprof, normalize, validate_label_name, validate_label_value,
+};
+use kiln_proto::push::v1::pusher_service_server::{PusherService, PusherServiceServer};
+use kiln_proto::push::v1::{PushRequest, PushResponse};
+use tower::ServiceExt;
+
+use crate::connect::{self, Codec};
+use crate::{Distributor, DistributorError};
+
+const REQUEST_TYPE: &str = "push.v1.PushRequest";
+const RESPONSE_TYPE: &str = "push.v1.PushResponse";
+
+/// The service name of series that carry none, as Pyroscope names it.
+const UNKNOWN_SERVICE: &str = "unknown_service";
+
+/// The gRPC half of the endpoint, called for `application/grpc` requests.
+pub(crate) type GrpcPusher = PusherServiceServer<GrpcHandler>;
+
+pub(crate) fn grpc_service(distributor: Arc<Distributor>) -> GrpcPusher {
+    let limit = distributor.config.max_body_bytes;
+    PusherServiceServer::new(GrpcHandler { distributor })
+        .max_decoding_message_size(limit)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .accept_compressed(tonic::codec::CompressionEncoding::Zstd)
+}
+
+/// Serves the path: gRPC requests go to tonic, everything else is Connect.
+pub(crate) async fn handle(
+    State(distributor): State<Arc<Distributor>>,
+    request: Request,
+    grpc: GrpcPusher,
+) -> Response {
+    let is_grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if is_grpc {
+        let response: Result<_, Infallible> = grpc.oneshot(request).await;
+        return match response {
+            Ok(response) => response.map(Body::new),
+            Err(never) => match never {},
+        };
+    }
+    match handle_connect(&distributor, request).await {
+        Ok(response) => response,
+        Err(e) => {
+            distributor.metrics.rejected("push", e.reason());
+            tracing::debug!(error = %e, "push rejected");
+            let status = e.http_status();
+            connect::error_response(status, connect::connect_code(status), &e.to_string())
+        }
+    }
+}
+
+async fn handle_connect(
+    distributor: &Arc<Distributor>,
+    request: Request,
+) -> Result<Response, DistributorError> {
+    let (parts, body) = request.into_parts();
+    let codec = Codec::from_headers(&parts.headers).ok_or_else(|| {
+        DistributorError::BadRequest(
+            "unsupported Content-Type: use application/proto, application/json or application/grpc"
+                .to_string(),
+        )
+    })?;
+    let tenant = distributor.tenants.resolve(&parts.headers)?;
+    let config = &distributor.config;
+    let body = connect::read_body(body, config.max_body_bytes).await?;
+    let body =
+        connect::decode_content_encoding(&parts.headers, body, config.max_decompressed_bytes)?;
+    let request: PushRequest = codec.decode(REQUEST_TYPE, &body)?;
+    distributor.push(tenant, request).await?;
+    Ok(codec
+        .respond(RESPONSE_TYPE, &PushResponse {})
+        .into_response())
+}
+
+impl Distributor {
+    /// Decodes, validates and stores every profile of a push request; all or nothing.
+    pub async fn push(
+        &self,
+        tenant: TenantId,
+        request: PushRequest,
+    ) -> Result<(), DistributorError> {
+        let limits = DecodeLimits {
+            max_decompressed_bytes: self.config.max_decompressed_bytes,
+        };
+        let now = now_nanos();
+        let (profiles, bytes) = tokio::task::spawn_blocking(move || {
+            let mut profiles = Vec::new();
+            let mut bytes = 0u64;
+            for series in request.series {
+                let labels = series_labels(&series.labels)?;
+                for sample in series.samples {
+                    bytes += sample.raw_profile.len() as u64;
+                    let pprof = decode_pprof(sample.raw_profile, limits)?;
+                    let options = NormalizeOptions {
+                        now_nanos: now,
+                        profile_id: (!sample.id.is_empty()).then_some(sample.id),
+                        ..NormalizeOptions::default()
+                    };
+                    profiles.push(normalize(pprof, &labels, options)?);
+                }
+            }
+            Ok::<_, DistributorError>((profiles, bytes))
+        })
+        .await
+        .map_err(|e| DistributorError::BadRequest(format!("decoding panicked: {e}")))??;
+        self.store("push", tenant, profiles, bytes).await
+    }
+
+    /// Hands normalized profiles to the ingester and counts them.
+    pub(crate) async fn store(
+        &self,
+        protocol: &str,
+        tenant: TenantId,
+        profiles: Vec<NormalizedProfile>,
+        bytes: u64,
+    ) -> Result<(), DistributorError> {
+        let count = profiles.len() as u64;
+        self.ingester.push(tenant, profiles).await?;
+        self.metrics.accepted(protocol, count, bytes);
+        Ok(())
+    }
+}
+
+fn series_labels(pairs: &[kiln_proto::types::v1::LabelPair]) -> Result<Labels, DistributorError> {
+    let mut labels = Labels::default();
+    for pair in pairs {
+        validate_label_name(&pair.name)?;
+        validate_label_value(&pair.name, &pair.value)?;
+        if labels.get(&pair.name).is_some() {
+            return Err(kiln_model::ModelError::DuplicateLabel(pair.name.clone()).into());
+        }
+        labels.set(pair.name.clone(), pair.value.clone());
+    }
+    if labels.get(LABEL_SERVICE_NAME).is_none() {
+        labels.set(LABEL_SERVICE_NAME.to_string(), UNKNOWN_SERVICE.to_string());
+    }
+    Ok(labels)
+}
+
+pub(crate) fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// The gRPC implementation of `PusherService`.
+#[derive(Debug)]
+pub(crate) struct GrpcHandler {
+    distributor: Arc<Distributor>,
+}
+
+#[tonic::async_trait]
+impl PusherService for GrpcHandler {
+    async fn push(
+        &self,
+        request: tonic::Request<PushRequest>,
+    ) -> Result<tonic::Response<PushResponse>, tonic::Status> {
+        let headers = request.metadata().clone().into_headers();
+        let result = async {
+            let tenant = self.distributor.tenants.resolve(&headers)?;
+            self.distributor.push(tenant, request.into_inner()).await
+        }
+        .await;
+        match result {
+            Ok(()) => Ok(tonic::Response::new(PushResponse {})),
+            Err(e) => {
+                self.distributor.metrics.rejected("push_grpc", e.reason());
+                Err(e.into())
+            }
+        }
+    }
+}

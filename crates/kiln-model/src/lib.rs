@@ -1,0 +1,26 @@
+//! Kiln's profile model, shared by every role.
+//!
+//! A profile arrives in one of the wire formats (pprof today), is decoded within byte limits,
+//! validated, and normalized into [`NormalizedProfile`]: one [`SeriesProfile`] per profile type
+//! and label set, with the symbols of the original pprof kept for the ingester to deduplicate.
+
+mod decode;
+mod error;
+mod labels;
+mod normalize;
+mod profile_type;
+mod tenant;
+mod time;
+
+pub use decode::{DecodeLimits, decode_pprof, decompress};
+pub use error::{ModelError, Result};
+pub use labels::{
+    LABEL_NAME, LABEL_PROFILE_TYPE, LABEL_SERVICE_NAME, Labels, MAX_LABEL_NAME_LEN,
+    MAX_LABEL_VALUE_LEN, parse_app_name, validate_label_name, validate_label_value,
+};
+pub use normalize::{
+    NormalizeOptions, NormalizedProfile, NormalizedSample, SampleLabels, SeriesProfile, normalize,
+};
+pub use profile_type::{ProfileType, profile_name_for};
+pub use tenant::{ANONYMOUS_TENANT, TenantId};
+pub use time::{parse_time_nanos, timestamp_to_nanos};

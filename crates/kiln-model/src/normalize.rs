@@ -1,0 +1,310 @@
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use kiln_proto::google::v1::Profile;
+
+use crate::labels::{LABEL_NAME, LABEL_PROFILE_TYPE, LABEL_SERVICE_NAME, Labels};
+use crate::{ModelError, ProfileType, Result, profile_name_for, validate_label_name};
+
+/// Sample labels that identify a sample rather than a series, so they stay on the sample
+/// instead of splitting the profile into one series per value.
+const SAMPLE_LEVEL_LABELS: [&str; 4] = ["span_id", "span_name", "trace_id", "profile_id"];
+
+/// Everything about a profile that does not come from the pprof itself.
+#[derive(Clone, Debug, Default)]
+pub struct NormalizeOptions {
+    /// The suffix of the /ingest application name (`cpu` in `app.cpu`), a naming hint.
+    pub name_hint: Option<String>,
+    /// Time of the profile in unix nanoseconds, overriding the pprof's `time_nanos`.
+    pub time_nanos: Option<i64>,
+    /// The current time, used when neither the request nor the pprof carries one.
+    pub now_nanos: i64,
+    /// The client's id for this profile; a random one is made when absent.
+    pub profile_id: Option<String>,
+}
+
+/// A profile split into series, ready for the ingester.
+#[derive(Clone, Debug)]
+pub struct NormalizedProfile {
+    /// The service the profile belongs to (the `service_name` label of every series).
+    pub service_name: String,
+    /// Identifies the profile; a profile id seen twice is counted once by queries.
+    pub profile_id: String,
+    /// Start of the profile in unix nanoseconds.
+    pub time_nanos: i64,
+    /// Duration of the profile in nanoseconds (0 when unknown).
+    pub duration_nanos: i64,
+    /// Sampling period, in the period type's unit.
+    pub period: i64,
+    /// The decoded pprof with its samples removed: the symbol tables the samples refer to.
+    pub symbols: Arc<Profile>,
+    /// One entry per profile type and label set, each with at least one sample.
+    pub series: Vec<SeriesProfile>,
+}
+
+impl NormalizedProfile {
+    /// Total number of stored samples across all series.
+    pub fn sample_count(&self) -> usize {
+        self.series.iter().map(|s| s.samples.len()).sum()
+    }
+}
+
+/// The samples of one series for one profile type.
+#[derive(Clone, Debug)]
+pub struct SeriesProfile {
+    /// Full series labels, including `__name__`, `__profile_type__` and `service_name`.
+    pub labels: Labels,
+    /// The profile type of every value in `samples`.
+    pub profile_type: ProfileType,
+    /// Samples with non-zero values.
+    pub samples: Vec<NormalizedSample>,
+}
+
+/// One stack and its value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NormalizedSample {
+    /// pprof location ids, leaf first, valid in [`NormalizedProfile::symbols`].
+    pub locations: Arc<[u64]>,
+    /// The sample value of this series' profile type.
+    pub value: i64,
+    /// Labels kept on the sample.
+    pub labels: Arc<SampleLabels>,
+}
+
+/// Sample-level labels: trace correlation and profile identity.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SampleLabels {
+    /// The span the sample was taken in (16 hex digits).
+    pub span_id: Option<String>,
+    /// The name of that span.
+    pub span_name: Option<String>,
+    /// The trace the sample was taken in.
+    pub trace_id: Option<String>,
+    /// An id the client gave to the sample's profile.
+    pub profile_id: Option<String>,
+}
+
+impl SampleLabels {
+    fn set(&mut self, key: &str, value: String) {
+        match key {
+            "span_id" => self.span_id = Some(value),
+            "span_name" => self.span_name = Some(value),
+            "trace_id" => self.trace_id = Some(value),
+            _ => self.profile_id = Some(value),
+        }
+    }
+}
+
+/// Splits a decoded pprof into series: one per sample type and per set of string sample
+/// labels, each labelled with `base` plus the derived `__name__`, `__profile_type__` and
+/// `service_name`. Zero-valued samples are dropped; a profile without samples gives no series.
+pub fn normalize(
+    mut profile: Profile,
+    base: &Labels,
+    options: NormalizeOptions,
+) -> Result<NormalizedProfile> {
+    if profile.string_table.is_empty() {
+        profile.string_table.push(String::new());
+    }
+    validate_references(&profile)?;
+    let service_name = base
+        .get(LABEL_SERVICE_NAME)
+        .ok_or(ModelError::MissingServiceName)?
+        .to_string();
+    let strings = &profile.string_table;
+    let string = |i: i64| strings[i as usize].as_str();
+
+    let sample_types: Vec<(&str, &str)> = profile
+        .sample_type
+        .iter()
+        .map(|t| (string(t.r#type), string(t.unit)))
+        .collect();
+    let (period_type, period_unit) = profile
+        .period_type
+        .as_ref()
+        .map(|t| (string(t.r#type), string(t.unit)))
+        .unwrap_or(("", ""));
+    let name = match base.get(LABEL_NAME) {
+        Some(name) => name.to_string(),
+        None => {
+            let types: Vec<&str> = sample_types.iter().map(|(t, _)| *t).collect();
+            profile_name_for(&types, period_type, options.name_hint.as_deref())
+        }
+    };
+
+    // Group samples by their series-level labels; keep the rest on the samples.
+    let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
+    let mut group_of: HashMap<Vec<(i64, i64)>, usize> = HashMap::new();
+    let mut sample_labels: Vec<Arc<SampleLabels>> = Vec::with_capacity(profile.sample.len());
+    let mut interned: HashSet<Arc<SampleLabels>> = HashSet::new();
+    for (index, sample) in profile.sample.iter().enumerate() {
+        let mut key = Vec::new();
+        let mut on_sample = SampleLabels::default();
+        for label in sample.label.iter().filter(|l| l.str != 0) {
+            let name = string(label.key);
+            if SAMPLE_LEVEL_LABELS.contains(&name) {
+                on_sample.set(name, string(label.str).to_string());
+            } else {
+                key.push((label.key, label.str));
+            }
+        }
+        key.sort_unstable();
+        let group = match group_of.get(&key) {
+            Some(&group) => group,
+            None => {
+                let mut labels = base.clone();
+                for &(k, v) in &key {
+                    validate_label_name(string(k))?;
+                    crate::validate_label_value(string(k), string(v))?;
+                    labels.set(string(k).to_string(), string(v).to_string());
+                }
+                groups.push((labels, Vec::new()));
+                group_of.insert(key, groups.len() - 1);
+                groups.len() - 1
+            }
+        };
+        groups[group].1.push(index);
+        let on_sample = match interned.get(&on_sample) {
+            Some(existing) => Arc::clone(existing),
+            None => {
+                let shared = Arc::new(on_sample);
+                interned.insert(Arc::clone(&shared));
+                shared
+            }
+        };
+        sample_labels.push(on_sample);
+    }
+
+    let stacks: Vec<Arc<[u64]>> = profile
+        .sample
+        .iter()
+        .map(|s| Arc::from(s.location_id.as_slice()))
+        .collect();
+    let mut series = Vec::new();
+    for (type_index, (sample_type, sample_unit)) in sample_types.iter().enumerate() {
+        let profile_type = ProfileType {
+            name: name.clone(),
+            sample_type: sample_type.to_string(),
+            sample_unit: sample_unit.to_string(),
+            period_type: period_type.to_string(),
+            period_unit: period_unit.to_string(),
+        };
+        for (group_labels, members) in &groups {
+            let samples: Vec<NormalizedSample> = members
+                .iter()
+                .filter(|&&i| profile.sample[i].value[type_index] != 0)
+                .map(|&i| NormalizedSample {
+                    locations: Arc::clone(&stacks[i]),
+                    value: profile.sample[i].value[type_index],
+                    labels: Arc::clone(&sample_labels[i]),
+                })
+                .collect();
+            if samples.is_empty() {
+                continue;
+            }
+            let mut labels = group_labels.clone();
+            labels.set(LABEL_NAME.to_string(), name.clone());
+            labels.set(LABEL_PROFILE_TYPE.to_string(), profile_type.id());
+            labels.set("__type__".to_string(), sample_type.to_string());
+            labels.set("__unit__".to_string(), sample_unit.to_string());
+            labels.set("__period_type__".to_string(), period_type.to_string());
+            labels.set("__period_unit__".to_string(), period_unit.to_string());
+            series.push(SeriesProfile {
+                labels,
+                profile_type: profile_type.clone(),
+                samples,
+            });
+        }
+    }
+
+    let time_nanos = options
+        .time_nanos
+        .or((profile.time_nanos > 0).then_some(profile.time_nanos))
+        .unwrap_or(options.now_nanos);
+    profile.sample = Vec::new();
+    Ok(NormalizedProfile {
+        service_name,
+        profile_id: options
+            .profile_id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        time_nanos,
+        duration_nanos: profile.duration_nanos.max(0),
+        period: profile.period,
+        symbols: Arc::new(profile),
+        series,
+    })
+}
+
+/// Checks every index and id reference so that later stages can index without checks.
+fn validate_references(profile: &Profile) -> Result<()> {
+    let invalid = |what: String| Err(ModelError::InvalidPprof(what));
+    let strings = profile.string_table.len() as i64;
+    if profile.string_table.first().is_some_and(|s| !s.is_empty()) {
+        return invalid("string_table[0] must be the empty string".to_string());
+    }
+    let check_string = |i: i64, field: &str| -> Result<()> {
+        if (0..strings).contains(&i) {
+            Ok(())
+        } else {
+            invalid(format!(
+                "{field} refers to string {i}, but the table has {strings}"
+            ))
+        }
+    };
+    for t in profile.sample_type.iter().chain(profile.period_type.iter()) {
+        check_string(t.r#type, "sample_type.type")?;
+        check_string(t.unit, "sample_type.unit")?;
+    }
+    let mappings: HashSet<u64> = profile.mapping.iter().map(|m| m.id).collect();
+    for m in &profile.mapping {
+        check_string(m.filename, "mapping.filename")?;
+        check_string(m.build_id, "mapping.build_id")?;
+    }
+    let functions: HashSet<u64> = profile.function.iter().map(|f| f.id).collect();
+    for f in &profile.function {
+        check_string(f.name, "function.name")?;
+        check_string(f.system_name, "function.system_name")?;
+        check_string(f.filename, "function.filename")?;
+    }
+    let mut locations = HashSet::with_capacity(profile.location.len());
+    for l in &profile.location {
+        if l.id == 0 {
+            return invalid("location id 0 is reserved".to_string());
+        }
+        locations.insert(l.id);
+        if l.mapping_id != 0 && !mappings.contains(&l.mapping_id) {
+            return invalid(format!(
+                "location {} refers to unknown mapping {}",
+                l.id, l.mapping_id
+            ));
+        }
+        if let Some(line) = l
+            .line
+            .iter()
+            .find(|line| !functions.contains(&line.function_id))
+        {
+            return invalid(format!(
+                "location {} refers to unknown function {}",
+                l.id, line.function_id
+            ));
+        }
+    }
+    let types = profile.sample_type.len();
+    for (i, sample) in profile.sample.iter().enumerate() {
+        if sample.value.len() != types {
+            return invalid(format!(
+                "sample {i} has {} values for {types} sample types",
+                sample.value.len()
+            ));
+        }
+        if let Some(id) = sample.location_id.iter().find(|id| !locations.contains(id)) {
+            return invalid(format!("sample {i} refers to unknown location {id}"));
+        }
+        for label in &sample.label {
+            check_string(label.key, "label.key")?;
+            check_string(label.str, "label.str")?;
+            check_string(label.num_unit, "label.num_unit")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! Object storage chosen by URL. Kiln writes every object once and never rewrites it in
+//! place, so any store object_store supports will do.
+
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+
+pub use object_store;
+
+/// A configured object store and the prefix inside it under which Kiln keeps its objects.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    /// The store.
+    pub store: Arc<dyn ObjectStore>,
+    /// Prefix of every Kiln object (empty for the store's root).
+    pub prefix: Path,
+}
+
+impl Storage {
+    /// Joins `relative` onto the prefix.
+    pub fn path(&self, relative: &str) -> Path {
+        let mut path = self.prefix.clone();
+        for part in relative.split('/').filter(|p| !p.is_empty()) {
+            path = path.clone().join(part);
+        }
+        path
+    }
+
+    /// The in-memory store, for tests.
+    pub fn in_memory() -> Self {
+        Self {
+            store: Arc::new(InMemory::new()),
+            prefix: Path::default(),
+        }
+    }
+}
+
+/// S3 settings that do not fit in the URL.
+#[derive(Clone, Debug, Default)]
+pub struct S3Options {
+    /// Endpoint of an S3-compatible server (http://host:port); AWS when absent.
+    pub endpoint: Option<String>,
+    /// Region; `us-east-1` when absent and not in the environment.
+    pub region: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`) instead of virtual-hosted style.
+    pub force_path_style: bool,
+    /// Allow plain HTTP endpoints.
+    pub allow_http: bool,
+    /// Access key id; otherwise from AWS_ACCESS_KEY_ID.
+    pub access_key_id: Option<String>,
+    /// Secret access key; otherwise from AWS_SECRET_ACCESS_KEY.
+    pub secret_access_key: Option<String>,
+}
+
+/// A storage URL that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The URL does not parse.
+    #[error("invalid storage url {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    /// The scheme is not one Kiln supports.
+    #[error("unsupported storage scheme {0:?}: use file://, memory:// or s3://")]
+    UnsupportedScheme(String),
+    /// The store could not be set up.
+    #[error("cannot open storage {url:?}: {source}")]
+    Open {
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Opens the store named by `url`: `file:///abs/dir`, `memory://`, or `s3://bucket/prefix`.
+pub fn open(url: &str, s3: &S3Options) -> Result<Storage, StorageError> {
+    let parsed = url::Url::parse(url).map_err(|e| StorageError::InvalidUrl {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StorageError::Open {
+        url: url.to_string(),
+        source,
+    };
+    match parsed.scheme() {
+        "file" => {
+            let dir = parsed
+                .to_file_path()
+                .map_err(|()| StorageError::InvalidUrl {
+                    url: url.to_string(),
+                    reason: "not an absolute file path".to_string(),
+                })?;
+            std::fs::create_dir_all(&dir).map_err(|e| open_err(Box::new(e)))?;
+            let store =
+                LocalFileSystem::new_with_prefix(&dir).map_err(|e| open_err(Box::new(e)))?;
+            Ok(Storage {
+                store: Arc::new(store),
+                prefix: Path::default(),
+            })
+        }
+        "memory" => Ok(Storage::in_memory()),
+        "s3" => {
+            let bucket = parsed.host_str().ok_or_else(|| StorageError::InvalidUrl {
+                url: url.to_string(),
+                reason: "missing bucket".to_string(),
+            })?;
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_virtual_hosted_style_request(!s3.force_path_style)
+                .with_allow_http(s3.allow_http);
+            if let Some(endpoint) = &s3.endpoint {
+                builder = builder.with_endpoint(endpoint);
+            }
+            builder = builder.with_region(
+                s3.region
+                    .clone()
+                    .or_else(|| std::env::var("AWS_REGION").ok())
+                    .unwrap_or_else(|| "us-east-1".to_string()),
+            );
+            if let Some(key) = &s3.access_key_id {
+                builder = builder.with_access_key_id(key);
+            }
+            if let Some(secret) = &s3.secret_access_key {
+                builder = builder.with_secret_access_key(secret);
+            }
+            let store = builder.build().map_err(|e| open_err(Box::new(e)))?;
+            Ok(Storage {
+                store: Arc::new(store),
+                prefix: Path::from(parsed.path().trim_matches('/')),
+            })
+        }
+        other => Err(StorageError::UnsupportedScheme(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn file_store_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}/objects", dir.path().display());
+        let storage = open(&url, &S3Options::default()).unwrap();
+        let path = storage.path("segments/0/a.bin");
+        storage
+            .store
+            .put(&path, PutPayload::from_static(b"hello"))
+            .await
+            .unwrap();
+        let got = storage
+            .store
+            .get(&path)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(got, bytes::Bytes::from_static(b"hello"));
+        assert!(dir.path().join("objects/segments/0/a.bin").exists());
+    }
+
+    #[test]
+    fn rejects_unknown_schemes() {
+        let err = open("ftp://x/y", &S3Options::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("unsupported storage scheme"),
+            "{err}"
+        );
+        assert!(open("not a url", &S3Options::default()).is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! The `kiln` binary: parses the command line and wires the roles together.
+
+mod cli;
+mod server;
+mod telemetry;
+
+fn main() -> std::process::ExitCode {
+    cli::run()
+}

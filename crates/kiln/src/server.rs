@@ -1,0 +1,172 @@
+//! `kiln server`: builds the roles named by `--target` and serves them until SIGTERM.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use kiln_config::{ServerArgs, Target};
+use kiln_distributor::{Distributor, DistributorConfig, DistributorMetrics};
+use kiln_ingester::{IngesterMetrics, SegmentWriter, SegmentWriterConfig};
+use kiln_metastore::{EmbeddedMetastore, Metastore};
+use kiln_objstore::S3Options;
+use prometheus_client::registry::Registry;
+
+use crate::telemetry;
+
+pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
+    telemetry::init_logging(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kiln")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+/// State of the operational endpoints (`/ready`, `/metrics`).
+#[derive(Clone, Debug)]
+struct Ops {
+    registry: Arc<Registry>,
+    metastore: Arc<dyn Metastore>,
+    listening: Arc<AtomicBool>,
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    let all_roles = [
+        Target::Distributor,
+        Target::Ingester,
+        Target::Metastore,
+        Target::Querier,
+        Target::Compactor,
+    ];
+    if !all_roles.iter().all(|&role| args.runs(role)) {
+        bail!(
+            "--target {:?}: this version runs every role in one process only (--target all); \
+             separate roles need the Raft metastore and the distributed write path",
+            args.target
+        );
+    }
+
+    let mut registry = Registry::default();
+    let storage_url = args
+        .storage_url()
+        .context("cannot resolve the data directory")?;
+    let s3 = S3Options {
+        endpoint: args.s3_endpoint.clone(),
+        region: args.s3_region.clone(),
+        force_path_style: args.s3_force_path_style,
+        allow_http: args.s3_allow_http,
+        access_key_id: args.s3_access_key_id.clone(),
+        secret_access_key: args.s3_secret_access_key.clone(),
+    };
+    let storage = kiln_objstore::open(&storage_url, &s3)?;
+    let metastore = Arc::new(EmbeddedMetastore::open(&args.data_dir.join("metastore"))?);
+    let ingester = SegmentWriter::start(
+        SegmentWriterConfig {
+            flush_interval: args.ingester_flush_interval,
+            ..SegmentWriterConfig::default()
+        },
+        storage,
+        Arc::clone(&metastore) as Arc<dyn Metastore>,
+        IngesterMetrics::new(&mut registry),
+    );
+    let distributor = Distributor::new(
+        DistributorConfig {
+            max_body_bytes: args.max_body_bytes,
+            max_decompressed_bytes: args.max_decompressed_bytes,
+            multitenancy_enabled: args.multitenancy_enabled,
+        },
+        Arc::clone(&ingester) as Arc<dyn kiln_ingester::Ingester>,
+        DistributorMetrics::new(&mut registry),
+    );
+
+    let ops = Ops {
+        registry: Arc::new(registry),
+        metastore,
+        listening: Arc::new(AtomicBool::new(false)),
+    };
+    let app = Router::new()
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(ops.clone())
+        .merge(distributor.router());
+
+    let listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on --http-addr {}", args.http_addr))?;
+    let addr = listener.local_addr()?;
+    ops.listening.store(true, Ordering::SeqCst);
+    tracing::info!(%addr, storage = %storage_url, "http listener bound");
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("http server failed")?;
+    tracing::info!("http server drained; flushing the ingester");
+    ingester.shutdown().await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn ready(State(ops): State<Ops>) -> impl IntoResponse {
+    if !ops.listening.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: listeners are not up\n",
+        );
+    }
+    if !ops.metastore.is_ready().await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: metastore unavailable\n",
+        );
+    }
+    (StatusCode::OK, "ready\n")
+}
+
+async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
+    let mut body = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &ops.registry) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            e.to_string(),
+        );
+    }
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received; draining requests in flight");
+}

@@ -1,0 +1,1 @@
+//! Integration tests: each module starts the real kiln binary.

@@ -1,1 +1,7 @@
-//! Integration tests: each module starts the real kiln binary.
+//! Integration tests: every module starts the real `kiln` binary and talks to it over the
+//! network with real clients.
+
+mod bad_input;
+mod harness;
+mod lifecycle;
+mod write_path;

@@ -1,4 +1,5 @@
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -15,6 +16,8 @@ pub struct IngesterMetrics {
     pub samples_stored: Counter,
     /// Time to encode, upload and register a segment.
     pub flush_duration_seconds: Histogram,
+    /// Samples waiting in the buffer for the next flush.
+    pub buffered_samples: Gauge,
 }
 
 impl IngesterMetrics {
@@ -26,6 +29,7 @@ impl IngesterMetrics {
             segment_bytes: Counter::default(),
             samples_stored: Counter::default(),
             flush_duration_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            buffered_samples: Gauge::default(),
         };
         let registry = registry.sub_registry_with_prefix("kiln_ingester");
         registry.register(
@@ -52,6 +56,11 @@ impl IngesterMetrics {
             "flush_duration_seconds",
             "Time to encode, upload and register a segment",
             metrics.flush_duration_seconds.clone(),
+        );
+        registry.register(
+            "buffered_samples",
+            "Samples waiting in the buffer for the next flush",
+            metrics.buffered_samples.clone(),
         );
         metrics
     }

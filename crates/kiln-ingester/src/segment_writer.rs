@@ -1,3 +1,4 @@
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -7,7 +8,7 @@ use kiln_metastore::Metastore;
 use kiln_model::{NormalizedProfile, TenantId};
 use kiln_objstore::Storage;
 use kiln_objstore::object_store::{ObjectStoreExt, PutPayload};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use ulid::Ulid;
@@ -51,13 +52,17 @@ struct Pending {
 #[derive(Debug)]
 pub struct SegmentWriter {
     config: SegmentWriterConfig,
+    metrics: IngesterMetrics,
     pending: Arc<Mutex<Pending>>,
     shutdown: CancellationToken,
     flusher: Mutex<Option<JoinHandle<()>>>,
+    draining: AtomicBool,
+    flush_now: Arc<Notify>,
 }
 
 struct Flusher {
     config: SegmentWriterConfig,
+    flush_now: Arc<Notify>,
     pending: Arc<Mutex<Pending>>,
     storage: Storage,
     metastore: Arc<dyn Metastore>,
@@ -74,30 +79,43 @@ impl SegmentWriter {
     ) -> Arc<Self> {
         let pending = Arc::new(Mutex::new(Pending::default()));
         let shutdown = CancellationToken::new();
+        let flush_now = Arc::new(Notify::new());
         let flusher = Flusher {
             config: config.clone(),
+            flush_now: Arc::clone(&flush_now),
             pending: Arc::clone(&pending),
             storage,
             metastore,
-            metrics,
+            metrics: metrics.clone(),
         };
         let handle = tokio::spawn(flusher.run(shutdown.clone()));
         Arc::new(Self {
             config,
+            metrics,
             pending,
             shutdown,
             flusher: Mutex::new(Some(handle)),
+            draining: AtomicBool::new(false),
+            flush_now,
         })
+    }
+
+    /// Starts draining: what is buffered is flushed now, and from here on every push is
+    /// flushed as soon as it arrives, so that requests in flight during shutdown are
+    /// acknowledged without waiting for the flush interval.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.flush_now.notify_one();
     }
 
     /// Refuses new pushes, flushes what is buffered, and waits for the flush loop to end.
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
         let handle = self.flusher.lock().expect("flusher lock").take();
-        if let Some(handle) = handle {
-            if let Err(e) = handle.await {
-                tracing::error!(error = %e, "segment flush loop panicked");
-            }
+        if let Some(handle) = handle
+            && let Err(e) = handle.await
+        {
+            tracing::error!(error = %e, "segment flush loop panicked");
         }
     }
 }
@@ -130,8 +148,12 @@ impl Ingester for SegmentWriter {
             }
             let (sender, receiver) = oneshot::channel();
             pending.waiters.push(sender);
+            self.metrics.buffered_samples.inc_by(samples as i64);
             receiver
         };
+        if self.draining.load(Ordering::SeqCst) {
+            self.flush_now.notify_one();
+        }
         receiver
             .await
             .unwrap_or_else(|_| Err(IngestError::Storage("the flush loop stopped".to_string())))
@@ -145,6 +167,7 @@ impl Flusher {
         loop {
             tokio::select! {
                 _ = interval.tick() => self.flush().await,
+                _ = self.flush_now.notified() => self.flush().await,
                 _ = shutdown.cancelled() => break,
             }
         }
@@ -171,6 +194,7 @@ impl Flusher {
         }
         let started = Instant::now();
         let samples = builder.sample_count();
+        self.metrics.buffered_samples.dec_by(samples as i64);
         let result = self.write_segment(builder).await;
         match &result {
             Ok(bytes) => {

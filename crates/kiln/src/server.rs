@@ -103,8 +103,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     ops.listening.store(true, Ordering::SeqCst);
     tracing::info!(%addr, storage = %storage_url, "http listener bound");
 
+    let draining = Arc::clone(&ingester);
+    let drain_on_signal = async move {
+        shutdown_signal().await;
+        draining.begin_drain();
+    };
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(drain_on_signal)
         .await
         .context("http server failed")?;
     tracing::info!("http server drained; flushing the ingester");

@@ -1,0 +1,243 @@
+//! Starting and stopping `kiln server` processes, and reading back what they stored.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use kiln_block::{BlockMeta, SegmentReader};
+use kiln_proto::google::v1::Profile;
+use prost::Message;
+
+/// How long a server may take to start or stop before the test fails.
+const PROCESS_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A running `kiln server`.
+pub(crate) struct KilnServer {
+    child: Child,
+    /// The bound HTTP address.
+    pub(crate) addr: String,
+}
+
+impl KilnServer {
+    /// Starts `kiln server` on `data_dir` with a random HTTP port and `extra` flags, and waits
+    /// until /ready answers 200.
+    pub(crate) async fn start(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .arg("server")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--http-addr", "127.0.0.1:0", "--log-format", "json"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start kiln")?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (sender, receiver) = mpsc::channel();
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+                    && let Some(addr) = event["fields"]["addr"].as_str()
+                {
+                    let _ = sender.send(addr.to_string());
+                }
+                if std::env::var_os("KILN_TEST_LOGS").is_some() {
+                    eprintln!("{line}");
+                }
+            }
+        });
+        let addr = match receiver.recv_timeout(PROCESS_DEADLINE) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("kiln did not report its listener: {:?}", child.wait()?);
+            }
+        };
+        let server = Self { child, addr };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    /// The base URL of the HTTP listener.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + PROCESS_DEADLINE;
+        let client = reqwest::Client::new();
+        loop {
+            let ready = client
+                .get(self.url("/ready"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK);
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("kiln at {} never became ready", self.addr);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The value of an unlabelled metric from /metrics.
+    pub(crate) async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} not found in:\n{text}"))
+    }
+
+    /// Sends SIGTERM.
+    pub(crate) fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub(crate) fn stop(mut self) -> anyhow::Result<ExitStatus> {
+        self.terminate();
+        self.wait()
+    }
+
+    /// Waits for the process to exit.
+    pub(crate) fn wait(&mut self) -> anyhow::Result<ExitStatus> {
+        let deadline = Instant::now() + PROCESS_DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("kiln did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for KilnServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The shared test data folder (`../shared/testdata` beside the repository).
+pub(crate) fn testdata(relative: &str) -> PathBuf {
+    let root = std::env::var_os("KILN_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata"));
+    root.join(relative)
+}
+
+/// The Go pprof files of the test data: (file name, gzipped bytes).
+pub(crate) fn go_profiles() -> Vec<(String, Bytes)> {
+    let dir = testdata("pprof");
+    let mut files: Vec<(String, Bytes)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            (name, Bytes::from(std::fs::read(&path).unwrap()))
+        })
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 20,
+        "expected the Go CPU and heap profiles in {}",
+        dir.display()
+    );
+    files
+}
+
+/// Decodes a gzipped pprof.
+pub(crate) fn decode(gzipped: &[u8]) -> Profile {
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gzipped), &mut raw).unwrap();
+    Profile::decode(raw.as_slice()).unwrap()
+}
+
+/// `__name__` of a Go profile as Pyroscope names it.
+pub(crate) fn go_profile_name(profile: &Profile) -> &'static str {
+    let period = profile.period_type.as_ref().map(|t| t.r#type).unwrap_or(0);
+    if profile.string_table[period as usize] == "cpu" {
+        "process_cpu"
+    } else {
+        "memory"
+    }
+}
+
+/// The per-sample-type sums of a pprof, keyed by profile type id: the reference totals.
+pub(crate) fn input_totals(profile: &Profile) -> BTreeMap<String, i64> {
+    let s = |i: i64| profile.string_table[i as usize].as_str();
+    let period = profile.period_type.unwrap_or_default();
+    let mut totals = BTreeMap::new();
+    for (index, sample_type) in profile.sample_type.iter().enumerate() {
+        let id = format!(
+            "{}:{}:{}:{}:{}",
+            go_profile_name(profile),
+            s(sample_type.r#type),
+            s(sample_type.unit),
+            s(period.r#type),
+            s(period.unit)
+        );
+        let sum: i64 = profile
+            .sample
+            .iter()
+            .map(|sample| sample.value[index])
+            .sum();
+        *totals.entry(id).or_insert(0) += sum;
+    }
+    totals
+}
+
+/// Totals per (tenant, service, profile type) of everything the block index lists, read from
+/// the objects themselves.
+pub(crate) fn stored_totals(data_dir: &Path) -> BTreeMap<(String, String, String), i64> {
+    let mut totals = BTreeMap::new();
+    for block in registered_blocks(data_dir) {
+        let bytes = std::fs::read(data_dir.join("objects").join(&block.path)).unwrap();
+        let reader = SegmentReader::parse(Bytes::from(bytes)).unwrap();
+        assert_eq!(reader.meta(), &block, "footer and index disagree");
+        for dataset in reader.read_all().unwrap() {
+            for sample in &dataset.samples {
+                let profile = &dataset.profiles[sample.profile as usize];
+                let series = &dataset.series[profile.series as usize];
+                let key = (
+                    dataset.tenant.clone(),
+                    dataset.service_name.clone(),
+                    series.profile_type.clone(),
+                );
+                *totals.entry(key).or_insert(0) += sample.value;
+            }
+        }
+    }
+    totals
+}
+
+/// The blocks registered in the all-in-one block index.
+pub(crate) fn registered_blocks(data_dir: &Path) -> Vec<BlockMeta> {
+    let index = data_dir.join("metastore/blocks.jsonl");
+    let text = std::fs::read_to_string(&index).unwrap_or_default();
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}

@@ -1,0 +1,129 @@
+//! Process lifecycle: help and version, readiness, metrics, graceful shutdown.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::harness::{KilnServer, decode, go_profiles, input_totals, stored_totals};
+
+#[test]
+fn help_and_version_describe_the_binary() {
+    let version = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(version.status.success());
+    assert_eq!(
+        String::from_utf8(version.stdout).unwrap().trim(),
+        format!("kiln {}", env!("CARGO_PKG_VERSION"))
+    );
+    let help = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["server", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    for flag in [
+        "--target",
+        "--data-dir",
+        "--http-addr",
+        "--grpc-addr",
+        "--otlp-grpc-addr",
+        "--otlp-http-addr",
+        "--storage",
+        "--ingester.flush-interval",
+        "--limits.max-body-bytes",
+        "--limits.max-decompressed-bytes",
+        "--log-format",
+        "KILN_INGESTER_FLUSH_INTERVAL",
+    ] {
+        assert!(help.contains(flag), "server --help lacks {flag}");
+    }
+}
+
+#[test]
+fn roles_other_than_all_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "server",
+            "--target",
+            "distributor",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("only (--target all)"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_acknowledges_requests_in_flight_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long flush interval keeps the push waiting in the buffer when SIGTERM arrives.
+    let server = KilnServer::start(dir.path(), &["--ingester.flush-interval=1h"])
+        .await
+        .unwrap();
+    let (_, gzipped) = go_profiles().remove(0);
+    let request = reqwest::Client::new()
+        .post(server.url("/ingest?name=in-flight&format=pprof"))
+        .body(gzipped.clone())
+        .send();
+    let pending = tokio::spawn(request);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.metric("kiln_ingester_buffered_samples").await == 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the push never reached the buffer"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.terminate();
+    let response = pending.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    let mut server = server;
+    assert!(server.wait().unwrap().success());
+
+    let stored: Vec<i64> = stored_totals(dir.path()).values().copied().collect();
+    let expected: Vec<i64> = input_totals(&decode(&gzipped)).into_values().collect();
+    assert_eq!(stored, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_metrics_and_empty_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = KilnServer::start(dir.path(), &["--ingester.flush-interval=50ms"])
+        .await
+        .unwrap();
+    let ready = reqwest::get(server.url("/ready")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    // A profile without samples is accepted and stores nothing.
+    let empty = kiln_proto::google::v1::Profile {
+        string_table: vec![String::new()],
+        ..Default::default()
+    };
+    let response = reqwest::Client::new()
+        .post(server.url("/ingest?name=empty&format=pprof"))
+        .body(prost::Message::encode_to_vec(&empty))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(stored_totals(dir.path()).is_empty());
+
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("kiln_distributor_received_profiles_total{protocol=\"ingest\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("# TYPE kiln_ingester_flush_duration_seconds histogram"));
+}

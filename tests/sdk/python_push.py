@@ -7,6 +7,7 @@ Needs `pip install -r tests/sdk/requirements.txt` (pyroscope-io). The SDK
 (pyroscope-rs inside) pushes to POST /push.v1.PusherService/Push as Connect
 application/proto, with the service_name label set to APP_NAME.
 """
+import logging
 import os
 import sys
 import time
@@ -27,12 +28,16 @@ def kiln_sdk_python_busy_work(deadline):
     return x
 
 
+# Let the SDK print failed uploads (connection errors, non-2xx) to stderr;
+# it never raises for them, so the caller must check the server's side.
+logging.basicConfig(level=logging.WARNING)
 pyroscope.configure(
     application_name=app,
     server_address=url,
     sample_rate=100,
     upload_interval=1,  # seconds between uploads (default 10)
     tags={"kiln_test": "python"},
+    enable_logging=True,
 )
 kiln_sdk_python_busy_work(time.monotonic() + seconds)
 # shutdown() stops the sampler and uploads the last, partial interval.

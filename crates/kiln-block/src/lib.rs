@@ -12,6 +12,8 @@ mod data;
 mod error;
 mod meta;
 mod sections;
+#[cfg(test)]
+mod tests;
 
 pub use builder::SegmentBuilder;
 pub use container::{SegmentReader, object_path};

@@ -308,3 +308,198 @@ fn validate_references(profile: &Profile) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use kiln_proto::google::v1::{Function, Label, Line, Location, Sample, ValueType};
+
+    use super::*;
+
+    /// A two-type CPU profile: sample i has values [i+1, 10*(i+1)] and the given labels.
+    fn profile(labels: Vec<Vec<(&str, &str)>>) -> Profile {
+        let mut strings = vec![String::new()];
+        let mut string = |s: &str| {
+            if let Some(i) = strings.iter().position(|x| x == s) {
+                return i as i64;
+            }
+            strings.push(s.to_string());
+            strings.len() as i64 - 1
+        };
+        let sample_type = vec![
+            ValueType {
+                r#type: string("samples"),
+                unit: string("count"),
+            },
+            ValueType {
+                r#type: string("cpu"),
+                unit: string("nanoseconds"),
+            },
+        ];
+        let period_type = Some(ValueType {
+            r#type: string("cpu"),
+            unit: string("nanoseconds"),
+        });
+        let function = Function {
+            id: 1,
+            name: string("main"),
+            ..Function::default()
+        };
+        let samples = labels
+            .iter()
+            .enumerate()
+            .map(|(i, pairs)| Sample {
+                location_id: vec![1],
+                value: vec![i as i64 + 1, 10 * (i as i64 + 1)],
+                label: pairs
+                    .iter()
+                    .map(|(k, v)| Label {
+                        key: string(k),
+                        str: string(v),
+                        ..Label::default()
+                    })
+                    .collect(),
+            })
+            .collect();
+        Profile {
+            sample_type,
+            period_type,
+            sample: samples,
+            location: vec![Location {
+                id: 1,
+                line: vec![Line {
+                    function_id: 1,
+                    line: 3,
+                    column: 0,
+                }],
+                ..Location::default()
+            }],
+            function: vec![function],
+            string_table: strings,
+            ..Profile::default()
+        }
+    }
+
+    fn base() -> Labels {
+        Labels::from_pairs([("service_name", "svc"), ("env", "prod")])
+    }
+
+    #[test]
+    fn splits_by_sample_type_and_string_labels() {
+        let p = profile(vec![
+            vec![("region", "eu"), ("span_id", "00000000000000aa")],
+            vec![("region", "us")],
+            vec![("region", "eu"), ("trace_id", "t1")],
+        ]);
+        let normalized = normalize(p, &base(), NormalizeOptions::default()).unwrap();
+        assert_eq!(normalized.series.len(), 4);
+        let mut seen = Vec::new();
+        for series in &normalized.series {
+            assert_eq!(series.labels.get("__name__"), Some("process_cpu"));
+            assert_eq!(series.labels.get("env"), Some("prod"));
+            assert_eq!(series.labels.get("span_id"), None);
+            let total: i64 = series.samples.iter().map(|s| s.value).sum();
+            seen.push((
+                series.profile_type.id(),
+                series.labels.get("region").unwrap().to_string(),
+                total,
+            ));
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "process_cpu:cpu:nanoseconds:cpu:nanoseconds".to_string(),
+                    "eu".to_string(),
+                    40
+                ),
+                (
+                    "process_cpu:cpu:nanoseconds:cpu:nanoseconds".to_string(),
+                    "us".to_string(),
+                    20
+                ),
+                (
+                    "process_cpu:samples:count:cpu:nanoseconds".to_string(),
+                    "eu".to_string(),
+                    4
+                ),
+                (
+                    "process_cpu:samples:count:cpu:nanoseconds".to_string(),
+                    "us".to_string(),
+                    2
+                ),
+            ]
+        );
+        let eu = &normalized.series[0];
+        assert_eq!(
+            eu.samples[0].labels.span_id.as_deref(),
+            Some("00000000000000aa")
+        );
+        assert_eq!(eu.samples[1].labels.trace_id.as_deref(), Some("t1"));
+    }
+
+    #[test]
+    fn an_explicit_name_wins_and_times_fall_back() {
+        let mut labels = base();
+        labels.set(LABEL_NAME.to_string(), "custom".to_string());
+        let mut p = profile(vec![vec![]]);
+        p.time_nanos = 5;
+        let options = NormalizeOptions {
+            now_nanos: 9,
+            ..NormalizeOptions::default()
+        };
+        let normalized = normalize(p.clone(), &labels, options.clone()).unwrap();
+        assert_eq!(normalized.series[0].profile_type.name, "custom");
+        assert_eq!(normalized.time_nanos, 5);
+        p.time_nanos = 0;
+        assert_eq!(
+            normalize(p.clone(), &labels, options).unwrap().time_nanos,
+            9
+        );
+        let forced = NormalizeOptions {
+            time_nanos: Some(7),
+            ..NormalizeOptions::default()
+        };
+        assert_eq!(normalize(p, &labels, forced).unwrap().time_nanos, 7);
+    }
+
+    #[test]
+    fn zero_values_are_dropped_per_type() {
+        let mut p = profile(vec![vec![], vec![]]);
+        p.sample[0].value = vec![0, 5];
+        let normalized = normalize(p, &base(), NormalizeOptions::default()).unwrap();
+        let counts: Vec<usize> = normalized.series.iter().map(|s| s.samples.len()).collect();
+        assert_eq!(counts, [1, 2]);
+    }
+
+    #[test]
+    fn rejects_bad_sample_labels_and_references() {
+        let p = profile(vec![vec![("bad-name", "x")]]);
+        let err = normalize(p, &base(), NormalizeOptions::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("invalid label name \"bad-name\""),
+            "{err}"
+        );
+
+        let mut p = profile(vec![vec![]]);
+        p.sample[0].value.pop();
+        let err = normalize(p, &base(), NormalizeOptions::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("has 1 values for 2 sample types"),
+            "{err}"
+        );
+
+        let mut p = profile(vec![vec![]]);
+        p.function[0].name = 99;
+        let err = normalize(p, &base(), NormalizeOptions::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("function.name refers to string 99"),
+            "{err}"
+        );
+
+        let missing = Labels::from_pairs([("env", "prod")]);
+        let err = normalize(profile(vec![vec![]]), &missing, NormalizeOptions::default());
+        assert!(matches!(err, Err(ModelError::MissingServiceName)));
+    }
+}

@@ -130,6 +130,19 @@ pub struct ServerArgs {
           default_value = "500ms", value_parser = parse_duration)]
     pub ingester_flush_interval: Duration,
 
+    /// Flame graph node limit when a query names none (`max-nodes`); 0 means no limit.
+    #[arg(
+        long = "querier.max-flamegraph-nodes",
+        env = "KILN_QUERIER_MAX_FLAMEGRAPH_NODES",
+        default_value = "8192"
+    )]
+    pub querier_max_flamegraph_nodes: usize,
+
+    /// Memory for decoded blocks cached by the querier, e.g. 512MiB.
+    #[arg(long = "querier.cache-bytes", env = "KILN_QUERIER_CACHE_BYTES",
+          default_value = "512MiB", value_parser = parse_bytes)]
+    pub querier_cache_bytes: usize,
+
     /// Largest request body accepted (413 above), e.g. 64MiB.
     #[arg(long = "limits.max-body-bytes", env = "KILN_LIMITS_MAX_BODY_BYTES",
           default_value = "64MiB", value_parser = parse_bytes)]

@@ -1,4 +1,5 @@
 use http::StatusCode;
+use kiln_api::RequestError;
 use kiln_ingester::IngestError;
 use kiln_model::ModelError;
 use thiserror::Error;
@@ -12,15 +13,9 @@ pub enum DistributorError {
     /// The ingester did not acknowledge.
     #[error(transparent)]
     Ingest(#[from] IngestError),
-    /// The request itself is malformed (parameters, headers, multipart).
-    #[error("{0}")]
-    BadRequest(String),
-    /// The request body exceeds the configured limit.
-    #[error("request body exceeds the limit of {limit} bytes")]
-    BodyTooLarge { limit: usize },
-    /// Multitenancy is on and the request names no tenant.
-    #[error("no tenant: the X-Scope-OrgID header is required")]
-    MissingTenant,
+    /// The request itself is malformed (parameters, headers, multipart, body encoding).
+    #[error(transparent)]
+    Request(#[from] RequestError),
     /// A format that Kiln does not accept (yet).
     #[error("unsupported format {0:?}")]
     UnsupportedFormat(String),
@@ -31,11 +26,10 @@ impl DistributorError {
     pub fn http_status(&self) -> StatusCode {
         match self {
             DistributorError::Model(e) if e.is_too_large() => StatusCode::PAYLOAD_TOO_LARGE,
-            DistributorError::Model(_)
-            | DistributorError::BadRequest(_)
-            | DistributorError::UnsupportedFormat(_) => StatusCode::BAD_REQUEST,
-            DistributorError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            DistributorError::MissingTenant => StatusCode::UNAUTHORIZED,
+            DistributorError::Model(_) | DistributorError::UnsupportedFormat(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            DistributorError::Request(e) => e.http_status(),
             DistributorError::Ingest(IngestError::Overloaded { .. }) => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -45,14 +39,7 @@ impl DistributorError {
 
     /// The gRPC status code for this error.
     pub fn grpc_code(&self) -> tonic::Code {
-        match self.http_status() {
-            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => {
-                tonic::Code::ResourceExhausted
-            }
-            StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
-            StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
-            _ => tonic::Code::InvalidArgument,
-        }
+        kiln_api::grpc_code(self.http_status())
     }
 
     /// A short reason for metrics labels.
@@ -62,9 +49,7 @@ impl DistributorError {
             DistributorError::Model(_) => "invalid_profile",
             DistributorError::Ingest(IngestError::Overloaded { .. }) => "overloaded",
             DistributorError::Ingest(_) => "ingester_unavailable",
-            DistributorError::BadRequest(_) => "bad_request",
-            DistributorError::BodyTooLarge { .. } => "body_too_large",
-            DistributorError::MissingTenant => "missing_tenant",
+            DistributorError::Request(e) => e.reason(),
             DistributorError::UnsupportedFormat(_) => "unsupported_format",
         }
     }

@@ -13,9 +13,9 @@ use kiln_model::{
 };
 use serde::Deserialize;
 
-use crate::connect::read_body;
 use crate::push::now_nanos;
 use crate::{Distributor, DistributorError};
+use kiln_api::{RequestError, read_body};
 
 /// Query parameters of /ingest, as Pyroscope's clients send them.
 #[derive(Debug, Default, Deserialize)]
@@ -58,7 +58,7 @@ async fn ingest(
         .name
         .as_deref()
         .filter(|n| !n.trim().is_empty())
-        .ok_or_else(|| DistributorError::BadRequest("missing query parameter name".to_string()))?;
+        .ok_or_else(|| RequestError::BadRequest("missing query parameter name".to_string()))?;
     let (app_name, mut labels) = parse_app_name(name)?;
     if labels.get(LABEL_SERVICE_NAME).is_none() {
         labels.set(LABEL_SERVICE_NAME.to_string(), app_name);
@@ -119,7 +119,7 @@ async fn ingest(
         Ok::<_, DistributorError>(normalize(pprof, &labels, options)?)
     })
     .await
-    .map_err(|e| DistributorError::BadRequest(format!("decoding panicked: {e}")))??;
+    .map_err(|e| RequestError::BadRequest(format!("decoding panicked: {e}")))??;
     distributor
         .store("ingest", tenant, vec![normalized], bytes)
         .await
@@ -130,8 +130,7 @@ async fn profile_from_multipart(body: Bytes, boundary: String) -> Result<Bytes, 
     let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(body) });
     let mut form = multer::Multipart::new(stream, boundary);
     let mut profile = None;
-    let bad =
-        |e: multer::Error| DistributorError::BadRequest(format!("malformed multipart body: {e}"));
+    let bad = |e: multer::Error| RequestError::BadRequest(format!("malformed multipart body: {e}"));
     while let Some(field) = form.next_field().await.map_err(bad)? {
         match field.name() {
             Some("profile") => profile = Some(field.bytes().await.map_err(bad)?),
@@ -145,7 +144,7 @@ async fn profile_from_multipart(body: Bytes, boundary: String) -> Result<Bytes, 
             _ => {}
         }
     }
-    profile.ok_or_else(|| {
-        DistributorError::BadRequest("multipart body has no 'profile' field".to_string())
-    })
+    Ok(profile.ok_or_else(|| {
+        RequestError::BadRequest("multipart body has no 'profile' field".to_string())
+    })?)
 }

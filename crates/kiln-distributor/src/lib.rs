@@ -4,12 +4,10 @@
 //! resolves the tenant, enforces size limits, decodes and validates profiles, normalizes them
 //! into series, and hands them to an [`Ingester`]. It keeps no state.
 
-mod connect;
 mod error;
 mod ingest;
 mod metrics;
 mod push;
-mod tenant;
 
 use std::sync::Arc;
 
@@ -18,8 +16,8 @@ use axum::routing::post;
 use kiln_ingester::Ingester;
 
 pub use error::DistributorError;
+pub use kiln_api::{TENANT_HEADER, TenantResolver};
 pub use metrics::DistributorMetrics;
-pub use tenant::{TENANT_HEADER, TenantResolver};
 
 /// Settings of the distributor.
 #[derive(Clone, Debug)]

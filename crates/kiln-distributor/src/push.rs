@@ -1,21 +1,17 @@
 //! `push.v1.PusherService/Push` over Connect (proto and JSON) and gRPC.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use http::header;
+use kiln_api::{Codec, RequestError};
 use kiln_model::{
     DecodeLimits, LABEL_SERVICE_NAME, Labels, NormalizeOptions, NormalizedProfile, TenantId,
     decode_pprof, normalize, validate_label_name, validate_label_value,
 };
 use kiln_proto::push::v1::pusher_service_server::{PusherService, PusherServiceServer};
 use kiln_proto::push::v1::{PushRequest, PushResponse};
-use tower::ServiceExt;
 
-use crate::connect::{self, Codec};
 use crate::{Distributor, DistributorError};
 
 const REQUEST_TYPE: &str = "push.v1.PushRequest";
@@ -41,27 +37,18 @@ pub(crate) async fn handle(
     request: Request,
     grpc: GrpcPusher,
 ) -> Response {
-    let is_grpc = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
-    if is_grpc {
-        let response: Result<_, Infallible> = grpc.oneshot(request).await;
-        return match response {
-            Ok(response) => response.map(Body::new),
-            Err(never) => match never {},
-        };
-    }
-    match handle_connect(&distributor, request).await {
-        Ok(response) => response,
-        Err(e) => {
-            distributor.metrics.rejected("push", e.reason());
-            tracing::debug!(error = %e, "push rejected");
-            let status = e.http_status();
-            connect::error_response(status, connect::connect_code(status), &e.to_string())
+    kiln_api::grpc_or(request, grpc, |request| async move {
+        match handle_connect(&distributor, request).await {
+            Ok(response) => response,
+            Err(e) => {
+                distributor.metrics.rejected("push", e.reason());
+                tracing::debug!(error = %e, "push rejected");
+                let status = e.http_status();
+                kiln_api::error_response(status, kiln_api::connect_code(status), &e.to_string())
+            }
         }
-    }
+    })
+    .await
 }
 
 async fn handle_connect(
@@ -69,17 +56,12 @@ async fn handle_connect(
     request: Request,
 ) -> Result<Response, DistributorError> {
     let (parts, body) = request.into_parts();
-    let codec = Codec::from_headers(&parts.headers).ok_or_else(|| {
-        DistributorError::BadRequest(
-            "unsupported Content-Type: use application/proto, application/json or application/grpc"
-                .to_string(),
-        )
-    })?;
+    let codec = Codec::require(&parts.headers)?;
     let tenant = distributor.tenants.resolve(&parts.headers)?;
     let config = &distributor.config;
-    let body = connect::read_body(body, config.max_body_bytes).await?;
+    let body = kiln_api::read_body(body, config.max_body_bytes).await?;
     let body =
-        connect::decode_content_encoding(&parts.headers, body, config.max_decompressed_bytes)?;
+        kiln_api::decode_content_encoding(&parts.headers, body, config.max_decompressed_bytes)?;
     let request: PushRequest = codec.decode(REQUEST_TYPE, &body)?;
     distributor.push(tenant, request).await?;
     Ok(codec
@@ -117,7 +99,7 @@ impl Distributor {
             Ok::<_, DistributorError>((profiles, bytes))
         })
         .await
-        .map_err(|e| DistributorError::BadRequest(format!("decoding panicked: {e}")))??;
+        .map_err(|e| RequestError::BadRequest(format!("decoding panicked: {e}")))??;
         self.store("push", tenant, profiles, bytes).await
     }
 

@@ -14,6 +14,7 @@ use kiln_distributor::{Distributor, DistributorConfig, DistributorMetrics};
 use kiln_ingester::{IngesterMetrics, SegmentWriter, SegmentWriterConfig};
 use kiln_metastore::{EmbeddedMetastore, Metastore};
 use kiln_objstore::S3Options;
+use kiln_querier::{Querier, QuerierConfig};
 use prometheus_client::registry::Registry;
 
 use crate::telemetry;
@@ -71,9 +72,18 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             flush_interval: args.ingester_flush_interval,
             ..SegmentWriterConfig::default()
         },
-        storage,
+        storage.clone(),
         Arc::clone(&metastore) as Arc<dyn Metastore>,
         IngesterMetrics::new(&mut registry),
+    );
+    let querier = Querier::new(
+        QuerierConfig {
+            max_nodes_default: args.querier_max_flamegraph_nodes,
+            cache_bytes: args.querier_cache_bytes as u64,
+            multitenancy_enabled: args.multitenancy_enabled,
+        },
+        Arc::clone(&metastore) as Arc<dyn Metastore>,
+        storage,
     );
     let distributor = Distributor::new(
         DistributorConfig {
@@ -94,7 +104,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(ops.clone())
-        .merge(distributor.router());
+        .merge(distributor.router())
+        .merge(querier.router());
 
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await

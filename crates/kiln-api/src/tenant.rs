@@ -1,7 +1,7 @@
 use http::HeaderMap;
 use kiln_model::TenantId;
 
-use crate::DistributorError;
+use crate::RequestError;
 
 /// The header (and gRPC metadata key) that names the tenant.
 pub const TENANT_HEADER: &str = "x-scope-orgid";
@@ -21,15 +21,15 @@ impl TenantResolver {
     }
 
     /// The tenant named by `headers`.
-    pub fn resolve(&self, headers: &HeaderMap) -> Result<TenantId, DistributorError> {
+    pub fn resolve(&self, headers: &HeaderMap) -> Result<TenantId, RequestError> {
         if !self.multitenancy_enabled {
             return Ok(TenantId::anonymous());
         }
         let value = headers
             .get(TENANT_HEADER)
-            .ok_or(DistributorError::MissingTenant)?;
+            .ok_or(RequestError::MissingTenant)?;
         let id = value.to_str().map_err(|_| {
-            DistributorError::BadRequest("X-Scope-OrgID is not valid ASCII".to_string())
+            RequestError::BadRequest("X-Scope-OrgID is not valid ASCII".to_string())
         })?;
         Ok(TenantId::new(id)?)
     }

@@ -1,25 +1,62 @@
 //! The unary Connect protocol as Pyroscope's clients use it: proto or JSON bodies, optional
 //! gzip, errors as `{"code": ..., "message": ...}`.
 
+use std::convert::Infallible;
+
 use axum::body::Body;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 
-use crate::DistributorError;
+use crate::RequestError;
+
+/// Serves a request with the gRPC service `grpc` when its Content-Type is `application/grpc*`,
+/// and with `connect` otherwise, so that both protocols share one path as in Pyroscope.
+pub async fn grpc_or<S, B, F, Fut>(request: Request, grpc: S, connect: F) -> Response
+where
+    S: tower::Service<Request, Response = http::Response<B>, Error = Infallible>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    let is_grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if !is_grpc {
+        return connect(request).await;
+    }
+    match tower::ServiceExt::oneshot(grpc, request).await {
+        Ok(response) => response.map(Body::new),
+        Err(never) => match never {},
+    }
+}
 
 /// How a Connect message is encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Codec {
+pub enum Codec {
     Proto,
     Json,
 }
 
 impl Codec {
+    /// The codec named by the Content-Type, failing with a clear message for any other type.
+    pub fn require(headers: &HeaderMap) -> Result<Self, RequestError> {
+        Self::from_headers(headers).ok_or_else(|| {
+            RequestError::BadRequest(
+                "unsupported Content-Type: use application/proto, application/json or application/grpc"
+                    .to_string(),
+            )
+        })
+    }
+
     /// The codec named by the Content-Type, if it is a unary Connect one.
-    pub(crate) fn from_headers(headers: &HeaderMap) -> Option<Self> {
+    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
         let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
         let essence = content_type.split(';').next()?.trim();
         match essence {
@@ -39,22 +76,22 @@ impl Codec {
     }
 
     /// Decodes a request message called `full_name`.
-    pub(crate) fn decode<M: Message + Default>(
+    pub fn decode<M: Message + Default>(
         self,
         full_name: &str,
         body: &[u8],
-    ) -> Result<M, DistributorError> {
+    ) -> Result<M, RequestError> {
         match self {
             Codec::Proto => M::decode(body).map_err(|e| {
-                DistributorError::BadRequest(format!("malformed {full_name} protobuf: {e}"))
+                RequestError::BadRequest(format!("malformed {full_name} protobuf: {e}"))
             }),
             Codec::Json => kiln_proto::json::from_json(full_name, body)
-                .map_err(|e| DistributorError::BadRequest(e.to_string())),
+                .map_err(|e| RequestError::BadRequest(e.to_string())),
         }
     }
 
     /// Encodes a response message called `full_name` as a 200 response.
-    pub(crate) fn respond<M: Message>(self, full_name: &str, message: &M) -> Response {
+    pub fn respond<M: Message>(self, full_name: &str, message: &M) -> Response {
         let body = match self {
             Codec::Proto => message.encode_to_vec(),
             Codec::Json => match kiln_proto::json::to_json(full_name, message) {
@@ -73,24 +110,24 @@ impl Codec {
 }
 
 /// Reads a whole request body, failing with 413 past `limit` bytes.
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, DistributorError> {
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, RequestError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(DistributorError::BodyTooLarge { limit })
+            Err(RequestError::BodyTooLarge { limit })
         }
-        Err(e) => Err(DistributorError::BadRequest(format!(
+        Err(e) => Err(RequestError::BadRequest(format!(
             "cannot read request body: {e}"
         ))),
     }
 }
 
 /// Undoes `Content-Encoding` (gzip or identity) within `limit` decompressed bytes.
-pub(crate) fn decode_content_encoding(
+pub fn decode_content_encoding(
     headers: &HeaderMap,
     body: Bytes,
     limit: usize,
-) -> Result<Bytes, DistributorError> {
+) -> Result<Bytes, RequestError> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -108,14 +145,14 @@ pub(crate) fn decode_content_encoding(
             }
             Ok(kiln_model::decompress(body, limit)?)
         }
-        other => Err(DistributorError::BadRequest(format!(
+        other => Err(RequestError::BadRequest(format!(
             "unsupported Content-Encoding {other:?}: use gzip or identity"
         ))),
     }
 }
 
 /// A Connect error response.
-pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({ "code": code, "message": message }).to_string();
     let mut response = (status, body).into_response();
     response.headers_mut().insert(
@@ -126,7 +163,7 @@ pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> R
 }
 
 /// The Connect error code for an HTTP status.
-pub(crate) fn connect_code(status: StatusCode) -> &'static str {
+pub fn connect_code(status: StatusCode) -> &'static str {
     match status {
         StatusCode::BAD_REQUEST => "invalid_argument",
         StatusCode::UNAUTHORIZED => "unauthenticated",

@@ -1,0 +1,59 @@
+use http::StatusCode;
+use kiln_model::ModelError;
+use thiserror::Error;
+
+/// A request that cannot be served as sent.
+#[derive(Debug, Error)]
+pub enum RequestError {
+    /// The request is malformed (parameters, headers, body encoding).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body exceeds the configured limit.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    /// Multitenancy is on and the request names no tenant.
+    #[error("no tenant: the X-Scope-OrgID header is required")]
+    MissingTenant,
+    /// Decoding failed in the model (invalid tenant id, bad gzip, too large once inflated).
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+impl RequestError {
+    /// The HTTP status for this error.
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            RequestError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            RequestError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::MissingTenant => StatusCode::UNAUTHORIZED,
+            RequestError::Model(e) if e.is_too_large() => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::Model(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// A short reason for metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RequestError::BadRequest(_) => "bad_request",
+            RequestError::BodyTooLarge { .. } => "body_too_large",
+            RequestError::MissingTenant => "missing_tenant",
+            RequestError::Model(e) if e.is_too_large() => "decompressed_too_large",
+            RequestError::Model(_) => "invalid_request",
+        }
+    }
+}
+
+/// The gRPC status code that matches an HTTP status.
+pub fn grpc_code(status: StatusCode) -> tonic::Code {
+    match status {
+        StatusCode::BAD_REQUEST => tonic::Code::InvalidArgument,
+        StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
+        StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
+        StatusCode::NOT_FOUND => tonic::Code::NotFound,
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => {
+            tonic::Code::ResourceExhausted
+        }
+        StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
+        _ => tonic::Code::Internal,
+    }
+}

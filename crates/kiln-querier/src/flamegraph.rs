@@ -1,0 +1,395 @@
+//! Merges selected stacks into a tree of frames and encodes it as Pyroscope's flame graph.
+//!
+//! A frame is one pprof line: a location with inlined functions contributes one frame per
+//! line, outermost first, each named by its function. The root is `total`.
+
+use std::collections::HashMap;
+
+use kiln_block::{DatasetData, Symbols};
+use kiln_proto::querier::v1::{FlameGraph, Level};
+
+use crate::select::SelectedDataset;
+
+const ROOT_NAME: &str = "total";
+const OTHER_NAME: &str = "other";
+
+#[derive(Debug, Clone)]
+struct Node {
+    name: u32,
+    parent: u32,
+    self_value: i64,
+    total: i64,
+}
+
+/// A merged tree of frames with self and total values per node.
+#[derive(Debug)]
+pub struct FrameTree {
+    names: Vec<String>,
+    name_ids: HashMap<String, u32>,
+    nodes: Vec<Node>,
+    children: HashMap<(u32, u32), u32>,
+    totals_computed: bool,
+}
+
+impl Default for FrameTree {
+    fn default() -> Self {
+        let mut tree = Self {
+            names: Vec::new(),
+            name_ids: HashMap::new(),
+            nodes: Vec::new(),
+            children: HashMap::new(),
+            totals_computed: false,
+        };
+        let root = tree.name_id(ROOT_NAME);
+        tree.nodes.push(Node {
+            name: root,
+            parent: 0,
+            self_value: 0,
+            total: 0,
+        });
+        tree
+    }
+}
+
+/// The display name of a frame without symbols: the mapping's file and the address, so that
+/// a later symbolizer can still resolve it.
+pub(crate) fn unsymbolized_name(symbols: &Symbols, location: u32) -> String {
+    let location = &symbols.locations[location as usize];
+    match location
+        .mapping
+        .checked_sub(1)
+        .map(|m| &symbols.mappings[m as usize])
+    {
+        Some(mapping) if mapping.filename != 0 => {
+            format!(
+                "{} 0x{:x}",
+                symbols.string(mapping.filename),
+                location.address
+            )
+        }
+        _ => format!("0x{:x}", location.address),
+    }
+}
+
+impl FrameTree {
+    fn name_id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.name_ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.to_string());
+        self.name_ids.insert(name.to_string(), id);
+        id
+    }
+
+    fn child(&mut self, parent: u32, name: u32) -> u32 {
+        if let Some(&node) = self.children.get(&(parent, name)) {
+            return node;
+        }
+        let node = self.nodes.len() as u32;
+        self.nodes.push(Node {
+            name,
+            parent,
+            self_value: 0,
+            total: 0,
+        });
+        self.children.insert((parent, name), node);
+        node
+    }
+
+    /// Adds the selected samples of every dataset.
+    pub fn add_selection(&mut self, selection: &[SelectedDataset]) {
+        for dataset in selection {
+            self.add_stacks(dataset.data(), dataset.stack_values());
+        }
+    }
+
+    /// Adds `value` to the stack node `stack` of `data`, for every `(stack, value)`.
+    pub fn add_stacks(&mut self, data: &DatasetData, values: HashMap<u32, i64>) {
+        let symbols = &data.symbols;
+        // Tree node of each stack node, resolved lazily; parents always have smaller ids.
+        let mut resolved: Vec<Option<u32>> = vec![None; symbols.stacks.len() + 1];
+        resolved[0] = Some(0);
+        let mut location_frames: HashMap<u32, Vec<u32>> = HashMap::new();
+        for (stack, value) in values {
+            let mut pending = Vec::new();
+            let mut cursor = stack;
+            while resolved[cursor as usize].is_none() {
+                pending.push(cursor);
+                cursor = symbols.stacks[cursor as usize - 1].0;
+            }
+            let mut node = resolved[cursor as usize].expect("loop stops at a resolved node");
+            for &stack_node in pending.iter().rev() {
+                let location = symbols.stacks[stack_node as usize - 1].1;
+                let frames = match location_frames.get(&location) {
+                    Some(frames) => frames.clone(),
+                    None => {
+                        let frames = self.frames_of(symbols, location);
+                        location_frames.insert(location, frames.clone());
+                        frames
+                    }
+                };
+                for name in frames {
+                    node = self.child(node, name);
+                }
+                resolved[stack_node as usize] = Some(node);
+            }
+            self.nodes[node as usize].self_value += value;
+        }
+        self.totals_computed = false;
+    }
+
+    /// Frame name ids of a location, outermost first.
+    fn frames_of(&mut self, symbols: &Symbols, location: u32) -> Vec<u32> {
+        let lines = &symbols.locations[location as usize].lines;
+        if lines.is_empty() {
+            let name = unsymbolized_name(symbols, location);
+            return vec![self.name_id(&name)];
+        }
+        lines
+            .iter()
+            .rev()
+            .map(|(function, _)| {
+                let name = symbols
+                    .string(symbols.functions[*function as usize].name)
+                    .to_string();
+                self.name_id(&name)
+            })
+            .collect()
+    }
+
+    fn compute_totals(&mut self) {
+        if self.totals_computed {
+            return;
+        }
+        for node in &mut self.nodes {
+            node.total = node.self_value;
+        }
+        // Children are created after their parents, so a reverse walk sees every child first.
+        for index in (1..self.nodes.len()).rev() {
+            let (parent, total) = (self.nodes[index].parent, self.nodes[index].total);
+            self.nodes[parent as usize].total += total;
+        }
+        self.totals_computed = true;
+    }
+
+    /// The total of the root: the sum of all values.
+    pub fn total(&mut self) -> i64 {
+        self.compute_totals();
+        self.nodes[0].total
+    }
+
+    /// Per function: (self, total), total counting a function once per stack even when it
+    /// recurses, as `go tool pprof` does.
+    pub fn function_totals(&mut self) -> HashMap<String, (i64, i64)> {
+        self.compute_totals();
+        let mut out: HashMap<String, (i64, i64)> = HashMap::new();
+        for (index, node) in self.nodes.iter().enumerate().skip(1) {
+            let entry = out
+                .entry(self.names[node.name as usize].clone())
+                .or_default();
+            entry.0 += node.self_value;
+            let mut ancestor = node.parent;
+            let mut nested = false;
+            while ancestor != 0 {
+                if self.nodes[ancestor as usize].name == node.name {
+                    nested = true;
+                    break;
+                }
+                ancestor = self.nodes[ancestor as usize].parent;
+            }
+            if !nested {
+                entry.1 += self.nodes[index].total;
+            }
+        }
+        out
+    }
+
+    /// Encodes the tree as a flame graph of at most about `max_nodes` nodes (0: no limit):
+    /// the nodes with the largest totals are kept and the rest of each parent's children are
+    /// merged into one `other` node.
+    pub fn flamegraph(&mut self, max_nodes: usize) -> FlameGraph {
+        self.compute_totals();
+        let threshold = self.threshold(max_nodes);
+        let mut children: Vec<Vec<u32>> = vec![Vec::new(); self.nodes.len()];
+        for (index, node) in self.nodes.iter().enumerate().skip(1) {
+            children[node.parent as usize].push(index as u32);
+        }
+        for list in &mut children {
+            list.sort_by(|a, b| {
+                let (a, b) = (&self.nodes[*a as usize], &self.nodes[*b as usize]);
+                self.names[a.name as usize].cmp(&self.names[b.name as usize])
+            });
+        }
+
+        let mut names = vec![ROOT_NAME.to_string()];
+        let mut name_index: HashMap<String, i64> = HashMap::from([(ROOT_NAME.to_string(), 0)]);
+        let mut intern = |name: &str| -> i64 {
+            if let Some(&i) = name_index.get(name) {
+                return i;
+            }
+            names.push(name.to_string());
+            name_index.insert(name.to_string(), names.len() as i64 - 1);
+            names.len() as i64 - 1
+        };
+        // Per level: (absolute x, total, self, name index).
+        let mut levels: Vec<Vec<(i64, i64, i64, i64)>> = Vec::new();
+        let mut max_self = 0;
+        // (node or None for "other", depth, x, other's value)
+        let mut stack: Vec<(Option<u32>, usize, i64, i64)> = vec![(Some(0), 0, 0, 0)];
+        while let Some((node, depth, x, other_total)) = stack.pop() {
+            if levels.len() <= depth {
+                levels.push(Vec::new());
+            }
+            let Some(node) = node else {
+                levels[depth].push((x, other_total, other_total, intern(OTHER_NAME)));
+                max_self = max_self.max(other_total);
+                continue;
+            };
+            let current = &self.nodes[node as usize];
+            let name = intern(&self.names[current.name as usize]);
+            levels[depth].push((x, current.total, current.self_value, name));
+            max_self = max_self.max(current.self_value);
+            // Children are laid out left to right from the parent's x; push in reverse so
+            // that the leftmost is visited first and levels stay ordered by x.
+            let mut placed = Vec::new();
+            let mut child_x = x;
+            let mut dropped = 0;
+            for &child in &children[node as usize] {
+                let total = self.nodes[child as usize].total;
+                if total >= threshold {
+                    placed.push((Some(child), depth + 1, child_x, 0));
+                    child_x += total;
+                } else {
+                    dropped += total;
+                }
+            }
+            if dropped > 0 {
+                placed.push((None, depth + 1, child_x, dropped));
+            }
+            stack.extend(placed.into_iter().rev());
+        }
+
+        let levels = levels
+            .into_iter()
+            .map(|level| {
+                let mut values = Vec::with_capacity(level.len() * 4);
+                let mut previous_end = 0;
+                for (x, total, self_value, name) in level {
+                    values.extend([x - previous_end, total, self_value, name]);
+                    previous_end = x + total;
+                }
+                Level { values }
+            })
+            .collect();
+        FlameGraph {
+            names,
+            levels,
+            total: self.nodes[0].total,
+            max_self,
+        }
+    }
+
+    /// The smallest total a node needs to be shown with `max_nodes` nodes at most.
+    fn threshold(&self, max_nodes: usize) -> i64 {
+        if max_nodes == 0 || self.nodes.len() <= max_nodes {
+            return i64::MIN;
+        }
+        let mut totals: Vec<i64> = self.nodes.iter().map(|n| n.total).collect();
+        let (_, nth, _) = totals.select_nth_unstable_by(max_nodes - 1, |a, b| b.cmp(a));
+        // Nodes tied with the cut-off would push the count over the limit; drop them too
+        // unless that would drop everything but the root.
+        (*nth + 1).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kiln_block::{Function, Location};
+
+    use super::*;
+
+    /// Stacks a;b = 3, a;c = 5, a;b;b = 2, d = 1 (root first).
+    fn dataset() -> (DatasetData, HashMap<u32, i64>) {
+        let mut data = DatasetData::default();
+        let symbols = &mut data.symbols;
+        symbols.strings = ["", "a", "b", "c", "d"].map(String::from).to_vec();
+        for name in 1..=4 {
+            symbols.functions.push(Function {
+                name,
+                system_name: 0,
+                filename: 0,
+                start_line: 0,
+            });
+            symbols.locations.push(Location {
+                mapping: 0,
+                address: 0,
+                lines: vec![(name - 1, 1)],
+                is_folded: false,
+            });
+        }
+        symbols.stacks = vec![(0, 0), (1, 1), (1, 2), (2, 1), (0, 3)];
+        (data, HashMap::from([(2, 3), (3, 5), (4, 2), (5, 1)]))
+    }
+
+    fn tree() -> FrameTree {
+        let (data, values) = dataset();
+        let mut tree = FrameTree::default();
+        tree.add_stacks(&data, values);
+        tree
+    }
+
+    #[test]
+    fn encodes_levels_with_delta_offsets() {
+        let graph = tree().flamegraph(0);
+        assert_eq!(graph.names, ["total", "a", "b", "c", "d"]);
+        let levels: Vec<Vec<i64>> = graph.levels.into_iter().map(|l| l.values).collect();
+        assert_eq!(
+            levels,
+            [
+                vec![0, 11, 0, 0],
+                vec![0, 10, 0, 1, 0, 1, 1, 4],
+                vec![0, 5, 3, 2, 0, 5, 5, 3],
+                vec![0, 2, 2, 2],
+            ]
+        );
+        assert_eq!((graph.total, graph.max_self), (11, 5));
+    }
+
+    #[test]
+    fn function_totals_count_recursion_once() {
+        let totals = tree().function_totals();
+        assert_eq!(totals["a"], (0, 10));
+        assert_eq!(totals["b"], (5, 5));
+        assert_eq!(totals["c"], (5, 5));
+        assert_eq!(totals["d"], (1, 1));
+    }
+
+    #[test]
+    fn max_nodes_merges_small_children_into_other() {
+        let graph = tree().flamegraph(3);
+        assert_eq!(graph.names, ["total", "a", "other"]);
+        let levels: Vec<Vec<i64>> = graph.levels.into_iter().map(|l| l.values).collect();
+        assert_eq!(
+            levels,
+            [
+                vec![0, 11, 0, 0],
+                vec![0, 10, 0, 1, 0, 1, 1, 2],
+                vec![0, 10, 10, 2]
+            ]
+        );
+        assert_eq!(graph.total, 11);
+    }
+
+    #[test]
+    fn inlined_lines_become_frames_outermost_first() {
+        let (mut data, _) = dataset();
+        // Location 0 now holds c inlined into a: lines are innermost first.
+        data.symbols.locations[0].lines = vec![(2, 7), (0, 3)];
+        let mut tree = FrameTree::default();
+        tree.add_stacks(&data, HashMap::from([(1, 4)]));
+        let graph = tree.flamegraph(0);
+        assert_eq!(graph.names, ["total", "a", "c"]);
+        assert_eq!(graph.levels[2].values, [0, 4, 4, 2]);
+    }
+}

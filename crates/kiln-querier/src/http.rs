@@ -1,0 +1,324 @@
+//! The querier's routes: `querier.v1.QuerierService` over Connect and gRPC on one path per
+//! method, and Pyroscope's HTTP endpoints.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query as QueryParams, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kiln_api::Codec;
+use kiln_model::TenantId;
+use kiln_proto::google::v1::Profile;
+use kiln_proto::querier::v1::querier_service_server::{QuerierService, QuerierServiceServer};
+use kiln_proto::querier::v1::*;
+use kiln_proto::types::v1::{
+    GetProfileStatsRequest, GetProfileStatsResponse, LabelNamesRequest, LabelNamesResponse,
+    LabelValuesRequest, LabelValuesResponse,
+};
+use prost::Message;
+
+use crate::render::RenderParams;
+use crate::{Querier, QuerierError};
+
+/// Largest query request body; queries are small.
+const MAX_REQUEST_BYTES: usize = 4 << 20;
+
+/// Serves one unary Connect call: decode `Req`, run `call`, encode the response.
+async fn connect_call<Req, Resp, F, Fut>(
+    querier: Arc<Querier>,
+    request: Request,
+    request_type: &'static str,
+    response_type: &'static str,
+    call: F,
+) -> Response
+where
+    Req: Message + Default,
+    Resp: Message,
+    F: FnOnce(Arc<Querier>, TenantId, Req) -> Fut,
+    Fut: Future<Output = Result<Resp, QuerierError>>,
+{
+    let result = async {
+        let (parts, body) = request.into_parts();
+        let codec = Codec::require(&parts.headers)?;
+        let tenant = querier.tenants.resolve(&parts.headers)?;
+        let body = kiln_api::read_body(body, MAX_REQUEST_BYTES).await?;
+        let body = kiln_api::decode_content_encoding(&parts.headers, body, MAX_REQUEST_BYTES)?;
+        let message: Req = codec.decode(request_type, &body)?;
+        let response = call(Arc::clone(&querier), tenant, message).await?;
+        Ok::<_, QuerierError>(codec.respond(response_type, &response))
+    }
+    .await;
+    result.unwrap_or_else(|e| {
+        let status = e.http_status();
+        kiln_api::error_response(status, kiln_api::connect_code(status), &e.to_string())
+    })
+}
+
+macro_rules! unary_route {
+    ($router:expr, $grpc:expr, $method:literal, $req:literal, $resp:literal, $call:expr) => {{
+        let grpc = $grpc.clone();
+        $router.route(
+            concat!("/querier.v1.QuerierService/", $method),
+            post(
+                move |State(querier): State<Arc<Querier>>, request: Request| {
+                    let grpc = grpc.clone();
+                    async move {
+                        kiln_api::grpc_or(request, grpc, |request| {
+                            connect_call(querier, request, $req, $resp, $call)
+                        })
+                        .await
+                    }
+                },
+            ),
+        )
+    }};
+}
+
+impl Querier {
+    /// All query routes.
+    pub fn router(self: &Arc<Self>) -> Router {
+        let grpc = QuerierServiceServer::new(GrpcHandler {
+            querier: Arc::clone(self),
+        })
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+        let router: Router<Arc<Querier>> = Router::new()
+            .route("/pyroscope/render", get(render))
+            .route("/api/v1/pprof", get(pprof));
+        let router = unary_route!(
+            router,
+            grpc,
+            "ProfileTypes",
+            "querier.v1.ProfileTypesRequest",
+            "querier.v1.ProfileTypesResponse",
+            |q: Arc<Querier>, t, r| async move { q.profile_types(&t, r).await }
+        );
+        let router = unary_route!(
+            router,
+            grpc,
+            "LabelNames",
+            "types.v1.LabelNamesRequest",
+            "types.v1.LabelNamesResponse",
+            |q: Arc<Querier>, t, r| async move { q.label_names(&t, r).await }
+        );
+        let router = unary_route!(
+            router,
+            grpc,
+            "LabelValues",
+            "types.v1.LabelValuesRequest",
+            "types.v1.LabelValuesResponse",
+            |q: Arc<Querier>, t, r| async move { q.label_values(&t, r).await }
+        );
+        let router = unary_route!(
+            router,
+            grpc,
+            "Series",
+            "querier.v1.SeriesRequest",
+            "querier.v1.SeriesResponse",
+            |q: Arc<Querier>, t, r| async move { q.series(&t, r).await }
+        );
+        let router = unary_route!(
+            router,
+            grpc,
+            "SelectMergeStacktraces",
+            "querier.v1.SelectMergeStacktracesRequest",
+            "querier.v1.SelectMergeStacktracesResponse",
+            |q: Arc<Querier>, t, r| async move { q.select_merge_stacktraces(&t, r).await }
+        );
+        let router = unary_route!(
+            router,
+            grpc,
+            "SelectMergeProfile",
+            "querier.v1.SelectMergeProfileRequest",
+            "google.v1.Profile",
+            |q: Arc<Querier>, t, r| async move { q.select_merge_profile(&t, r).await }
+        );
+        let router = unary_route!(
+            router,
+            grpc,
+            "SelectSeries",
+            "querier.v1.SelectSeriesRequest",
+            "querier.v1.SelectSeriesResponse",
+            |q: Arc<Querier>, t, r| async move { q.select_series(&t, r).await }
+        );
+        let router = unary_route!(
+            router,
+            grpc,
+            "GetProfileStats",
+            "types.v1.GetProfileStatsRequest",
+            "types.v1.GetProfileStatsResponse",
+            |q: Arc<Querier>, t, _r: GetProfileStatsRequest| async move { q.profile_stats(&t).await }
+        );
+        router.with_state(Arc::clone(self))
+    }
+}
+
+fn error_text(e: QuerierError) -> Response {
+    (e.http_status(), format!("{e}\n")).into_response()
+}
+
+async fn render(
+    State(querier): State<Arc<Querier>>,
+    headers: HeaderMap,
+    QueryParams(params): QueryParams<RenderParams>,
+) -> Response {
+    let result = async {
+        let tenant = querier.tenants.resolve(&headers)?;
+        querier.render(&tenant, params).await
+    }
+    .await;
+    match result {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(e) => error_text(e),
+    }
+}
+
+async fn pprof(
+    State(querier): State<Arc<Querier>>,
+    headers: HeaderMap,
+    QueryParams(params): QueryParams<RenderParams>,
+) -> Response {
+    let result = async {
+        let tenant = querier.tenants.resolve(&headers)?;
+        querier.pprof_export(&tenant, params).await
+    }
+    .await;
+    match result {
+        Ok(body) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"profile.pb.gz\"",
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => error_text(e),
+    }
+}
+
+/// The gRPC implementation of `QuerierService`.
+#[derive(Debug)]
+pub(crate) struct GrpcHandler {
+    querier: Arc<Querier>,
+}
+
+impl GrpcHandler {
+    async fn run<Req, Resp, F, Fut>(
+        &self,
+        request: tonic::Request<Req>,
+        call: F,
+    ) -> Result<tonic::Response<Resp>, tonic::Status>
+    where
+        F: FnOnce(Arc<Querier>, TenantId, Req) -> Fut,
+        Fut: Future<Output = Result<Resp, QuerierError>>,
+    {
+        let headers = request.metadata().clone().into_headers();
+        let tenant = self
+            .querier
+            .tenants
+            .resolve(&headers)
+            .map_err(QuerierError::from)?;
+        let response = call(Arc::clone(&self.querier), tenant, request.into_inner()).await?;
+        Ok(tonic::Response::new(response))
+    }
+}
+
+fn unimplemented(method: &str) -> tonic::Status {
+    tonic::Status::unimplemented(format!("{method} is not implemented yet"))
+}
+
+#[tonic::async_trait]
+impl QuerierService for GrpcHandler {
+    async fn profile_types(
+        &self,
+        r: tonic::Request<ProfileTypesRequest>,
+    ) -> Result<tonic::Response<ProfileTypesResponse>, tonic::Status> {
+        self.run(r, |q, t, r| async move { q.profile_types(&t, r).await })
+            .await
+    }
+    async fn label_values(
+        &self,
+        r: tonic::Request<LabelValuesRequest>,
+    ) -> Result<tonic::Response<LabelValuesResponse>, tonic::Status> {
+        self.run(r, |q, t, r| async move { q.label_values(&t, r).await })
+            .await
+    }
+    async fn label_names(
+        &self,
+        r: tonic::Request<LabelNamesRequest>,
+    ) -> Result<tonic::Response<LabelNamesResponse>, tonic::Status> {
+        self.run(r, |q, t, r| async move { q.label_names(&t, r).await })
+            .await
+    }
+    async fn series(
+        &self,
+        r: tonic::Request<SeriesRequest>,
+    ) -> Result<tonic::Response<SeriesResponse>, tonic::Status> {
+        self.run(r, |q, t, r| async move { q.series(&t, r).await })
+            .await
+    }
+    async fn select_merge_stacktraces(
+        &self,
+        r: tonic::Request<SelectMergeStacktracesRequest>,
+    ) -> Result<tonic::Response<SelectMergeStacktracesResponse>, tonic::Status> {
+        self.run(r, |q, t, r| async move {
+            q.select_merge_stacktraces(&t, r).await
+        })
+        .await
+    }
+    async fn select_merge_span_profile(
+        &self,
+        _: tonic::Request<SelectMergeSpanProfileRequest>,
+    ) -> Result<tonic::Response<SelectMergeSpanProfileResponse>, tonic::Status> {
+        Err(unimplemented("SelectMergeSpanProfile"))
+    }
+    async fn select_merge_profile(
+        &self,
+        r: tonic::Request<SelectMergeProfileRequest>,
+    ) -> Result<tonic::Response<Profile>, tonic::Status> {
+        self.run(
+            r,
+            |q, t, r| async move { q.select_merge_profile(&t, r).await },
+        )
+        .await
+    }
+    async fn select_series(
+        &self,
+        r: tonic::Request<SelectSeriesRequest>,
+    ) -> Result<tonic::Response<SelectSeriesResponse>, tonic::Status> {
+        self.run(r, |q, t, r| async move { q.select_series(&t, r).await })
+            .await
+    }
+    async fn select_heatmap(
+        &self,
+        _: tonic::Request<SelectHeatmapRequest>,
+    ) -> Result<tonic::Response<SelectHeatmapResponse>, tonic::Status> {
+        Err(unimplemented("SelectHeatmap"))
+    }
+    async fn diff(
+        &self,
+        _: tonic::Request<DiffRequest>,
+    ) -> Result<tonic::Response<DiffResponse>, tonic::Status> {
+        Err(unimplemented("Diff"))
+    }
+    async fn get_profile_stats(
+        &self,
+        r: tonic::Request<GetProfileStatsRequest>,
+    ) -> Result<tonic::Response<GetProfileStatsResponse>, tonic::Status> {
+        self.run(r, |q, t, _r| async move { q.profile_stats(&t).await })
+            .await
+    }
+    async fn analyze_query(
+        &self,
+        _: tonic::Request<AnalyzeQueryRequest>,
+    ) -> Result<tonic::Response<AnalyzeQueryResponse>, tonic::Status> {
+        Err(unimplemented("AnalyzeQuery"))
+    }
+}

@@ -1,0 +1,77 @@
+//! The querier: Pyroscope's query API over Kiln's blocks.
+//!
+//! A query is planned from the metastore (which blocks hold the tenant's data in the range),
+//! the blocks are read from object storage through a cache, the matching series and profiles
+//! are selected (each profile id once), and their stacks are merged exactly: into a flame
+//! graph, a pprof profile, or time series.
+
+mod error;
+mod flamegraph;
+mod http;
+mod pprof;
+mod reader;
+mod render;
+mod select;
+mod selector;
+mod service;
+mod timeseries;
+
+use std::sync::Arc;
+
+use kiln_api::TenantResolver;
+use kiln_metastore::Metastore;
+use kiln_objstore::Storage;
+
+pub use error::QuerierError;
+pub use flamegraph::FrameTree;
+pub use pprof::PprofBuilder;
+pub use reader::{BlockData, BlockReader};
+pub use select::{Query, SelectedDataset};
+pub use selector::{MatchOp, Matcher, Selector, parse_query};
+pub use timeseries::{Aggregation, build_series};
+
+/// Settings of the querier.
+#[derive(Clone, Debug)]
+pub struct QuerierConfig {
+    /// Flame graph node limit when a request names none (Pyroscope's default is 8192).
+    pub max_nodes_default: usize,
+    /// Bytes of decoded blocks kept in memory.
+    pub cache_bytes: u64,
+    /// Read the tenant from `X-Scope-OrgID`; otherwise everything is tenant `anonymous`.
+    pub multitenancy_enabled: bool,
+}
+
+impl Default for QuerierConfig {
+    fn default() -> Self {
+        Self {
+            max_nodes_default: 8192,
+            cache_bytes: 512 << 20,
+            multitenancy_enabled: false,
+        }
+    }
+}
+
+/// The querier role.
+#[derive(Debug)]
+pub struct Querier {
+    config: QuerierConfig,
+    tenants: TenantResolver,
+    metastore: Arc<dyn Metastore>,
+    reader: BlockReader,
+}
+
+impl Querier {
+    /// A querier planning from `metastore` and reading blocks from `storage`.
+    pub fn new(
+        config: QuerierConfig,
+        metastore: Arc<dyn Metastore>,
+        storage: Storage,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            tenants: TenantResolver::new(config.multitenancy_enabled),
+            reader: BlockReader::new(storage, config.cache_bytes),
+            config,
+            metastore,
+        })
+    }
+}

@@ -1,0 +1,191 @@
+//! Merges selected stacks into one pprof profile with a single sample type.
+
+use std::collections::HashMap;
+
+use kiln_block::{DatasetData, Symbols};
+use kiln_model::ProfileType;
+use kiln_proto::google::v1::{Function, Line, Location, Mapping, Profile, Sample, ValueType};
+
+use crate::select::SelectedDataset;
+
+/// A location by content: mapping id, address, (function id, line) per line, is_folded.
+type LocationKey = (u64, u64, Vec<(u64, i64)>, bool);
+
+/// Builds a merged pprof, deduplicating symbols across datasets by content.
+#[derive(Debug, Default)]
+pub struct PprofBuilder {
+    strings: Vec<String>,
+    string_ids: HashMap<String, i64>,
+    functions: HashMap<(i64, i64, i64, i64), u64>,
+    mappings: HashMap<(u64, u64, u64, i64, i64), u64>,
+    locations: HashMap<LocationKey, u64>,
+    samples: HashMap<Vec<u64>, i64>,
+    profile: Profile,
+}
+
+impl PprofBuilder {
+    fn string(&mut self, s: &str) -> i64 {
+        if self.strings.is_empty() {
+            self.strings.push(String::new());
+            self.string_ids.insert(String::new(), 0);
+        }
+        if let Some(&id) = self.string_ids.get(s) {
+            return id;
+        }
+        let id = self.strings.len() as i64;
+        self.strings.push(s.to_string());
+        self.string_ids.insert(s.to_string(), id);
+        id
+    }
+
+    /// Adds every selected sample.
+    pub fn add_selection(&mut self, selection: &[SelectedDataset]) {
+        for dataset in selection {
+            self.add_stacks(dataset.data(), dataset.stack_values());
+        }
+    }
+
+    /// Adds `(stack, value)` pairs of one dataset.
+    pub fn add_stacks(&mut self, data: &DatasetData, values: HashMap<u32, i64>) {
+        let mut location_ids: HashMap<u32, u64> = HashMap::new();
+        for (stack, value) in values {
+            let mut ids = Vec::new();
+            for location in data.symbols.stack_locations(stack) {
+                let id = match location_ids.get(&location) {
+                    Some(&id) => id,
+                    None => {
+                        let id = self.location(&data.symbols, location);
+                        location_ids.insert(location, id);
+                        id
+                    }
+                };
+                ids.push(id);
+            }
+            *self.samples.entry(ids).or_insert(0) += value;
+        }
+    }
+
+    fn location(&mut self, symbols: &Symbols, index: u32) -> u64 {
+        let location = &symbols.locations[index as usize];
+        let mapping = match location.mapping {
+            0 => 0,
+            m => {
+                let m = &symbols.mappings[m as usize - 1];
+                let key = (
+                    m.memory_start,
+                    m.memory_limit,
+                    m.file_offset,
+                    self.string(symbols.string(m.filename)),
+                    self.string(symbols.string(m.build_id)),
+                );
+                let next = self.mappings.len() as u64 + 1;
+                *self.mappings.entry(key).or_insert(next)
+            }
+        };
+        let lines: Vec<(u64, i64)> = location
+            .lines
+            .iter()
+            .map(|(function, line)| {
+                let f = &symbols.functions[*function as usize];
+                let key = (
+                    self.string(symbols.string(f.name)),
+                    self.string(symbols.string(f.system_name)),
+                    self.string(symbols.string(f.filename)),
+                    f.start_line,
+                );
+                let next = self.functions.len() as u64 + 1;
+                (*self.functions.entry(key).or_insert(next), *line)
+            })
+            .collect();
+        let next = self.locations.len() as u64 + 1;
+        *self
+            .locations
+            .entry((mapping, location.address, lines, location.is_folded))
+            .or_insert(next)
+    }
+
+    /// The merged profile of `profile_type`, covering `[start, end)`.
+    pub fn finish(
+        mut self,
+        profile_type: &ProfileType,
+        period: i64,
+        start_nanos: i64,
+        end_nanos: i64,
+    ) -> Profile {
+        let sample_type = ValueType {
+            r#type: self.string(&profile_type.sample_type),
+            unit: self.string(&profile_type.sample_unit),
+        };
+        let period_type = ValueType {
+            r#type: self.string(&profile_type.period_type),
+            unit: self.string(&profile_type.period_unit),
+        };
+        let mut profile = std::mem::take(&mut self.profile);
+        profile.sample_type = vec![sample_type];
+        profile.period_type = Some(period_type);
+        profile.period = period;
+        profile.time_nanos = start_nanos;
+        profile.duration_nanos = end_nanos.saturating_sub(start_nanos);
+        let mut samples: Vec<(Vec<u64>, i64)> = self.samples.into_iter().collect();
+        samples.sort();
+        profile.sample = samples
+            .into_iter()
+            .map(|(location_id, value)| Sample {
+                location_id,
+                value: vec![value],
+                label: vec![],
+            })
+            .collect();
+        let mut mappings: Vec<_> = self.mappings.into_iter().collect();
+        mappings.sort_by_key(|(_, id)| *id);
+        profile.mapping = mappings
+            .into_iter()
+            .map(|((start, limit, offset, filename, build_id), id)| Mapping {
+                id,
+                memory_start: start,
+                memory_limit: limit,
+                file_offset: offset,
+                filename,
+                build_id,
+                has_functions: true,
+                ..Mapping::default()
+            })
+            .collect();
+        let mut functions: Vec<_> = self.functions.into_iter().collect();
+        functions.sort_by_key(|(_, id)| *id);
+        profile.function = functions
+            .into_iter()
+            .map(|((name, system_name, filename, start_line), id)| Function {
+                id,
+                name,
+                system_name,
+                filename,
+                start_line,
+            })
+            .collect();
+        let mut locations: Vec<_> = self.locations.into_iter().collect();
+        locations.sort_by_key(|(_, id)| *id);
+        profile.location = locations
+            .into_iter()
+            .map(|((mapping_id, address, lines, is_folded), id)| Location {
+                id,
+                mapping_id,
+                address,
+                line: lines
+                    .into_iter()
+                    .map(|(function_id, line)| Line {
+                        function_id,
+                        line,
+                        column: 0,
+                    })
+                    .collect(),
+                is_folded,
+            })
+            .collect();
+        if self.strings.is_empty() {
+            self.strings.push(String::new());
+        }
+        profile.string_table = self.strings;
+        profile
+    }
+}

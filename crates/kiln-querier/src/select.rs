@@ -1,0 +1,153 @@
+//! Finds the profiles a query selects: blocks from the metastore, datasets by tenant and
+//! service, series by profile type and label selector, profiles by time, each profile id once.
+
+use std::collections::{HashMap, HashSet};
+
+use kiln_block::DatasetData;
+use kiln_model::{LABEL_SERVICE_NAME, Labels};
+
+use crate::reader::BlockData;
+use crate::selector::Selector;
+use crate::{Querier, QuerierError};
+
+/// What to select.
+#[derive(Clone, Debug)]
+pub struct Query {
+    /// The tenant whose data is read; nothing else is ever visible.
+    pub tenant: String,
+    /// Only series of this profile type; `None` selects every type.
+    pub profile_type: Option<String>,
+    /// Series label matchers, any of which may match (one entry: a plain conjunction).
+    pub selectors: Vec<Selector>,
+    /// Start of the range, unix nanoseconds, inclusive.
+    pub start_nanos: i64,
+    /// End of the range, unix nanoseconds, exclusive.
+    pub end_nanos: i64,
+}
+
+impl Query {
+    fn series_matches(&self, profile_type: &str, labels: &Labels) -> bool {
+        self.profile_type
+            .as_deref()
+            .is_none_or(|t| t == profile_type)
+            && (self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches(labels)))
+    }
+
+    fn may_contain(&self, service_name: &str, profile_types: &[String]) -> bool {
+        let type_ok = self
+            .profile_type
+            .as_ref()
+            .is_none_or(|t| profile_types.iter().any(|p| p == t));
+        let service_ok = self.selectors.is_empty()
+            || self
+                .selectors
+                .iter()
+                .any(|s| s.accepts(LABEL_SERVICE_NAME, service_name));
+        type_ok && service_ok
+    }
+}
+
+/// The selected profile rows of one dataset.
+#[derive(Debug)]
+pub struct SelectedDataset {
+    block: BlockData,
+    index: usize,
+    /// Per profile row of the dataset: selected or not.
+    pub selected: Vec<bool>,
+}
+
+impl SelectedDataset {
+    /// The dataset.
+    pub fn data(&self) -> &DatasetData {
+        &self.block[self.index]
+    }
+
+    /// Sum of selected sample values per stack node.
+    pub fn stack_values(&self) -> HashMap<u32, i64> {
+        let mut values = HashMap::new();
+        for sample in &self.data().samples {
+            if self.selected[sample.profile as usize] {
+                *values.entry(sample.stack).or_insert(0) += sample.value;
+            }
+        }
+        values
+    }
+
+    /// Sum of sample values per selected profile row: `(row, total)`.
+    pub fn profile_totals(&self) -> Vec<(u32, i64)> {
+        let mut totals = vec![0i64; self.selected.len()];
+        for sample in &self.data().samples {
+            if self.selected[sample.profile as usize] {
+                totals[sample.profile as usize] += sample.value;
+            }
+        }
+        totals
+            .into_iter()
+            .enumerate()
+            .filter(|(row, _)| self.selected[*row])
+            .map(|(row, total)| (row as u32, total))
+            .collect()
+    }
+}
+
+impl Querier {
+    /// Selects the profiles of `query`, each profile id counted once per series.
+    pub async fn select(&self, query: &Query) -> Result<Vec<SelectedDataset>, QuerierError> {
+        let mut blocks = self
+            .metastore
+            .query_blocks(&query.tenant, query.start_nanos, query.end_nanos)
+            .await?;
+        blocks.retain(|b| {
+            b.datasets.iter().any(|d| {
+                d.tenant == query.tenant
+                    && d.overlaps(query.start_nanos, query.end_nanos)
+                    && query.may_contain(&d.service_name, &d.profile_types)
+            })
+        });
+        // Oldest first, so that the first copy of a duplicated profile is the one kept.
+        blocks.sort_by(|a, b| a.id.cmp(&b.id));
+        let loaded =
+            futures::future::try_join_all(blocks.iter().map(|b| self.reader.load(b))).await?;
+
+        let mut seen: HashSet<(String, Labels, String)> = HashSet::new();
+        let mut selected = Vec::new();
+        for block in loaded {
+            for index in 0..block.len() {
+                let data = &block[index];
+                if data.tenant != query.tenant {
+                    continue;
+                }
+                let series_ok: Vec<bool> = data
+                    .series
+                    .iter()
+                    .map(|s| query.series_matches(&s.profile_type, &s.labels))
+                    .collect();
+                if !series_ok.contains(&true) {
+                    continue;
+                }
+                let rows: Vec<bool> = data
+                    .profiles
+                    .iter()
+                    .map(|p| {
+                        series_ok[p.series as usize]
+                            && p.time_nanos >= query.start_nanos
+                            && p.time_nanos < query.end_nanos
+                            && seen.insert((
+                                data.service_name.clone(),
+                                data.series[p.series as usize].labels.clone(),
+                                p.profile_id.clone(),
+                            ))
+                    })
+                    .collect();
+                if rows.contains(&true) {
+                    selected.push(SelectedDataset {
+                        block: block.clone(),
+                        index,
+                        selected: rows,
+                    });
+                }
+            }
+        }
+        Ok(selected)
+    }
+}

@@ -1,0 +1,285 @@
+//! Label selectors as Pyroscope and Prometheus write them: `{name="value", other=~"re.*"}`,
+//! optionally after a profile type id (`process_cpu:cpu:nanoseconds:cpu:nanoseconds{...}`).
+
+use kiln_model::Labels;
+use regex::Regex;
+
+use crate::QuerierError;
+
+/// How a matcher compares a label value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchOp {
+    /// `=`
+    Equal,
+    /// `!=`
+    NotEqual,
+    /// `=~`, a fully anchored regular expression
+    Regex,
+    /// `!~`
+    NotRegex,
+}
+
+/// One `name op "value"` condition. An absent label has the value "".
+#[derive(Clone, Debug)]
+pub struct Matcher {
+    /// The label name.
+    pub name: String,
+    /// The comparison.
+    pub op: MatchOp,
+    /// The value or pattern.
+    pub value: String,
+    regex: Option<Regex>,
+}
+
+impl Matcher {
+    /// Builds a matcher, compiling the pattern of regex matchers.
+    pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Self, QuerierError> {
+        let regex = match op {
+            MatchOp::Regex | MatchOp::NotRegex => {
+                Some(Regex::new(&format!("^(?:{value})$")).map_err(|e| {
+                    QuerierError::BadRequest(format!("invalid regex {value:?} for {name}: {e}"))
+                })?)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            name: name.to_string(),
+            op,
+            value: value.to_string(),
+            regex,
+        })
+    }
+
+    /// True when `value` (None: label absent) satisfies the matcher.
+    pub fn matches(&self, value: Option<&str>) -> bool {
+        let value = value.unwrap_or("");
+        match (self.op, &self.regex) {
+            (MatchOp::Equal, _) => value == self.value,
+            (MatchOp::NotEqual, _) => value != self.value,
+            (MatchOp::Regex, Some(re)) => re.is_match(value),
+            (MatchOp::NotRegex, Some(re)) => !re.is_match(value),
+            _ => unreachable!("regex matchers always carry their regex"),
+        }
+    }
+}
+
+/// A conjunction of matchers; empty matches everything.
+#[derive(Clone, Debug, Default)]
+pub struct Selector {
+    /// The matchers, all of which must hold.
+    pub matchers: Vec<Matcher>,
+}
+
+impl Selector {
+    /// True when every matcher holds for `labels`.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.matchers.iter().all(|m| m.matches(labels.get(&m.name)))
+    }
+
+    /// True when the matchers on `name` alone accept `value`; used to prune datasets by
+    /// service before reading them.
+    pub fn accepts(&self, name: &str, value: &str) -> bool {
+        self.matchers
+            .iter()
+            .filter(|m| m.name == name)
+            .all(|m| m.matches(Some(value)))
+    }
+
+    /// Parses `{...}`; an empty or blank string is the empty selector.
+    pub fn parse(text: &str) -> Result<Self, QuerierError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(Self::default());
+        }
+        let mut parser = Parser { text, pos: 0 };
+        let selector = parser.selector()?;
+        parser.skip_space();
+        if parser.pos != text.len() {
+            return Err(parser.error("unexpected text after '}'"));
+        }
+        Ok(selector)
+    }
+}
+
+/// Parses `<profile type id>{matchers}` as used by /pyroscope/render and /api/v1/pprof.
+pub fn parse_query(query: &str) -> Result<(String, Selector), QuerierError> {
+    let query = query.trim();
+    let (profile_type, selector) = match query.find('{') {
+        Some(i) => (&query[..i], &query[i..]),
+        None => (query, ""),
+    };
+    let profile_type = profile_type.trim();
+    if kiln_model::ProfileType::parse(profile_type).is_none() {
+        return Err(QuerierError::BadRequest(format!(
+            "invalid query {query:?}: expected <name>:<sample_type>:<sample_unit>:<period_type>:<period_unit>{{matchers}}"
+        )));
+    }
+    Ok((profile_type.to_string(), Selector::parse(selector)?))
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn error(&self, reason: &str) -> QuerierError {
+        QuerierError::BadRequest(format!(
+            "invalid label selector {:?} at offset {}: {reason}",
+            self.text, self.pos
+        ))
+    }
+
+    fn rest(&self) -> &str {
+        &self.text[self.pos..]
+    }
+
+    fn skip_space(&mut self) {
+        let trimmed = self.rest().trim_start();
+        self.pos = self.text.len() - trimmed.len();
+    }
+
+    fn eat(&mut self, token: &str) -> bool {
+        self.skip_space();
+        if self.rest().starts_with(token) {
+            self.pos += token.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn selector(&mut self) -> Result<Selector, QuerierError> {
+        if !self.eat("{") {
+            return Err(self.error("expected '{'"));
+        }
+        let mut matchers = Vec::new();
+        if self.eat("}") {
+            return Ok(Selector { matchers });
+        }
+        loop {
+            let name = self.name()?;
+            let op = if self.eat("=~") {
+                MatchOp::Regex
+            } else if self.eat("!~") {
+                MatchOp::NotRegex
+            } else if self.eat("!=") {
+                MatchOp::NotEqual
+            } else if self.eat("=") {
+                MatchOp::Equal
+            } else {
+                return Err(self.error("expected one of = != =~ !~"));
+            };
+            let value = self.string()?;
+            matchers.push(Matcher::new(&name, op, &value)?);
+            if self.eat("}") {
+                return Ok(Selector { matchers });
+            }
+            if !self.eat(",") {
+                return Err(self.error("expected ',' or '}'"));
+            }
+            if self.eat("}") {
+                return Ok(Selector { matchers });
+            }
+        }
+    }
+
+    fn name(&mut self) -> Result<String, QuerierError> {
+        self.skip_space();
+        let len = self
+            .rest()
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(self.rest().len());
+        let name = self.rest()[..len].to_string();
+        kiln_model::validate_label_name(&name).map_err(|_| self.error("expected a label name"))?;
+        self.pos += len;
+        Ok(name)
+    }
+
+    fn string(&mut self) -> Result<String, QuerierError> {
+        self.skip_space();
+        let quote = match self.rest().chars().next() {
+            Some(q @ ('"' | '\'' | '`')) => q,
+            _ => return Err(self.error("expected a quoted value")),
+        };
+        self.pos += 1;
+        let mut value = String::new();
+        let mut chars = self.rest().char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                c if c == quote => {
+                    self.pos += i + 1;
+                    return Ok(value);
+                }
+                '\\' if quote != '`' => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, 't')) => value.push('\t'),
+                    Some((_, escaped)) => value.push(escaped),
+                    None => break,
+                },
+                c => value.push(c),
+            }
+        }
+        Err(self.error("unterminated string"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels() -> Labels {
+        Labels::from_pairs([
+            ("service_name", "api"),
+            ("env", "prod"),
+            ("region", "eu-west"),
+        ])
+    }
+
+    #[test]
+    fn parses_and_matches_all_operators() {
+        let cases = [
+            ("{}", true),
+            ("", true),
+            (r#"{service_name="api"}"#, true),
+            (r#"{service_name!="api"}"#, false),
+            (r#"{region=~"eu-.*"}"#, true),
+            (r#"{region=~"eu"}"#, false),
+            (r#"{region!~"us-.*", env="prod",}"#, true),
+            (r#"{missing=""}"#, true),
+            (r#"{missing!=""}"#, false),
+            (r#"{ env = 'prod' }"#, true),
+            (r#"{env="pr\"od"}"#, false),
+        ];
+        for (text, expected) in cases {
+            let selector = Selector::parse(text).unwrap();
+            assert_eq!(selector.matches(&labels()), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_selectors() {
+        for text in [
+            "{",
+            "{a}",
+            "{a=b}",
+            "{a=\"b\"",
+            "{a=\"b\"} x",
+            "{1a=\"b\"}",
+            "{a=~\"(\"}",
+        ] {
+            let err = Selector::parse(text).unwrap_err().to_string();
+            assert!(err.contains("invalid"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn parses_queries() {
+        let (profile_type, selector) =
+            parse_query(r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="api"}"#)
+                .unwrap();
+        assert_eq!(profile_type, "process_cpu:cpu:nanoseconds:cpu:nanoseconds");
+        assert_eq!(selector.matchers.len(), 1);
+        assert!(parse_query("cpu{}").is_err());
+    }
+}

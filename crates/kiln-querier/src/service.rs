@@ -1,0 +1,375 @@
+//! The query API's operations on Pyroscope's request and response types.
+
+use std::collections::BTreeSet;
+
+use kiln_model::{Labels, ProfileType, TenantId};
+use kiln_proto::google::v1::Profile;
+use kiln_proto::querier::v1::{
+    ProfileTypesRequest, ProfileTypesResponse, SelectMergeProfileRequest,
+    SelectMergeStacktracesRequest, SelectMergeStacktracesResponse, SelectSeriesRequest,
+    SelectSeriesResponse, SeriesRequest, SeriesResponse,
+};
+use kiln_proto::types::v1::{
+    GetProfileStatsResponse, LabelNamesRequest, LabelNamesResponse, LabelPair, LabelValuesRequest,
+    LabelValuesResponse, Labels as LabelSet, TimeSeriesAggregationType,
+};
+
+use crate::flamegraph::FrameTree;
+use crate::pprof::PprofBuilder;
+use crate::select::{Query, SelectedDataset};
+use crate::selector::Selector;
+use crate::timeseries::{Aggregation, build_series};
+use crate::{Querier, QuerierError};
+
+const NANOS_PER_MILLI: i64 = 1_000_000;
+
+/// Converts a [start, end) range in unix milliseconds; an end of 0 means "now".
+pub(crate) fn range_from_millis(start: i64, end: i64) -> Result<(i64, i64), QuerierError> {
+    let end = if end == 0 { now_millis() } else { end };
+    if start > end {
+        return Err(QuerierError::BadRequest(format!(
+            "invalid time range: start {start} is after end {end}"
+        )));
+    }
+    Ok((
+        start.saturating_mul(NANOS_PER_MILLI),
+        end.saturating_mul(NANOS_PER_MILLI),
+    ))
+}
+
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn parse_matchers(matchers: &[String]) -> Result<Vec<Selector>, QuerierError> {
+    matchers.iter().map(|m| Selector::parse(m)).collect()
+}
+
+fn parse_profile_type(id: &str) -> Result<ProfileType, QuerierError> {
+    ProfileType::parse(id).ok_or_else(|| {
+        QuerierError::BadRequest(format!(
+            "invalid profile type {id:?}: expected <name>:<sample_type>:<sample_unit>:<period_type>:<period_unit>"
+        ))
+    })
+}
+
+impl Querier {
+    /// The flame graph node limit for a request.
+    pub(crate) fn max_nodes(&self, requested: Option<i64>) -> usize {
+        match requested {
+            Some(n) if n > 0 => n as usize,
+            Some(_) => 0,
+            None => self.config.max_nodes_default,
+        }
+    }
+
+    /// Selects one profile type with one label selector.
+    pub(crate) async fn select_profiles(
+        &self,
+        tenant: &TenantId,
+        profile_type: &str,
+        label_selector: &str,
+        start_nanos: i64,
+        end_nanos: i64,
+    ) -> Result<Vec<SelectedDataset>, QuerierError> {
+        parse_profile_type(profile_type)?;
+        let query = Query {
+            tenant: tenant.as_str().to_string(),
+            profile_type: Some(profile_type.to_string()),
+            selectors: vec![Selector::parse(label_selector)?],
+            start_nanos,
+            end_nanos,
+        };
+        self.select(&query).await
+    }
+
+    /// `ProfileTypes`: every profile type with data in the range.
+    pub async fn profile_types(
+        &self,
+        tenant: &TenantId,
+        request: ProfileTypesRequest,
+    ) -> Result<ProfileTypesResponse, QuerierError> {
+        let (start, end) = range_from_millis(request.start, request.end)?;
+        let blocks = self
+            .metastore
+            .query_blocks(tenant.as_str(), start, end)
+            .await?;
+        let ids: BTreeSet<&str> = blocks
+            .iter()
+            .flat_map(|b| &b.datasets)
+            .filter(|d| d.tenant == tenant.as_str() && d.overlaps(start, end))
+            .flat_map(|d| d.profile_types.iter().map(String::as_str))
+            .collect();
+        let profile_types = ids
+            .into_iter()
+            .filter_map(ProfileType::parse)
+            .map(|t| kiln_proto::types::v1::ProfileType {
+                id: t.id(),
+                name: t.name,
+                sample_type: t.sample_type,
+                sample_unit: t.sample_unit,
+                period_type: t.period_type,
+                period_unit: t.period_unit,
+            })
+            .collect();
+        Ok(ProfileTypesResponse { profile_types })
+    }
+
+    /// Label sets of the series matching any of `matchers` in the range, with data.
+    async fn series_labels(
+        &self,
+        tenant: &TenantId,
+        matchers: &[String],
+        start_millis: i64,
+        end_millis: i64,
+    ) -> Result<BTreeSet<Labels>, QuerierError> {
+        let (start_nanos, end_nanos) = range_from_millis(start_millis, end_millis)?;
+        let query = Query {
+            tenant: tenant.as_str().to_string(),
+            profile_type: None,
+            selectors: parse_matchers(matchers)?,
+            start_nanos,
+            end_nanos,
+        };
+        let mut labels = BTreeSet::new();
+        for dataset in self.select(&query).await? {
+            let data = dataset.data();
+            for (row, selected) in dataset.selected.iter().enumerate() {
+                if *selected {
+                    labels.insert(
+                        data.series[data.profiles[row].series as usize]
+                            .labels
+                            .clone(),
+                    );
+                }
+            }
+        }
+        Ok(labels)
+    }
+
+    /// `LabelNames`: label names of the matching series.
+    pub async fn label_names(
+        &self,
+        tenant: &TenantId,
+        request: LabelNamesRequest,
+    ) -> Result<LabelNamesResponse, QuerierError> {
+        let sets = self
+            .series_labels(tenant, &request.matchers, request.start, request.end)
+            .await?;
+        let names: BTreeSet<String> = sets
+            .iter()
+            .flat_map(|l| l.iter().map(|(n, _)| n.to_string()))
+            .collect();
+        Ok(LabelNamesResponse {
+            names: names.into_iter().collect(),
+        })
+    }
+
+    /// `LabelValues`: values of one label on the matching series.
+    pub async fn label_values(
+        &self,
+        tenant: &TenantId,
+        request: LabelValuesRequest,
+    ) -> Result<LabelValuesResponse, QuerierError> {
+        let sets = self
+            .series_labels(tenant, &request.matchers, request.start, request.end)
+            .await?;
+        let values: BTreeSet<String> = sets
+            .iter()
+            .filter_map(|l| l.get(&request.name).map(String::from))
+            .collect();
+        Ok(LabelValuesResponse {
+            names: values.into_iter().collect(),
+        })
+    }
+
+    /// `Series`: the matching label sets, restricted to `label_names` when given.
+    pub async fn series(
+        &self,
+        tenant: &TenantId,
+        request: SeriesRequest,
+    ) -> Result<SeriesResponse, QuerierError> {
+        let sets = self
+            .series_labels(tenant, &request.matchers, request.start, request.end)
+            .await?;
+        let projected: BTreeSet<Vec<(String, String)>> = sets
+            .iter()
+            .map(|labels| {
+                labels
+                    .iter()
+                    .filter(|(n, _)| {
+                        request.label_names.is_empty() || request.label_names.iter().any(|w| w == n)
+                    })
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect()
+            })
+            .collect();
+        let labels_set = projected
+            .into_iter()
+            .map(|pairs| LabelSet {
+                labels: pairs
+                    .into_iter()
+                    .map(|(name, value)| LabelPair { name, value })
+                    .collect(),
+            })
+            .collect();
+        Ok(SeriesResponse { labels_set })
+    }
+
+    /// `SelectMergeStacktraces`: the merged flame graph.
+    pub async fn select_merge_stacktraces(
+        &self,
+        tenant: &TenantId,
+        request: SelectMergeStacktracesRequest,
+    ) -> Result<SelectMergeStacktracesResponse, QuerierError> {
+        let (start, end) = range_from_millis(request.start, request.end)?;
+        let selection = self
+            .select_profiles(
+                tenant,
+                &request.profile_type_id,
+                &request.label_selector,
+                start,
+                end,
+            )
+            .await?;
+        let max_nodes = self.max_nodes(request.max_nodes);
+        let flamegraph = tokio::task::spawn_blocking(move || {
+            let mut tree = FrameTree::default();
+            tree.add_selection(&selection);
+            tree.flamegraph(max_nodes)
+        })
+        .await
+        .map_err(|e| QuerierError::BadRequest(format!("merge panicked: {e}")))?;
+        Ok(SelectMergeStacktracesResponse {
+            flamegraph: Some(flamegraph),
+            ..Default::default()
+        })
+    }
+
+    /// `SelectMergeProfile`: the merged profile as pprof with the queried sample type.
+    pub async fn select_merge_profile(
+        &self,
+        tenant: &TenantId,
+        request: SelectMergeProfileRequest,
+    ) -> Result<Profile, QuerierError> {
+        let (start, end) = range_from_millis(request.start, request.end)?;
+        self.merged_pprof(
+            tenant,
+            &request.profile_type_id,
+            &request.label_selector,
+            start,
+            end,
+        )
+        .await
+    }
+
+    /// The merged pprof of one profile type and selector over `[start, end)` nanoseconds.
+    pub(crate) async fn merged_pprof(
+        &self,
+        tenant: &TenantId,
+        profile_type: &str,
+        label_selector: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<Profile, QuerierError> {
+        let parsed = parse_profile_type(profile_type)?;
+        let selection = self
+            .select_profiles(tenant, profile_type, label_selector, start, end)
+            .await?;
+        tokio::task::spawn_blocking(move || {
+            let period = selection
+                .iter()
+                .flat_map(|d| d.data().profiles.iter().map(|p| p.period))
+                .max()
+                .unwrap_or(0);
+            let mut builder = PprofBuilder::default();
+            builder.add_selection(&selection);
+            builder.finish(&parsed, period, start, end)
+        })
+        .await
+        .map_err(|e| QuerierError::BadRequest(format!("merge panicked: {e}")))
+    }
+
+    /// `SelectSeries`: totals over time, grouped and aggregated.
+    pub async fn select_series(
+        &self,
+        tenant: &TenantId,
+        request: SelectSeriesRequest,
+    ) -> Result<SelectSeriesResponse, QuerierError> {
+        let (start, end) = range_from_millis(request.start, request.end)?;
+        if request.step.is_nan() || request.step <= 0.0 {
+            return Err(QuerierError::BadRequest(format!(
+                "invalid step {}: must be a positive number of seconds",
+                request.step
+            )));
+        }
+        let selection = self
+            .select_profiles(
+                tenant,
+                &request.profile_type_id,
+                &request.label_selector,
+                start,
+                end,
+            )
+            .await?;
+        let aggregation = match request.aggregation.map(TimeSeriesAggregationType::try_from) {
+            None | Some(Ok(TimeSeriesAggregationType::Sum)) => Aggregation::Sum,
+            Some(Ok(TimeSeriesAggregationType::Average)) => Aggregation::Average,
+            Some(Err(_)) => {
+                return Err(QuerierError::BadRequest(
+                    "unknown aggregation type".to_string(),
+                ));
+            }
+        };
+        let step_millis = (request.step * 1000.0).round() as i64;
+        let limit = request.limit.unwrap_or(0).max(0) as usize;
+        let series = build_series(
+            &selection,
+            &request.group_by,
+            request.start,
+            step_millis,
+            aggregation,
+            limit,
+        );
+        Ok(SelectSeriesResponse { series })
+    }
+
+    /// `GetProfileStats`: whether the tenant has data, and its time span.
+    pub async fn profile_stats(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<GetProfileStatsResponse, QuerierError> {
+        let blocks = self
+            .metastore
+            .query_blocks(tenant.as_str(), i64::MIN, i64::MAX)
+            .await?;
+        let mut span: Option<(i64, i64)> = None;
+        for d in blocks
+            .iter()
+            .flat_map(|b| &b.datasets)
+            .filter(|d| d.tenant == tenant.as_str())
+        {
+            span = Some(match span {
+                None => (d.min_time_nanos, d.max_time_nanos),
+                Some((oldest, newest)) => {
+                    (oldest.min(d.min_time_nanos), newest.max(d.max_time_nanos))
+                }
+            });
+        }
+        Ok(match span {
+            Some((oldest, newest)) => GetProfileStatsResponse {
+                data_ingested: true,
+                oldest_profile_time: oldest / NANOS_PER_MILLI,
+                newest_profile_time: newest / NANOS_PER_MILLI,
+            },
+            None => GetProfileStatsResponse {
+                data_ingested: false,
+                oldest_profile_time: 0,
+                newest_profile_time: 0,
+            },
+        })
+    }
+}

@@ -4,4 +4,6 @@
 mod bad_input;
 mod harness;
 mod lifecycle;
+mod query;
+mod reference;
 mod write_path;

@@ -6,4 +6,5 @@ mod harness;
 mod lifecycle;
 mod query;
 mod reference;
+mod sdk;
 mod write_path;

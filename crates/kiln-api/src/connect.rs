@@ -8,7 +8,7 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use prost::Message;
 
 use crate::RequestError;
@@ -109,17 +109,33 @@ impl Codec {
     }
 }
 
+/// After a body went over its limit, at most this much more is read and discarded so that
+/// the client, still sending, receives the 413 instead of a reset connection.
+const MAX_DRAIN_BYTES: usize = 64 << 20;
+
 /// Reads a whole request body, failing with 413 past `limit` bytes.
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, RequestError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(RequestError::BodyTooLarge { limit })
+pub async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, RequestError> {
+    let mut collected = bytes::BytesMut::new();
+    let mut drained = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| RequestError::BadRequest(format!("cannot read request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if drained > 0 || collected.len() + data.len() > limit {
+            drained += data.len();
+            if drained > MAX_DRAIN_BYTES {
+                break;
+            }
+            continue;
         }
-        Err(e) => Err(RequestError::BadRequest(format!(
-            "cannot read request body: {e}"
-        ))),
+        collected.extend_from_slice(&data);
     }
+    if drained > 0 {
+        return Err(RequestError::BodyTooLarge { limit });
+    }
+    Ok(collected.freeze())
 }
 
 /// Undoes `Content-Encoding` (gzip or identity) within `limit` decompressed bytes.

@@ -152,6 +152,31 @@ async fn via_grpc(server: &KilnServer, profile_type: &str, service: &str) -> Fun
     flamegraph_function_totals(&graph.names, &levels)
 }
 
+async fn via_select_merge_profile(
+    server: &KilnServer,
+    profile_type: &str,
+    service: &str,
+) -> FunctionTotals {
+    let request = kiln_proto::querier::v1::SelectMergeProfileRequest {
+        profile_type_id: profile_type.to_string(),
+        label_selector: format!("{{service_name=\"{service}\"}}"),
+        start: 0,
+        end: UNTIL_SECONDS * 1000,
+        ..Default::default()
+    };
+    let response = reqwest::Client::new()
+        .post(server.url("/querier.v1.QuerierService/SelectMergeProfile"))
+        .header("content-type", "application/proto")
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let profile = Profile::decode(response.bytes().await.unwrap()).unwrap();
+    assert_eq!(profile.sample_type.len(), 1, "only the queried sample type");
+    pprof_function_totals(&profile, 0)
+}
+
 fn query_param(profile_type: &str, service: &str) -> String {
     let query = format!("{profile_type}{{service_name=\"{service}\"}}");
     url_encode(&query)

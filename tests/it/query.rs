@@ -285,6 +285,11 @@ async fn every_surface_returns_exact_function_figures() {
                 "grpc: {context}"
             );
             assert_eq!(
+                via_select_merge_profile(&server, profile_type, service).await,
+                expected,
+                "SelectMergeProfile: {context}"
+            );
+            assert_eq!(
                 via_render(&server, profile_type, service).await,
                 expected,
                 "render: {context}"

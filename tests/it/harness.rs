@@ -21,6 +21,9 @@ pub(crate) struct KilnServer {
     child: Child,
     /// The bound HTTP address.
     pub(crate) addr: String,
+    /// The bound OTLP gRPC and OTLP/HTTP addresses.
+    pub(crate) otlp_grpc_addr: String,
+    pub(crate) otlp_http_addr: String,
 }
 
 impl KilnServer {
@@ -32,6 +35,12 @@ impl KilnServer {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--http-addr", "127.0.0.1:0", "--log-format", "json"])
+            .args([
+                "--otlp-grpc-addr",
+                "127.0.0.1:0",
+                "--otlp-http-addr",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -45,22 +54,33 @@ impl KilnServer {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
                     && let Some(addr) = event["fields"]["addr"].as_str()
+                    && let Some(listener) = event["fields"]["listener"].as_str()
                 {
-                    let _ = sender.send(addr.to_string());
+                    let _ = sender.send((listener.to_string(), addr.to_string()));
                 }
                 if std::env::var_os("KILN_TEST_LOGS").is_some() {
                     eprintln!("{line}");
                 }
             }
         });
-        let addr = match receiver.recv_timeout(PROCESS_DEADLINE) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                bail!("kiln did not report its listener: {:?}", child.wait()?);
+        let mut addrs = std::collections::HashMap::new();
+        while addrs.len() < 3 {
+            match receiver.recv_timeout(PROCESS_DEADLINE) {
+                Ok((listener, addr)) => {
+                    addrs.insert(listener, addr);
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    bail!("kiln did not report its listeners: {:?}", child.wait()?);
+                }
             }
+        }
+        let server = Self {
+            child,
+            addr: addrs["http"].clone(),
+            otlp_grpc_addr: addrs["otlp-grpc"].clone(),
+            otlp_http_addr: addrs["otlp-http"].clone(),
         };
-        let server = Self { child, addr };
         server.wait_ready().await?;
         Ok(server)
     }

@@ -69,7 +69,7 @@ pub struct ServerArgs {
     )]
     pub grpc_addr: SocketAddr,
 
-    /// OTLP gRPC listener, opened by the distributor once it accepts OTLP.
+    /// OTLP gRPC listener of the distributor (ProfilesService/Export).
     #[arg(
         long = "otlp-grpc-addr",
         env = "KILN_OTLP_GRPC_ADDR",
@@ -77,7 +77,7 @@ pub struct ServerArgs {
     )]
     pub otlp_grpc_addr: SocketAddr,
 
-    /// OTLP/HTTP listener, opened by the distributor once it accepts OTLP.
+    /// OTLP/HTTP listener of the distributor (POST /v1development/profiles).
     #[arg(
         long = "otlp-http-addr",
         env = "KILN_OTLP_HTTP_ADDR",

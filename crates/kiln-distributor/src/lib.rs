@@ -7,6 +7,7 @@
 mod error;
 mod ingest;
 mod metrics;
+mod otlp;
 mod push;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use kiln_ingester::Ingester;
 pub use error::DistributorError;
 pub use kiln_api::{TENANT_HEADER, TenantResolver};
 pub use metrics::DistributorMetrics;
+pub use otlp::{EXPORT_PATH as OTLP_EXPORT_PATH, HTTP_PATH as OTLP_HTTP_PATH};
 
 /// Settings of the distributor.
 #[derive(Clone, Debug)]
@@ -76,5 +78,6 @@ impl Distributor {
                 post(move |state, request| push::handle(state, request, grpc.clone())),
             )
             .with_state(Arc::clone(self))
+            .merge(self.otlp_router())
     }
 }

@@ -6,11 +6,15 @@
 
 #![allow(missing_docs, unreachable_pub, clippy::all)]
 
-/// pprof's profile.proto.
+/// pprof's profile.proto (`google.v1`) and `google.rpc.Status`.
 pub mod google {
-    /// Version 1.
+    /// pprof, version 1.
     pub mod v1 {
         tonic::include_proto!("google.v1");
+    }
+    /// The error body of OTLP/HTTP.
+    pub mod rpc {
+        tonic::include_proto!("google.rpc");
     }
 }
 
@@ -35,6 +39,44 @@ pub mod querier {
     /// Version 1.
     pub mod v1 {
         tonic::include_proto!("querier.v1");
+    }
+}
+
+/// OpenTelemetry's protocol: the profiles signal (v1.10/v1.11 layout) and what it uses.
+pub mod opentelemetry {
+    /// `opentelemetry.proto`.
+    pub mod proto {
+        /// Common types.
+        pub mod common {
+            /// Version 1.
+            pub mod v1 {
+                tonic::include_proto!("opentelemetry.proto.common.v1");
+            }
+        }
+        /// Resources.
+        pub mod resource {
+            /// Version 1.
+            pub mod v1 {
+                tonic::include_proto!("opentelemetry.proto.resource.v1");
+            }
+        }
+        /// The profiles signal.
+        pub mod profiles {
+            /// The development version.
+            pub mod v1development {
+                tonic::include_proto!("opentelemetry.proto.profiles.v1development");
+            }
+        }
+        /// Collector services.
+        pub mod collector {
+            /// The profiles collector service.
+            pub mod profiles {
+                /// The development version.
+                pub mod v1development {
+                    tonic::include_proto!("opentelemetry.proto.collector.profiles.v1development");
+                }
+            }
+        }
     }
 }
 

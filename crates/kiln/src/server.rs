@@ -1,5 +1,6 @@
 //! `kiln server`: builds the roles named by `--target` and serves them until SIGTERM.
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -16,6 +17,7 @@ use kiln_metastore::{EmbeddedMetastore, Metastore};
 use kiln_objstore::S3Options;
 use kiln_querier::{Querier, QuerierConfig};
 use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
 
 use crate::telemetry;
 
@@ -107,23 +109,39 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         .merge(distributor.router())
         .merge(querier.router());
 
-    let listener = tokio::net::TcpListener::bind(args.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on --http-addr {}", args.http_addr))?;
-    let addr = listener.local_addr()?;
+    let listeners = [
+        ("http", args.http_addr, app),
+        ("otlp-grpc", args.otlp_grpc_addr, distributor.otlp_router()),
+        ("otlp-http", args.otlp_http_addr, distributor.otlp_router()),
+    ];
+    let mut bound = Vec::new();
+    for (name, addr, router) in listeners {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on the {name} address {addr}"))?;
+        tracing::info!(listener = name, addr = %listener.local_addr()?, "listener bound");
+        bound.push((listener, router));
+    }
     ops.listening.store(true, Ordering::SeqCst);
-    tracing::info!(%addr, storage = %storage_url, "http listener bound");
+    tracing::info!(storage = %storage_url, "kiln is serving");
 
+    let shutdown = CancellationToken::new();
     let draining = Arc::clone(&ingester);
-    let drain_on_signal = async move {
+    let signalled = shutdown.clone();
+    tokio::spawn(async move {
         shutdown_signal().await;
         draining.begin_drain();
-    };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(drain_on_signal)
+        signalled.cancel();
+    });
+    let servers = bound.into_iter().map(|(listener, router)| {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future()
+    });
+    futures::future::try_join_all(servers)
         .await
         .context("http server failed")?;
-    tracing::info!("http server drained; flushing the ingester");
+    tracing::info!("requests drained; flushing the ingester");
     ingester.shutdown().await;
     tracing::info!("shutdown complete");
     Ok(())

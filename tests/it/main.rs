@@ -5,6 +5,7 @@ mod bad_input;
 mod golden;
 mod harness;
 mod lifecycle;
+mod otlp;
 mod query;
 mod reference;
 mod sdk;

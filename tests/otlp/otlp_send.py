@@ -44,7 +44,6 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.profiles.v1development import profiles_service_pb2 as svc_pb
 from opentelemetry.proto.common.v1 import common_pb2 as common_pb
 from opentelemetry.proto.profiles.v1development import profiles_pb2 as pb
-from opentelemetry.proto.resource.v1 import resource_pb2 as resource_pb
 
 HTTP_PATH = "/v1development/profiles"
 GRPC_METHOD = "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export"
@@ -93,6 +92,7 @@ class Dictionary:
         self._stacks = {}
         self._links = {}
         self._attrs = {}
+        self._addresses = {}
         # Frame labels for expected figures, by location index (leaf-first per location).
         self.location_frames = {0: []}
         self.mapping_info = {0: None}
@@ -176,6 +176,12 @@ class Dictionary:
                 base = os.path.basename(self.mapping_info[mapping]["file"]) if mapping else "?"
                 self.location_frames[idx] = ["%s+0x%x" % (base, address)]
         return self._locations[key]
+
+    def code_address(self, names):
+        """A made-up, stable code address for a (possibly inlined) frame."""
+        if names not in self._addresses:
+            self._addresses[names] = 0x1000 + 0x40 * len(self._addresses)
+        return self._addresses[names]
 
     def stack(self, location_indices):
         key = tuple(location_indices)
@@ -390,6 +396,12 @@ class RequestBuilder:
             "by_service": by_service,
             "profiles": profiles,
         }
+        if not should_accept:
+            # A rejected request stores nothing; what a server that dropped only the bad
+            # samples/profile (partial success) would hold is kept for reference.
+            expected["if_partially_accepted"] = {
+                k: expected[k] for k in ("total_count", "total_cpu_ns", "by_service")}
+            expected.update(total_count=0, total_cpu_ns=0, by_service={})
         expected.update(extra)
         return self.req, expected
 
@@ -400,7 +412,7 @@ def stack_of(dic, *frames, mapping=0):
     for f in frames:
         names = f if isinstance(f, tuple) else (f,)
         locs.append(dic.location(lines=[(n, line_of(n)) for n in names], mapping=mapping,
-                                 address=0x1000 + 0x40 * len(dic._locations),
+                                 address=dic.code_address(names),
                                  frame_type="native"))
     return dic.stack(locs)
 
@@ -559,7 +571,7 @@ def scenario_strindex(now_ns):
 def scenario_garbage(now_ns):
     return None, {"scenario": "garbage", "should_accept": False,
                   "reject_reason": "undecodable body", "total_count": 0, "total_cpu_ns": 0,
-                  "profiles": []}
+                  "by_service": {}, "profiles": []}
 
 
 SCENARIOS = {

@@ -32,9 +32,34 @@ where
         return connect(request).await;
     }
     match tower::ServiceExt::oneshot(grpc, request).await {
-        Ok(response) => response.map(Body::new),
+        Ok(mut response) => {
+            fix_decode_status(response.headers_mut());
+            response.map(Body::new)
+        }
         Err(never) => match never {},
     }
+}
+
+/// tonic reports a request it cannot decode as INTERNAL and one over the size limit as
+/// OUT_OF_RANGE; both are the client's doing, so answer INVALID_ARGUMENT and
+/// RESOURCE_EXHAUSTED as the protocols' specifications ask. Such errors come before any
+/// message, so the status is in the (trailers-only) headers.
+fn fix_decode_status(headers: &mut HeaderMap) {
+    let status = headers.get("grpc-status").and_then(|v| v.to_str().ok());
+    // grpc-message is percent-encoded; spaces are all that matter for the prefixes below.
+    let message = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .replace("%20", " ");
+    let code = match status {
+        Some("13") if message.starts_with("failed to decode") => tonic::Code::InvalidArgument,
+        Some("11") if message.contains("message length too large") => {
+            tonic::Code::ResourceExhausted
+        }
+        _ => return,
+    };
+    headers.insert("grpc-status", HeaderValue::from(code as i32));
 }
 
 /// How a Connect message is encoded.

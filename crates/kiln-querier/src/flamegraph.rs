@@ -51,21 +51,20 @@ impl Default for FrameTree {
     }
 }
 
-/// The display name of a frame without symbols: the mapping's file and the address, so that
-/// a later symbolizer can still resolve it.
+/// The display name of a frame without symbols, `<mapping file base name>+0x<address>` as
+/// perf prints it; the location keeps the address and the mapping its build id, so that a
+/// later symbolizer can still resolve it.
 pub(crate) fn unsymbolized_name(symbols: &Symbols, location: u32) -> String {
     let location = &symbols.locations[location as usize];
-    match location
+    let mapping = location
         .mapping
         .checked_sub(1)
-        .map(|m| &symbols.mappings[m as usize])
-    {
+        .map(|m| &symbols.mappings[m as usize]);
+    match mapping {
         Some(mapping) if mapping.filename != 0 => {
-            format!(
-                "{} 0x{:x}",
-                symbols.string(mapping.filename),
-                location.address
-            )
+            let file = symbols.string(mapping.filename);
+            let base = file.rsplit('/').next().unwrap_or(file);
+            format!("{base}+0x{:x}", location.address)
         }
         _ => format!("0x{:x}", location.address),
     }

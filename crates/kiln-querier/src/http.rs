@@ -131,6 +131,14 @@ impl Querier {
         let router = unary_route!(
             router,
             grpc,
+            "SelectMergeSpanProfile",
+            "querier.v1.SelectMergeSpanProfileRequest",
+            "querier.v1.SelectMergeSpanProfileResponse",
+            |q: Arc<Querier>, t, r| async move { q.select_merge_span_profile(&t, r).await }
+        );
+        let router = unary_route!(
+            router,
+            grpc,
             "SelectMergeProfile",
             "querier.v1.SelectMergeProfileRequest",
             "google.v1.Profile",
@@ -275,9 +283,12 @@ impl QuerierService for GrpcHandler {
     }
     async fn select_merge_span_profile(
         &self,
-        _: tonic::Request<SelectMergeSpanProfileRequest>,
+        r: tonic::Request<SelectMergeSpanProfileRequest>,
     ) -> Result<tonic::Response<SelectMergeSpanProfileResponse>, tonic::Status> {
-        Err(unimplemented("SelectMergeSpanProfile"))
+        self.run(r, |q, t, r| async move {
+            q.select_merge_span_profile(&t, r).await
+        })
+        .await
     }
     async fn select_merge_profile(
         &self,

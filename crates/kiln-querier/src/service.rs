@@ -6,8 +6,9 @@ use kiln_model::{Labels, ProfileType, TenantId};
 use kiln_proto::google::v1::Profile;
 use kiln_proto::querier::v1::{
     ProfileTypesRequest, ProfileTypesResponse, SelectMergeProfileRequest,
-    SelectMergeStacktracesRequest, SelectMergeStacktracesResponse, SelectSeriesRequest,
-    SelectSeriesResponse, SeriesRequest, SeriesResponse,
+    SelectMergeSpanProfileRequest, SelectMergeSpanProfileResponse, SelectMergeStacktracesRequest,
+    SelectMergeStacktracesResponse, SelectSeriesRequest, SelectSeriesResponse, SeriesRequest,
+    SeriesResponse,
 };
 use kiln_proto::types::v1::{
     GetProfileStatsResponse, LabelNamesRequest, LabelNamesResponse, LabelPair, LabelValuesRequest,
@@ -244,6 +245,52 @@ impl Querier {
         .await
         .map_err(|e| QuerierError::BadRequest(format!("merge panicked: {e}")))?;
         Ok(SelectMergeStacktracesResponse {
+            flamegraph: Some(flamegraph),
+            ..Default::default()
+        })
+    }
+
+    /// `SelectMergeSpanProfile`: the flame graph of the samples taken in the given spans
+    /// (16 hex digits each), as Grafana's traces-to-profiles link asks for it.
+    pub async fn select_merge_span_profile(
+        &self,
+        tenant: &TenantId,
+        request: SelectMergeSpanProfileRequest,
+    ) -> Result<SelectMergeSpanProfileResponse, QuerierError> {
+        let (start, end) = range_from_millis(request.start, request.end)?;
+        let spans: std::collections::HashSet<String> = request
+            .span_selector
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        if let Some(bad) = spans
+            .iter()
+            .find(|s| s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(QuerierError::BadRequest(format!(
+                "invalid span id {bad:?} in span_selector: expected 16 hex digits"
+            )));
+        }
+        let selection = self
+            .select_profiles(
+                tenant,
+                &request.profile_type_id,
+                &request.label_selector,
+                start,
+                end,
+            )
+            .await?;
+        let max_nodes = self.max_nodes(request.max_nodes);
+        let flamegraph = tokio::task::spawn_blocking(move || {
+            let mut tree = FrameTree::default();
+            for dataset in &selection {
+                tree.add_stacks(dataset.data(), dataset.stack_values_in_spans(&spans));
+            }
+            tree.flamegraph(max_nodes)
+        })
+        .await
+        .map_err(|e| QuerierError::BadRequest(format!("merge panicked: {e}")))?;
+        Ok(SelectMergeSpanProfileResponse {
             flamegraph: Some(flamegraph),
             ..Default::default()
         })

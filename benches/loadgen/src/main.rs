@@ -1,0 +1,300 @@
+//! `kiln-loadgen`: Kiln's load generator (`run`) and system benchmark suite (`suite`).
+//! docs/benchmarks.md records the figures with the command that produced them.
+
+mod baseline;
+mod driver;
+mod push;
+mod queries;
+mod report;
+mod server;
+mod workload;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::driver::LoadConfig;
+use crate::push::Protocol;
+use crate::workload::WorkloadConfig;
+
+/// Kiln's load generator and benchmark suite.
+#[derive(Debug, Parser)]
+#[command(name = "kiln-loadgen", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Push generated profiles to a running server and report what happened.
+    Run(RunArgs),
+    /// Start a server, run the whole suite, print the table with baselines and ratios.
+    Suite(SuiteArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct LoadArgs {
+    /// Protocol to push with.
+    #[arg(long, value_enum, default_value = "push")]
+    protocol: Protocol,
+    /// Services (each with its own function and stack pools).
+    #[arg(long, default_value = "4")]
+    services: usize,
+    /// Instances per service (the `instance` label).
+    #[arg(long, default_value = "4")]
+    instances: usize,
+    /// How long to push.
+    #[arg(long, default_value = "20s", value_parser = humantime_duration)]
+    duration: Duration,
+    /// Requests per second; 0 pushes as fast as the server accepts.
+    #[arg(long, default_value = "0")]
+    rate: f64,
+    /// Requests in flight at most.
+    #[arg(long, default_value = "8")]
+    concurrency: usize,
+    /// Distinct payloads generated up front.
+    #[arg(long, default_value = "256")]
+    pool: usize,
+    /// Distinct values of the `label_0` label.
+    #[arg(long, default_value = "10")]
+    label_values: usize,
+    /// Fraction of samples with a span id.
+    #[arg(long, default_value = "0.1")]
+    span_fraction: f64,
+}
+
+impl LoadArgs {
+    fn config(&self) -> LoadConfig {
+        LoadConfig {
+            protocol: self.protocol,
+            services: self.services,
+            instances: self.instances,
+            duration: self.duration,
+            rate: self.rate,
+            concurrency: self.concurrency,
+            pool: self.pool,
+            workload: WorkloadConfig {
+                label_values: self.label_values,
+                span_fraction: self.span_fraction,
+                ..WorkloadConfig::default()
+            },
+        }
+    }
+}
+
+fn humantime_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(number)),
+        "s" | "" => Ok(Duration::from_secs(number)),
+        "m" => Ok(Duration::from_secs(number * 60)),
+        _ => Err(format!("invalid duration {text:?}: use ms, s or m")),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Base URL of the server.
+    #[arg(long, default_value = "http://127.0.0.1:4040")]
+    target: String,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct SuiteArgs {
+    /// The kiln binary; default: the one next to this executable.
+    #[arg(long)]
+    kiln_bin: Option<PathBuf>,
+    /// Where the query data set lives (generated once, reused while its shape matches).
+    #[arg(long, default_value = "target/kiln-bench-data")]
+    data_dir: PathBuf,
+    /// A run under a minute with tiny data, for CI.
+    #[arg(long)]
+    smoke: bool,
+    /// Instances of the query data set's service.
+    #[arg(long, default_value = "2")]
+    query_instances: usize,
+    /// Days of the query data set.
+    #[arg(long, default_value = "7")]
+    query_days: i64,
+    /// Seconds of each ingest run.
+    #[arg(long, default_value = "20")]
+    ingest_seconds: u64,
+    /// Write the results as JSON here too.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => {
+                let config = args.load.config();
+                let payloads = Arc::new(driver::payload_pool(&config, now_nanos()));
+                let result = driver::run(&args.target, &config, payloads).await;
+                println!("{}", serde_json::to_string_pretty(&result)?);
+                Ok(())
+            }
+            Command::Suite(args) => suite(args).await,
+        }
+    })
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
+    let binary = match &args.kiln_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("kiln"),
+    };
+    anyhow::ensure!(
+        binary.exists(),
+        "kiln binary not found at {} (build it or pass --kiln-bin)",
+        binary.display()
+    );
+    std::fs::create_dir_all(&args.data_dir)?;
+    let mut report = report::Report::new(&binary, args.smoke);
+
+    // Ingest, one fresh server per protocol.
+    let seconds = if args.smoke { 2 } else { args.ingest_seconds };
+    for (protocol, rate, label) in [
+        (Protocol::Push, 0.0, "push.v1, max rate"),
+        (Protocol::Ingest, 0.0, "/ingest, max rate"),
+        (Protocol::Otlp, 0.0, "OTLP/HTTP, max rate"),
+        (Protocol::Push, 20.0, "push.v1, 20 req/s"),
+    ] {
+        let dir = args
+            .data_dir
+            .join(format!("ingest-{label}").replace([' ', ',', '/', '.'], "_"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let server = server::Server::start(&binary, &dir)?;
+        let config = LoadConfig {
+            protocol,
+            services: 4,
+            instances: 4,
+            duration: Duration::from_secs(seconds),
+            rate,
+            concurrency: 8,
+            pool: if args.smoke { 8 } else { 256 },
+            workload: WorkloadConfig::default(),
+        };
+        let payloads = Arc::new(driver::payload_pool(&config, now_nanos()));
+        if protocol == Protocol::Push && rate == 0.0 {
+            report.decode_baseline_mb_s =
+                baseline::decode_mb_per_second(&payloads, if args.smoke { 0.2 } else { 2.0 });
+        }
+        let cpu_before = server.cpu_seconds();
+        let result = driver::run(&server.base, &config, payloads).await;
+        let cpu = server.cpu_seconds() - cpu_before;
+        // Let the last flush land before measuring storage.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (objects, metastore) = server.stored_bytes();
+        report.ingest(
+            label,
+            result,
+            cpu,
+            server.peak_rss_mib(),
+            objects,
+            metastore,
+        );
+        server.stop();
+    }
+
+    // Queries over the reused data set.
+    let dataset_dir = args
+        .data_dir
+        .join(if args.smoke { "query-smoke" } else { "query" });
+    let wanted = queries::Dataset {
+        instances: if args.smoke { 1 } else { args.query_instances },
+        minutes: if args.smoke {
+            5
+        } else {
+            args.query_days * 24 * 60
+        },
+        end_seconds: 0,
+        samples_per_profile: if args.smoke { 200 } else { 1000 },
+    };
+    let existing = queries::Dataset::load(&dataset_dir).filter(|d| {
+        d.instances == wanted.instances
+            && d.minutes == wanted.minutes
+            && d.samples_per_profile == wanted.samples_per_profile
+    });
+    let dataset = match existing {
+        Some(dataset) => dataset,
+        None => {
+            let _ = std::fs::remove_dir_all(&dataset_dir);
+            std::fs::create_dir_all(&dataset_dir)?;
+            let dataset = queries::Dataset {
+                end_seconds: now_nanos() / 1_000_000_000 / 3600 * 3600,
+                ..wanted
+            };
+            let server = server::Server::start(&binary, &dataset_dir)?;
+            let started = std::time::Instant::now();
+            let samples = dataset
+                .generate(&server.base, &dataset_dir)
+                .await
+                .context("generating the query data set")?;
+            eprintln!(
+                "generated the query data set: {samples} samples in {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+            server.stop();
+            dataset
+        }
+    };
+    let server = server::Server::start(&binary, &dataset_dir)?;
+    let ranges: Vec<(i64, usize)> = [(60, 10), (24 * 60, 5), (7 * 24 * 60, 3)]
+        .into_iter()
+        .filter(|(minutes, _)| *minutes <= dataset.minutes)
+        .collect();
+    let ranges = if ranges.is_empty() {
+        vec![(dataset.minutes, 2)]
+    } else {
+        ranges
+    };
+    for &(minutes, runs) in &ranges {
+        for latency in queries::measure(&server.base, &dataset, minutes, runs).await? {
+            report.queries.push(latency);
+        }
+    }
+    report.query_peak_rss_mib = server.peak_rss_mib();
+    server.stop();
+
+    // The merge peer: go tool pprof merging the same profiles as the flame graph queries.
+    for &(minutes, _) in ranges.iter().filter(|(minutes, _)| *minutes <= 24 * 60) {
+        let files = dataset.write_profiles(minutes, &dataset_dir.join("pprof-files"))?;
+        let out = args.data_dir.join("merged.pb.gz");
+        if let Some(seconds) = baseline::go_pprof_merge_seconds(&files, &out) {
+            report
+                .go_merge
+                .push((minutes, files.len(), seconds * 1000.0));
+        }
+    }
+
+    let table = report.table();
+    println!("{table}");
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(())
+}

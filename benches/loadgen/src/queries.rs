@@ -1,0 +1,223 @@
+//! The query data set (one service, several instances, 10 s profiles over days), generated
+//! once and reused, and query latencies over it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use kiln_proto::querier::v1::{SelectMergeStacktracesRequest, SelectSeriesRequest};
+use prost::Message;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::push::{self, gzip};
+use crate::workload::{ServiceModel, WorkloadConfig};
+
+const PROFILE_SECONDS: i64 = 10;
+const NANOS: i64 = 1_000_000_000;
+/// Index of the service model used for the query data set.
+const SERVICE_INDEX: usize = 1000;
+
+/// The data set's shape; stored beside the data so that a run reuses a matching one.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Dataset {
+    pub(crate) instances: usize,
+    pub(crate) minutes: i64,
+    /// End of the data, unix seconds.
+    pub(crate) end_seconds: i64,
+    pub(crate) samples_per_profile: usize,
+}
+
+impl Dataset {
+    pub(crate) fn service(&self) -> ServiceModel {
+        ServiceModel::new(SERVICE_INDEX, &self.workload())
+    }
+
+    fn workload(&self) -> WorkloadConfig {
+        WorkloadConfig {
+            samples_per_profile: self.samples_per_profile,
+            ..WorkloadConfig::default()
+        }
+    }
+
+    fn profiles_per_instance(&self) -> i64 {
+        self.minutes * 60 / PROFILE_SECONDS
+    }
+
+    /// The profile `index` (0 is the oldest) of `instance`, the same every time.
+    fn profile(
+        &self,
+        model: &ServiceModel,
+        instance: usize,
+        index: i64,
+    ) -> kiln_proto::google::v1::Profile {
+        let mut rng = StdRng::seed_from_u64(((instance as u64) << 32) | index as u64);
+        let start = self.end_seconds - self.minutes * 60;
+        model.cpu_profile(&mut rng, (start + index * PROFILE_SECONDS) * NANOS)
+    }
+
+    fn marker(dir: &Path) -> PathBuf {
+        dir.join("dataset.json")
+    }
+
+    /// The data set already stored in `dir`, if it matches.
+    pub(crate) fn load(dir: &Path) -> Option<Self> {
+        serde_json::from_slice(&std::fs::read(Self::marker(dir)).ok()?).ok()
+    }
+
+    /// Pushes the whole data set through push.v1 (60 profiles per request) and marks `dir`.
+    pub(crate) async fn generate(&self, base: &str, dir: &Path) -> anyhow::Result<u64> {
+        let model = self.service();
+        let client = reqwest::Client::builder().http2_prior_knowledge().build()?;
+        let mut samples = 0u64;
+        let batch = 60;
+        for instance in 0..self.instances {
+            let mut index = 0;
+            while index < self.profiles_per_instance() {
+                let end = (index + batch).min(self.profiles_per_instance());
+                let profiles: Vec<_> = (index..end)
+                    .map(|i| self.profile(&model, instance, i))
+                    .collect();
+                let payload = push::push_payload(&model, instance, "process_cpu", &profiles);
+                samples += payload.samples as u64;
+                let status = push::send(&client, base, &payload).await;
+                anyhow::ensure!(
+                    status == 200,
+                    "generating the data set: push answered {status}"
+                );
+                index = end;
+            }
+        }
+        std::fs::write(Self::marker(dir), serde_json::to_vec(self)?)?;
+        Ok(samples)
+    }
+
+    /// Writes the profiles of the last `minutes` as gzipped pprof files, for `go tool pprof`.
+    pub(crate) fn write_profiles(&self, minutes: i64, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir)?;
+        let model = self.service();
+        let count = minutes * 60 / PROFILE_SECONDS;
+        let mut files = Vec::new();
+        for instance in 0..self.instances {
+            for index in self.profiles_per_instance() - count..self.profiles_per_instance() {
+                let path = dir.join(format!("{instance}-{index}.pb.gz"));
+                if !path.exists() {
+                    std::fs::write(
+                        &path,
+                        gzip(&self.profile(&model, instance, index).encode_to_vec()),
+                    )?;
+                }
+                files.push(path);
+            }
+        }
+        Ok(files)
+    }
+}
+
+/// Latencies of one query kind over one range, in milliseconds.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct QueryLatency {
+    pub(crate) query: String,
+    pub(crate) minutes: i64,
+    pub(crate) profiles: i64,
+    pub(crate) runs: usize,
+    pub(crate) cold_ms: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Runs flame graph, series and pprof queries over the last `minutes` of the data set.
+pub(crate) async fn measure(
+    base: &str,
+    dataset: &Dataset,
+    minutes: i64,
+    runs: usize,
+) -> anyhow::Result<Vec<QueryLatency>> {
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(600))
+        .build()?;
+    let end_ms = dataset.end_seconds * 1000;
+    let start_ms = end_ms - minutes * 60_000;
+    let selector = format!("{{service_name=\"{}\"}}", dataset.service().name);
+    let profile_type = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+    let mut results = Vec::new();
+    for kind in ["flamegraph", "series", "pprof"] {
+        let mut times = Vec::new();
+        for _ in 0..runs.max(1) {
+            let started = Instant::now();
+            let response = match kind {
+                "flamegraph" => {
+                    let request = SelectMergeStacktracesRequest {
+                        profile_type_id: profile_type.to_string(),
+                        label_selector: selector.clone(),
+                        start: start_ms,
+                        end: end_ms,
+                        ..Default::default()
+                    };
+                    client
+                        .post(format!(
+                            "{base}/querier.v1.QuerierService/SelectMergeStacktraces"
+                        ))
+                        .header("content-type", "application/proto")
+                        .body(request.encode_to_vec())
+                        .send()
+                        .await?
+                }
+                "series" => {
+                    let request = SelectSeriesRequest {
+                        profile_type_id: profile_type.to_string(),
+                        label_selector: selector.clone(),
+                        start: start_ms,
+                        end: end_ms,
+                        step: (minutes * 60 / 360).max(10) as f64,
+                        group_by: vec!["instance".to_string()],
+                        ..Default::default()
+                    };
+                    client
+                        .post(format!("{base}/querier.v1.QuerierService/SelectSeries"))
+                        .header("content-type", "application/proto")
+                        .body(request.encode_to_vec())
+                        .send()
+                        .await?
+                }
+                _ => {
+                    let query = format!("{profile_type}{selector}");
+                    client
+                        .get(format!("{base}/api/v1/pprof"))
+                        .query(&[
+                            ("query", query.as_str()),
+                            ("from", &(start_ms / 1000).to_string()),
+                            ("until", &(end_ms / 1000).to_string()),
+                        ])
+                        .send()
+                        .await?
+                }
+            };
+            let status = response.status();
+            let body = response.bytes().await.context("reading the query answer")?;
+            anyhow::ensure!(
+                status == 200,
+                "{kind} query over {minutes} min answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        let cold = times[0];
+        times.sort_by(f64::total_cmp);
+        results.push(QueryLatency {
+            query: kind.to_string(),
+            minutes,
+            profiles: minutes * 60 / PROFILE_SECONDS * dataset.instances as i64,
+            runs: times.len(),
+            cold_ms: cold,
+            p50_ms: percentile(&times, 0.5),
+            p99_ms: percentile(&times, 0.99),
+        });
+    }
+    Ok(results)
+}

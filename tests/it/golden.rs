@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{KilnServer, decode, go_profiles};
 use crate::query::url_encode;
-use crate::reference::json_i64;
+use crate::reference::{json_i64, sample_frames};
 
 fn golden_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../tests/golden/{name}.json"))
@@ -37,26 +37,11 @@ fn assert_golden(name: &str, actual: &Value) {
 /// The merged pprof as sorted (frames root first, value) pairs: stable across runs, unlike
 /// the ids inside the pprof.
 fn pprof_summary(profile: &kiln_proto::google::v1::Profile) -> Value {
-    let name_of = |id: u64| {
-        let function = profile.function.iter().find(|f| f.id == id).unwrap();
-        profile.string_table[function.name as usize].clone()
-    };
     let mut stacks: Vec<(Vec<String>, i64)> = profile
         .sample
         .iter()
         .map(|sample| {
-            let mut frames: Vec<String> = sample
-                .location_id
-                .iter()
-                .flat_map(|id| {
-                    let location = profile.location.iter().find(|l| l.id == *id).unwrap();
-                    location
-                        .line
-                        .iter()
-                        .map(|l| name_of(l.function_id))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
+            let mut frames = sample_frames(profile, sample);
             frames.reverse();
             (frames, sample.value[0])
         })

@@ -9,9 +9,11 @@ use kiln_proto::google::v1::Profile;
 /// function; total counts a function once per sample even when it recurses.
 pub(crate) type FunctionTotals = BTreeMap<String, (i64, i64)>;
 
-/// The figures `go tool pprof -raw` implies, per function, for sample type `type_index`.
-/// Frames are pprof lines: a location's inlined lines are expanded, innermost last.
-pub(crate) fn pprof_function_totals(profile: &Profile, type_index: usize) -> FunctionTotals {
+/// The frames of a pprof sample, leaf first, with inlined lines expanded (innermost first).
+pub(crate) fn sample_frames(
+    profile: &Profile,
+    sample: &kiln_proto::google::v1::Sample,
+) -> Vec<String> {
     let name_of = |function_id: u64| {
         let function = profile
             .function
@@ -20,6 +22,23 @@ pub(crate) fn pprof_function_totals(profile: &Profile, type_index: usize) -> Fun
             .unwrap();
         profile.string_table[function.name as usize].clone()
     };
+    sample
+        .location_id
+        .iter()
+        .flat_map(|id| {
+            let location = profile.location.iter().find(|l| l.id == *id).unwrap();
+            location
+                .line
+                .iter()
+                .map(|l| name_of(l.function_id))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The figures `go tool pprof -raw` implies, per function, for sample type `type_index`.
+/// Frames are pprof lines: a location's inlined lines are expanded, innermost last.
+pub(crate) fn pprof_function_totals(profile: &Profile, type_index: usize) -> FunctionTotals {
     let mut totals = FunctionTotals::new();
     for sample in &profile.sample {
         let value = sample.value[type_index];
@@ -27,18 +46,7 @@ pub(crate) fn pprof_function_totals(profile: &Profile, type_index: usize) -> Fun
             continue;
         }
         // Leaf first: the first location's first line is the leaf frame.
-        let frames: Vec<String> = sample
-            .location_id
-            .iter()
-            .flat_map(|id| {
-                let location = profile.location.iter().find(|l| l.id == *id).unwrap();
-                location
-                    .line
-                    .iter()
-                    .map(|l| name_of(l.function_id))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let frames = sample_frames(profile, sample);
         if let Some(leaf) = frames.first() {
             totals.entry(leaf.clone()).or_default().0 += value;
         }

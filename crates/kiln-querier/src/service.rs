@@ -1,11 +1,11 @@
 //! The query API's operations on Pyroscope's request and response types.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use kiln_model::{Labels, ProfileType, TenantId};
 use kiln_proto::google::v1::Profile;
 use kiln_proto::querier::v1::{
-    ProfileTypesRequest, ProfileTypesResponse, SelectMergeProfileRequest,
+    FlameGraph, ProfileTypesRequest, ProfileTypesResponse, SelectMergeProfileRequest,
     SelectMergeSpanProfileRequest, SelectMergeSpanProfileResponse, SelectMergeStacktracesRequest,
     SelectMergeStacktracesResponse, SelectSeriesRequest, SelectSeriesResponse, SeriesRequest,
     SeriesResponse,
@@ -43,6 +43,28 @@ pub(crate) fn now_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Merges the stacks of `selection` into a flame graph on a blocking thread; with `spans`,
+/// only the samples taken in those spans.
+async fn merge_flamegraph(
+    selection: Vec<SelectedDataset>,
+    max_nodes: usize,
+    spans: Option<HashSet<String>>,
+) -> Result<FlameGraph, QuerierError> {
+    tokio::task::spawn_blocking(move || {
+        let mut tree = FrameTree::default();
+        for dataset in &selection {
+            let values = match &spans {
+                Some(spans) => dataset.stack_values_in_spans(spans),
+                None => dataset.stack_values(),
+            };
+            tree.add_stacks(dataset.data(), values);
+        }
+        tree.flamegraph(max_nodes)
+    })
+    .await
+    .map_err(|e| QuerierError::BadRequest(format!("merge panicked: {e}")))
 }
 
 fn parse_matchers(matchers: &[String]) -> Result<Vec<Selector>, QuerierError> {
@@ -237,13 +259,7 @@ impl Querier {
             )
             .await?;
         let max_nodes = self.max_nodes(request.max_nodes);
-        let flamegraph = tokio::task::spawn_blocking(move || {
-            let mut tree = FrameTree::default();
-            tree.add_selection(&selection);
-            tree.flamegraph(max_nodes)
-        })
-        .await
-        .map_err(|e| QuerierError::BadRequest(format!("merge panicked: {e}")))?;
+        let flamegraph = merge_flamegraph(selection, max_nodes, None).await?;
         Ok(SelectMergeStacktracesResponse {
             flamegraph: Some(flamegraph),
             ..Default::default()
@@ -258,7 +274,7 @@ impl Querier {
         request: SelectMergeSpanProfileRequest,
     ) -> Result<SelectMergeSpanProfileResponse, QuerierError> {
         let (start, end) = range_from_millis(request.start, request.end)?;
-        let spans: std::collections::HashSet<String> = request
+        let spans: HashSet<String> = request
             .span_selector
             .iter()
             .map(|s| s.to_ascii_lowercase())
@@ -281,15 +297,7 @@ impl Querier {
             )
             .await?;
         let max_nodes = self.max_nodes(request.max_nodes);
-        let flamegraph = tokio::task::spawn_blocking(move || {
-            let mut tree = FrameTree::default();
-            for dataset in &selection {
-                tree.add_stacks(dataset.data(), dataset.stack_values_in_spans(&spans));
-            }
-            tree.flamegraph(max_nodes)
-        })
-        .await
-        .map_err(|e| QuerierError::BadRequest(format!("merge panicked: {e}")))?;
+        let flamegraph = merge_flamegraph(selection, max_nodes, Some(spans)).await?;
         Ok(SelectMergeSpanProfileResponse {
             flamegraph: Some(flamegraph),
             ..Default::default()

@@ -2,6 +2,7 @@
 //! network with real clients.
 
 mod bad_input;
+mod formats;
 mod golden;
 mod harness;
 mod lifecycle;

@@ -128,6 +128,9 @@ struct SuiteArgs {
     /// Days of the query data set.
     #[arg(long, default_value = "7")]
     query_days: i64,
+    /// Runs of each query over 24 h and more (over 1 h: twice as many).
+    #[arg(long, default_value = "3")]
+    query_runs: usize,
     /// Seconds of each ingest run.
     #[arg(long, default_value = "20")]
     ingest_seconds: u64,
@@ -263,7 +266,8 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         }
     };
     let server = server::Server::start(&binary, &dataset_dir)?;
-    let ranges: Vec<(i64, usize)> = [(60, 10), (24 * 60, 5), (7 * 24 * 60, 3)]
+    let runs = args.query_runs.max(1);
+    let ranges: Vec<(i64, usize)> = [(60, runs * 2), (24 * 60, runs), (7 * 24 * 60, runs)]
         .into_iter()
         .filter(|(minutes, _)| *minutes <= dataset.minutes)
         .collect();

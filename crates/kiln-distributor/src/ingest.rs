@@ -1,5 +1,7 @@
-//! Pyroscope's `POST /ingest`: pprof as a raw body or in a multipart form.
+//! Pyroscope's `POST /ingest`: pprof (raw or multipart, with `prev_profile` and
+//! `sample_type_config`), JFR (with the agent's context labels), folded stacks and lines.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -7,15 +9,17 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
+use kiln_api::{RequestError, read_body};
 use kiln_model::{
-    DecodeLimits, LABEL_SERVICE_NAME, NormalizeOptions, decode_pprof, normalize, parse_app_name,
-    parse_time_nanos,
+    DecodeLimits, LABEL_NAME, LABEL_SERVICE_NAME, Labels, NormalizeOptions, NormalizedProfile,
+    decode_pprof, decompress, formats, normalize, parse_app_name, parse_time_nanos,
 };
+use kiln_proto::io::pyroscope::labels::pb::LabelsSnapshot;
+use prost::Message;
 use serde::Deserialize;
 
 use crate::push::now_nanos;
 use crate::{Distributor, DistributorError};
-use kiln_api::{RequestError, read_body};
 
 /// Query parameters of /ingest, as Pyroscope's clients send them.
 #[derive(Debug, Default, Deserialize)]
@@ -60,91 +64,231 @@ async fn ingest(
         .filter(|n| !n.trim().is_empty())
         .ok_or_else(|| RequestError::BadRequest("missing query parameter name".to_string()))?;
     let (app_name, mut labels) = parse_app_name(name)?;
-    if labels.get(LABEL_SERVICE_NAME).is_none() {
-        labels.set(LABEL_SERVICE_NAME.to_string(), app_name);
-    }
     if let Some(spy) = params.spy_name.as_deref().filter(|s| !s.is_empty()) {
         labels.set("pyroscope_spy".to_string(), spy.to_string());
     }
-    labels.validate()?;
-    // Accepted for compatibility; they describe folded input and pprof carries its own.
-    let _ = (
-        &params.sample_rate,
-        &params.units,
-        &params.aggregation_type,
-        &params.until,
-    );
     let now = now_nanos();
-    let time_nanos = params
+    let from = params
         .from
         .as_deref()
-        .map(|from| parse_time_nanos(from, now))
+        .map(|t| parse_time_nanos(t, now))
         .transpose()?;
+    let until = params
+        .until
+        .as_deref()
+        .map(|t| parse_time_nanos(t, now))
+        .transpose()?;
+    // A missing or unparsable sampleRate means 100 Hz, as in Pyroscope.
+    let sample_rate = params
+        .sample_rate
+        .as_deref()
+        .and_then(|r| r.trim().parse::<i64>().ok());
+    // units and aggregationType are accepted and, as in Pyroscope, not used: pprof and JFR
+    // carry their own types, and the legacy name's suffix sets the type of folded input.
+    let _ = (&params.units, &params.aggregation_type);
 
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let multipart_boundary = multer::parse_boundary(content_type).ok();
-    let format = params
-        .format
-        .as_deref()
-        .unwrap_or(if multipart_boundary.is_some() {
+    let boundary = multer::parse_boundary(content_type).ok();
+    let format = params.format.clone().unwrap_or_else(|| {
+        if boundary.is_some() {
             "pprof"
         } else {
             "folded"
-        });
-    if format != "pprof" {
+        }
+        .to_string()
+    });
+    if !matches!(
+        format.as_str(),
+        "pprof" | "folded" | "groups" | "collapsed" | "lines" | "jfr"
+    ) {
         return Err(DistributorError::UnsupportedFormat(format!(
-            "{format}: this server accepts format=pprof (raw or multipart field 'profile')"
+            "{format}: use pprof, jfr, folded or lines"
         )));
     }
-
     let body = read_body(body, distributor.config.max_body_bytes).await?;
-    let profile = match multipart_boundary {
-        Some(boundary) => profile_from_multipart(body, boundary).await?,
-        None => body,
+    let form = match boundary {
+        Some(boundary) => Some(read_form(body.clone(), boundary).await?),
+        None => None,
     };
-    let limits = DecodeLimits {
-        max_decompressed_bytes: distributor.config.max_decompressed_bytes,
+    let limit = distributor.config.max_decompressed_bytes;
+    let request = Upload {
+        app_name,
+        labels,
+        from,
+        until,
+        now,
+        sample_rate,
+        limit,
     };
-    let bytes = profile.len() as u64;
-    let normalized = tokio::task::spawn_blocking(move || {
-        let pprof = decode_pprof(profile, limits)?;
-        let options = NormalizeOptions {
-            time_nanos,
-            now_nanos: now,
-            ..NormalizeOptions::default()
-        };
-        Ok::<_, DistributorError>(normalize(pprof, &labels, options)?)
+    let bytes = body.len() as u64;
+    let profiles = tokio::task::spawn_blocking(move || match format.as_str() {
+        "pprof" => request.pprof(body, form),
+        "jfr" => request.jfr(body, form),
+        "lines" => request.collapsed(body, true),
+        _ => request.collapsed(body, false),
     })
     .await
     .map_err(|e| RequestError::BadRequest(format!("decoding panicked: {e}")))??;
-    distributor
-        .store("ingest", tenant, vec![normalized], bytes)
-        .await
+    distributor.store("ingest", tenant, profiles, bytes).await
 }
 
-/// Takes the `profile` field out of a multipart form.
-async fn profile_from_multipart(body: Bytes, boundary: String) -> Result<Bytes, DistributorError> {
-    let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(body) });
-    let mut form = multer::Multipart::new(stream, boundary);
-    let mut profile = None;
-    let bad = |e: multer::Error| RequestError::BadRequest(format!("malformed multipart body: {e}"));
-    while let Some(field) = form.next_field().await.map_err(bad)? {
-        match field.name() {
-            Some("profile") => profile = Some(field.bytes().await.map_err(bad)?),
-            Some("prev_profile") => {
-                return Err(DistributorError::UnsupportedFormat(
-                    "prev_profile: cumulative profiles are not supported yet; send delta profiles"
-                        .to_string(),
-                ));
-            }
-            // sample_type_config and unknown fields are ignored.
-            _ => {}
+/// What an /ingest request says besides its body.
+struct Upload {
+    app_name: String,
+    labels: Labels,
+    from: Option<i64>,
+    until: Option<i64>,
+    now: i64,
+    sample_rate: Option<i64>,
+    limit: usize,
+}
+
+impl Upload {
+    /// Series labels with the service name, validated.
+    fn labels(&self, service_name: &str, name: Option<&str>) -> Result<Labels, DistributorError> {
+        let mut labels = self.labels.clone();
+        if labels.get(LABEL_SERVICE_NAME).is_none() {
+            labels.set(LABEL_SERVICE_NAME.to_string(), service_name.to_string());
+        } else if labels.get("app_name").is_none() {
+            labels.set("app_name".to_string(), service_name.to_string());
+        }
+        if let Some(name) = name {
+            labels.set(LABEL_NAME.to_string(), name.to_string());
+        }
+        labels.validate()?;
+        Ok(labels)
+    }
+
+    fn options(&self, name_hint: Option<String>) -> NormalizeOptions {
+        NormalizeOptions {
+            name_hint,
+            time_nanos: self.from,
+            now_nanos: self.now,
+            profile_id: None,
         }
     }
-    Ok(profile.ok_or_else(|| {
-        RequestError::BadRequest("multipart body has no 'profile' field".to_string())
-    })?)
+
+    /// pprof, raw or in a multipart form with `prev_profile` and `sample_type_config`.
+    fn pprof(
+        self,
+        body: Bytes,
+        form: Option<Form>,
+    ) -> Result<Vec<NormalizedProfile>, DistributorError> {
+        let limits = DecodeLimits {
+            max_decompressed_bytes: self.limit,
+        };
+        let (mut profile, config, previous) = match form {
+            None => (decode_pprof(body, limits)?, BTreeMap::new(), None),
+            Some(mut form) => {
+                let profile = form.take("profile").ok_or_else(|| {
+                    RequestError::BadRequest("multipart body has no 'profile' field".to_string())
+                })?;
+                let config = match form.take("sample_type_config") {
+                    Some(json) => formats::parse_sample_type_config(&json)?,
+                    None => BTreeMap::new(),
+                };
+                let previous = form.take("prev_profile").filter(|p| !p.is_empty());
+                (decode_pprof(profile, limits)?, config, previous)
+            }
+        };
+        if let Some(previous) = previous {
+            let previous = decode_pprof(previous, limits)?;
+            formats::subtract_previous(&mut profile, &previous, &config)?;
+        }
+        // The client's display name (mutex_count, block_duration, ...) tells mutex from block.
+        let hint = profile
+            .sample_type
+            .first()
+            .and_then(|t| profile.string_table.get(t.r#type as usize))
+            .and_then(|t| config.get(t))
+            .and_then(|c| c.display_name.clone());
+        let labels = self.labels(&self.app_name, None)?;
+        Ok(vec![normalize(profile, &labels, self.options(hint))?])
+    }
+
+    /// Folded stacks, or `lines` (one stack per line).
+    fn collapsed(
+        self,
+        body: Bytes,
+        lines: bool,
+    ) -> Result<Vec<NormalizedProfile>, DistributorError> {
+        let body = decompress(body, self.limit)?;
+        let legacy = formats::legacy_type(&self.app_name, self.sample_rate)?;
+        let time = self.from.unwrap_or(self.now);
+        let profile = if lines {
+            formats::parse_lines(&body, &legacy, time)?
+        } else {
+            formats::parse_folded(&body, &legacy, time)?
+        };
+        let labels = self.labels(&legacy.service_name, Some(legacy.name))?;
+        Ok(vec![normalize(profile, &labels, self.options(None))?])
+    }
+
+    /// A JFR recording: the multipart field `jfr` (with `labels`), or the raw body.
+    fn jfr(
+        self,
+        body: Bytes,
+        form: Option<Form>,
+    ) -> Result<Vec<NormalizedProfile>, DistributorError> {
+        let (recording, snapshot) = match form {
+            None => (body, None),
+            Some(mut form) => {
+                let recording = form.take("jfr").ok_or_else(|| {
+                    RequestError::BadRequest("multipart body has no 'jfr' field".to_string())
+                })?;
+                (recording, form.take("labels"))
+            }
+        };
+        let recording = decompress(recording, self.limit)?;
+        let snapshot = match snapshot {
+            Some(bytes) => Some(
+                LabelsSnapshot::decode(decompress(bytes, self.limit)?).map_err(|e| {
+                    RequestError::BadRequest(format!("malformed JFR labels field: {e}"))
+                })?,
+            ),
+            None => None,
+        };
+        let time = self.from.unwrap_or(self.now);
+        let duration = self.until.map(|u| (u - time).max(0)).unwrap_or(0);
+        let profiles = formats::parse_jfr(
+            &recording,
+            snapshot.as_ref(),
+            self.sample_rate,
+            time,
+            duration,
+        )?;
+        let mut out = Vec::with_capacity(profiles.len());
+        for profile in profiles {
+            let labels = self.labels(&self.app_name, Some(profile.name))?;
+            out.push(normalize(profile.profile, &labels, self.options(None))?);
+        }
+        Ok(out)
+    }
+}
+
+/// The fields of a multipart form.
+struct Form {
+    fields: HashMap<String, Bytes>,
+}
+
+impl Form {
+    fn take(&mut self, name: &str) -> Option<Bytes> {
+        self.fields.remove(name)
+    }
+}
+
+async fn read_form(body: Bytes, boundary: String) -> Result<Form, DistributorError> {
+    let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let bad = |e: multer::Error| RequestError::BadRequest(format!("malformed multipart body: {e}"));
+    let mut fields = HashMap::new();
+    while let Some(field) = multipart.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or_default().to_string();
+        let data = field.bytes().await.map_err(bad)?;
+        fields.insert(name, data);
+    }
+    Ok(Form { fields })
 }

@@ -6,6 +6,7 @@
 
 mod decode;
 mod error;
+pub mod formats;
 mod labels;
 mod normalize;
 mod profile_type;

@@ -80,4 +80,18 @@ pub mod opentelemetry {
     }
 }
 
+/// The Pyroscope Java agent's JFR context labels.
+pub mod io {
+    /// `io.pyroscope`.
+    pub mod pyroscope {
+        /// `io.pyroscope.labels`.
+        pub mod labels {
+            /// `io.pyroscope.labels.pb`.
+            pub mod pb {
+                tonic::include_proto!("io.pyroscope.labels.pb");
+            }
+        }
+    }
+}
+
 pub mod json;

@@ -197,7 +197,8 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
             instances: 4,
             duration: Duration::from_secs(seconds),
             rate,
-            concurrency: 8,
+            // Every push waits for a flush, so throughput needs many pushes in flight.
+            concurrency: if rate == 0.0 { 64 } else { 8 },
             pool: if args.smoke { 8 } else { 256 },
             workload: WorkloadConfig::default(),
         };

@@ -19,21 +19,34 @@ pub struct BlockReader {
     cache: Cache<String, BlockData>,
 }
 
-/// Decoded data takes several times its compressed size; the cache weighs entries so.
-const DECODED_SIZE_FACTOR: u64 = 8;
+/// An estimate of the memory the decoded datasets of a block take, for the cache's weigher.
+fn decoded_bytes(data: &BlockData) -> u64 {
+    data.iter()
+        .map(|d| {
+            let strings: usize = d.symbols.strings.iter().map(|s| s.len() + 24).sum();
+            let labels: usize = d
+                .series
+                .iter()
+                .flat_map(|s| s.labels.iter())
+                .map(|(n, v)| n.len() + v.len() + 48)
+                .sum();
+            (d.samples.len() * std::mem::size_of::<kiln_block::SampleRow>()
+                + d.profiles.len() * (std::mem::size_of::<kiln_block::ProfileRow>() + 36)
+                + d.symbols.stacks.len() * 8
+                + d.symbols.locations.len() * 64
+                + d.symbols.functions.len() * std::mem::size_of::<kiln_block::Function>()
+                + strings
+                + labels) as u64
+        })
+        .sum()
+}
 
 impl BlockReader {
     /// A reader over `storage` caching up to `cache_bytes` of decoded blocks.
     pub fn new(storage: Storage, cache_bytes: u64) -> Self {
         let cache = Cache::builder()
             .max_capacity(cache_bytes)
-            .weigher(|_, data: &BlockData| {
-                let rows: usize = data
-                    .iter()
-                    .map(|d| d.samples.len() + d.symbols.locations.len() + d.symbols.strings.len())
-                    .sum();
-                u32::try_from(rows as u64 * DECODED_SIZE_FACTOR * 4).unwrap_or(u32::MAX)
-            })
+            .weigher(|_, data: &BlockData| u32::try_from(decoded_bytes(data)).unwrap_or(u32::MAX))
             .build();
         Self { storage, cache }
     }

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use futures::{StreamExt, TryStreamExt};
 use kiln_block::DatasetData;
 use kiln_model::{LABEL_SERVICE_NAME, Labels};
 
@@ -118,8 +119,21 @@ impl Querier {
         });
         // Oldest first, so that the first copy of a duplicated profile is the one kept.
         blocks.sort_by(|a, b| a.id.cmp(&b.id));
-        let loaded =
-            futures::future::try_join_all(blocks.iter().map(|b| self.reader.load(b))).await?;
+        // A few blocks at a time: each decodes on a blocking thread and briefly holds its
+        // object and Arrow batches, so loading all at once multiplies peak memory.
+        let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+        let loads: Vec<_> = blocks
+            .iter()
+            .cloned()
+            .map(|block| {
+                let reader = self.reader.clone();
+                async move { reader.load(&block).await }
+            })
+            .collect();
+        let loaded: Vec<BlockData> = futures::stream::iter(loads)
+            .buffered(parallelism)
+            .try_collect()
+            .await?;
 
         let mut seen: HashSet<(String, Labels, String)> = HashSet::new();
         let mut selected = Vec::new();

@@ -134,6 +134,13 @@ struct SuiteArgs {
     /// Seconds of each ingest run.
     #[arg(long, default_value = "20")]
     ingest_seconds: u64,
+    /// Skip the ingest runs (measure queries only).
+    #[arg(long)]
+    skip_ingest: bool,
+    /// Longest range `go tool pprof` merges, in minutes (it takes over 20 minutes for 24 h
+    /// of 10 s profiles here).
+    #[arg(long, default_value = "1440")]
+    go_merge_max_minutes: i64,
     /// Write the results as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -180,12 +187,17 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
 
     // Ingest, one fresh server per protocol.
     let seconds = if args.smoke { 2 } else { args.ingest_seconds };
-    for (protocol, rate, label) in [
-        (Protocol::Push, 0.0, "push.v1, max rate"),
-        (Protocol::Ingest, 0.0, "/ingest, max rate"),
-        (Protocol::Otlp, 0.0, "OTLP/HTTP, max rate"),
-        (Protocol::Push, 20.0, "push.v1, 20 req/s"),
-    ] {
+    let ingest_runs = if args.skip_ingest {
+        Vec::new()
+    } else {
+        vec![
+            (Protocol::Push, 0.0, "push.v1, max rate"),
+            (Protocol::Ingest, 0.0, "/ingest, max rate"),
+            (Protocol::Otlp, 0.0, "OTLP/HTTP, max rate"),
+            (Protocol::Push, 20.0, "push.v1, 20 req/s"),
+        ]
+    };
+    for (protocol, rate, label) in ingest_runs {
         let dir = args
             .data_dir
             .join(format!("ingest-{label}").replace([' ', ',', '/', '.'], "_"));
@@ -286,7 +298,10 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     server.stop();
 
     // The merge peer: go tool pprof merging the same profiles as the flame graph queries.
-    for &(minutes, _) in ranges.iter().filter(|(minutes, _)| *minutes <= 24 * 60) {
+    for &(minutes, _) in ranges
+        .iter()
+        .filter(|(minutes, _)| *minutes <= args.go_merge_max_minutes)
+    {
         let files = dataset.write_profiles(minutes, &dataset_dir.join("pprof-files"))?;
         let out = args.data_dir.join("merged.pb.gz");
         if let Some(seconds) = baseline::go_pprof_merge_seconds(&files, &out) {

@@ -9,9 +9,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{KilnServer, decode, go_profiles, testdata};
 use crate::query::UNTIL_SECONDS;
-use crate::reference::{
-    FunctionTotals, flamegraph_function_totals, json_i64, pprof_function_totals,
-};
+use crate::reference::{FunctionTotals, json_flamegraph_figures, pprof_function_totals};
 
 async fn graph(server: &KilnServer, profile_type: &str, selector: &str) -> (i64, FunctionTotals) {
     let body = json!({
@@ -31,30 +29,7 @@ async fn graph(server: &KilnServer, profile_type: &str, selector: &str) -> (i64,
         .json()
         .await
         .unwrap();
-    let graph = &answer["flamegraph"];
-    let names: Vec<String> = graph["names"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n.as_str().unwrap().to_string())
-        .collect();
-    let levels: Vec<Vec<i64>> = graph["levels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            l["values"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(json_i64)
-                .collect()
-        })
-        .collect();
-    (
-        json_i64(&graph["total"]),
-        flamegraph_function_totals(&names, &levels),
-    )
+    json_flamegraph_figures(&answer["flamegraph"])
 }
 
 fn leaf_selfs(functions: &FunctionTotals) -> BTreeMap<String, i64> {

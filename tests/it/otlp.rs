@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::harness::KilnServer;
 use crate::query::UNTIL_SECONDS;
-use crate::reference::{FunctionTotals, flamegraph_function_totals, json_i64};
+use crate::reference::{FunctionTotals, json_flamegraph_figures, json_i64};
 
 fn otlp_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/otlp")
@@ -79,33 +79,7 @@ async fn cpu_graph(server: &KilnServer, selector: &str) -> (i64, FunctionTotals)
         json!({"profileTypeID": CPU, "labelSelector": selector, "maxNodes": "0"}),
     )
     .await;
-    graph_figures(&answer["flamegraph"])
-}
-
-fn graph_figures(graph: &Value) -> (i64, FunctionTotals) {
-    let names: Vec<String> = graph["names"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n.as_str().unwrap().to_string())
-        .collect();
-    let levels: Vec<Vec<i64>> = graph["levels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            l["values"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(json_i64)
-                .collect()
-        })
-        .collect();
-    (
-        json_i64(&graph["total"]),
-        flamegraph_function_totals(&names, &levels),
-    )
+    json_flamegraph_figures(&answer["flamegraph"])
 }
 
 fn figures(map: &Value) -> Vec<(String, i64)> {
@@ -165,7 +139,7 @@ async fn check_scenario(server: &KilnServer, report: &Value) {
                 }),
             )
             .await;
-            let (total, _) = graph_figures(&answer["flamegraph"]);
+            let (total, _) = json_flamegraph_figures(&answer["flamegraph"]);
             assert_eq!(total, json_i64(&link["cpu_ns"]), "{scenario}: span profile");
         }
         for (key, values) in profile["sample_attributes"]

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 use crate::harness::{KilnServer, decode, go_profile_name, go_profiles};
 use crate::reference::{
-    FunctionTotals, flamegraph_function_totals, json_i64, pprof_function_totals,
+    FunctionTotals, flamegraph_function_totals, json_flamegraph_figures, json_i64,
+    pprof_function_totals,
 };
 
 /// End of every query range (2100-01-01), far after the test data.
@@ -61,27 +62,6 @@ pub(crate) fn profile_types(profile: &Profile) -> Vec<String> {
         .collect()
 }
 
-fn levels_from_json(levels: &Value) -> Vec<Vec<i64>> {
-    levels
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|level| {
-            let values = level.get("values").unwrap_or(level);
-            values.as_array().unwrap().iter().map(json_i64).collect()
-        })
-        .collect()
-}
-
-fn names_from_json(names: &Value) -> Vec<String> {
-    names
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n.as_str().unwrap().to_string())
-        .collect()
-}
-
 fn request(profile_type: &str, service: &str) -> SelectMergeStacktracesRequest {
     SelectMergeStacktracesRequest {
         profile_type_id: profile_type.to_string(),
@@ -114,11 +94,7 @@ async fn via_connect_json(
         .unwrap();
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
-    let graph = &answer["flamegraph"];
-    flamegraph_function_totals(
-        &names_from_json(&graph["names"]),
-        &levels_from_json(&graph["levels"]),
-    )
+    json_flamegraph_figures(&answer["flamegraph"]).1
 }
 
 async fn via_connect_proto(
@@ -200,10 +176,7 @@ async fn via_render(server: &KilnServer, profile_type: &str, service: &str) -> F
     ));
     let answer: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
     let graph = &answer["flamebearer"];
-    let totals = flamegraph_function_totals(
-        &names_from_json(&graph["names"]),
-        &levels_from_json(&graph["levels"]),
-    );
+    let (_, totals) = json_flamegraph_figures(graph);
     // The timeline adds up to the flame graph.
     let timeline: i64 = answer["timeline"]["samples"]
         .as_array()
@@ -511,6 +484,25 @@ async fn labels_series_and_time_series() {
             .sum();
         assert_eq!(sum, value as f64);
     }
+
+    // AVERAGE over one step covering everything: the mean of the heap profiles' totals.
+    let answer: Value = call(
+        "SelectSeries",
+        with_range(json!({
+            "profileTypeID": heap_type, "labelSelector": "{}", "step": (UNTIL_SECONDS as f64),
+            "aggregation": "TIME_SERIES_AGGREGATION_TYPE_AVERAGE",
+        })),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let points = answer["series"][0]["points"].as_array().unwrap();
+    assert_eq!(points.len(), 1);
+    let heap_totals: Vec<i64> = expected.values().copied().filter(|v| *v != 0).collect();
+    let mean = heap_totals.iter().sum::<i64>() as f64 / heap_totals.len() as f64;
+    assert_eq!(points[0]["value"].as_f64().unwrap(), mean);
 
     // Bad selectors are 400 with the reason.
     let bad = call(

@@ -118,6 +118,32 @@ pub(crate) fn flamegraph_function_totals(names: &[String], levels: &[Vec<i64>]) 
     totals
 }
 
+/// (total, per-function figures) of a flame graph in JSON: Connect's `FlameGraph` (levels as
+/// `{"values": [...]}`, `total`) or render's flamebearer (levels as arrays, `numTicks`).
+pub(crate) fn json_flamegraph_figures(graph: &serde_json::Value) -> (i64, FunctionTotals) {
+    let names: Vec<String> = graph["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect();
+    let levels: Vec<Vec<i64>> = graph["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|level| {
+            let values = level.get("values").unwrap_or(level);
+            values.as_array().unwrap().iter().map(json_i64).collect()
+        })
+        .collect();
+    let total = graph
+        .get("total")
+        .or_else(|| graph.get("numTicks"))
+        .map(json_i64)
+        .unwrap_or(0);
+    (total, flamegraph_function_totals(&names, &levels))
+}
+
 /// Reads an int64 that the protobuf JSON mapping may write as a string or a number.
 pub(crate) fn json_i64(value: &serde_json::Value) -> i64 {
     match value {

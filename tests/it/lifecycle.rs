@@ -127,3 +127,32 @@ async fn ready_metrics_and_empty_profiles() {
     );
     assert!(metrics.contains("# TYPE kiln_ingester_flush_duration_seconds histogram"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_never_finishes_does_not_block_shutdown_past_the_timeout() {
+    use std::io::Write;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = KilnServer::start(dir.path(), &["--shutdown-timeout=1s"])
+        .await
+        .unwrap();
+    // A client that announces a body it never sends keeps its request in flight.
+    let mut stalled = std::net::TcpStream::connect(&server.addr).unwrap();
+    write!(
+        stalled,
+        "POST /ingest?name=stalled&format=pprof HTTP/1.1\r\nHost: kiln\r\nContent-Length: 1000\r\n\r\npartial"
+    )
+    .unwrap();
+    stalled.flush().unwrap();
+    // The request is in flight once the server reads from it; /ready answering proves the
+    // server is past accepting this connection.
+    assert_eq!(
+        reqwest::get(server.url("/ready")).await.unwrap().status(),
+        200
+    );
+    server.terminate();
+    let mut server = server;
+    let status = server.wait().unwrap();
+    assert!(status.success(), "kiln exited with {status}");
+    drop(stalled);
+}

@@ -159,6 +159,12 @@ pub struct ServerArgs {
           default_value = "false")]
     pub multitenancy_enabled: bool,
 
+    /// After SIGTERM, how long requests in flight may take before the process exits anyway
+    /// (pushes are flushed at once; this bounds long queries).
+    #[arg(long = "shutdown-timeout", env = "KILN_SHUTDOWN_TIMEOUT",
+          default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
     /// Log format.
     #[arg(
         long = "log-format",

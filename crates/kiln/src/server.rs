@@ -138,10 +138,23 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future()
     });
-    futures::future::try_join_all(servers)
-        .await
-        .context("http server failed")?;
-    tracing::info!("requests drained; flushing the ingester");
+    let serving = futures::future::try_join_all(servers);
+    // Pushes in flight finish quickly once the ingester drains; a long query whose client is
+    // gone must not keep the process alive forever.
+    let deadline = args.shutdown_timeout;
+    let overdue = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(deadline).await;
+    };
+    tokio::select! {
+        served = serving => {
+            served.context("http server failed")?;
+            tracing::info!("requests drained; flushing the ingester");
+        }
+        () = overdue => {
+            tracing::warn!(timeout = ?deadline, "requests still in flight at the shutdown timeout; exiting");
+        }
+    }
     ingester.shutdown().await;
     tracing::info!("shutdown complete");
     Ok(())

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use rustc_hash::FxHashMap;
+
 use kiln_block::{DatasetData, Symbols};
 use kiln_proto::querier::v1::{FlameGraph, Level};
 
@@ -27,7 +29,9 @@ pub struct FrameTree {
     names: Vec<String>,
     name_ids: HashMap<String, u32>,
     nodes: Vec<Node>,
-    children: HashMap<(u32, u32), u32>,
+    /// (parent, name) -> child; FxHash, as these small integer keys are hashed for every
+    /// frame of every merged stack.
+    children: FxHashMap<(u32, u32), u32>,
     totals_computed: bool,
 }
 
@@ -37,7 +41,7 @@ impl Default for FrameTree {
             names: Vec::new(),
             name_ids: HashMap::new(),
             nodes: Vec::new(),
-            children: HashMap::new(),
+            children: FxHashMap::default(),
             totals_computed: false,
         };
         let root = tree.name_id(ROOT_NAME);
@@ -109,7 +113,8 @@ impl FrameTree {
         // Tree node of each stack node, resolved lazily; parents always have smaller ids.
         let mut resolved: Vec<Option<u32>> = vec![None; symbols.stacks.len() + 1];
         resolved[0] = Some(0);
-        let mut location_frames: HashMap<u32, Vec<u32>> = HashMap::new();
+        // Frame name ids per location, made once per dataset.
+        let mut location_frames: Vec<Option<Vec<u32>>> = vec![None; symbols.locations.len()];
         for (stack, value) in values {
             let mut pending = Vec::new();
             let mut cursor = stack;
@@ -120,15 +125,11 @@ impl FrameTree {
             let mut node = resolved[cursor as usize].expect("loop stops at a resolved node");
             for &stack_node in pending.iter().rev() {
                 let location = symbols.stacks[stack_node as usize - 1].1;
-                let frames = match location_frames.get(&location) {
-                    Some(frames) => frames.clone(),
-                    None => {
-                        let frames = self.frames_of(symbols, location);
-                        location_frames.insert(location, frames.clone());
-                        frames
-                    }
-                };
-                for name in frames {
+                let frames = &mut location_frames[location as usize];
+                if frames.is_none() {
+                    *frames = Some(self.frames_of(symbols, location));
+                }
+                for &name in frames.as_deref().unwrap_or_default() {
                     node = self.child(node, name);
                 }
                 resolved[stack_node as usize] = Some(node);

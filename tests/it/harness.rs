@@ -160,30 +160,21 @@ impl Drop for KilnServer {
     }
 }
 
-/// The shared test data folder (`../shared/testdata` beside the repository).
+/// A file of the shared test data (`../shared/testdata` beside the repository).
 pub(crate) fn testdata(relative: &str) -> PathBuf {
-    let root = std::env::var_os("KILN_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata"));
-    root.join(relative)
+    kiln_testdata::path(relative)
 }
 
 /// The Go pprof files of the test data: (file name, gzipped bytes).
 pub(crate) fn go_profiles() -> Vec<(String, Bytes)> {
-    let dir = testdata("pprof");
-    let mut files: Vec<(String, Bytes)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .map(|entry| {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().to_string();
-            (name, Bytes::from(std::fs::read(&path).unwrap()))
-        })
+    let files: Vec<(String, Bytes)> = kiln_testdata::pprof_files()
+        .into_iter()
+        .map(|(name, bytes)| (name, Bytes::from(bytes)))
         .collect();
-    files.sort();
     assert!(
         files.len() >= 20,
         "expected the Go CPU and heap profiles in {}",
-        dir.display()
+        kiln_testdata::dir().display()
     );
     files
 }

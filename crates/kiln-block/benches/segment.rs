@@ -2,7 +2,6 @@
 //! the real Go test profiles.
 
 use std::io::Read;
-use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kiln_block::{SegmentBuilder, SegmentReader};
@@ -12,22 +11,11 @@ use prost::Message;
 use ulid::Ulid;
 
 fn profiles() -> Vec<NormalizedProfile> {
-    let dir = std::env::var_os("KILN_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
-        })
-        .join("pprof");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("test data")
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
+    kiln_testdata::pprof_files()
         .into_iter()
-        .map(|path| {
+        .map(|(_, gzipped)| {
             let mut raw = Vec::new();
-            flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
+            flate2::read::GzDecoder::new(gzipped.as_slice())
                 .read_to_end(&mut raw)
                 .unwrap();
             let labels = Labels::from_pairs([("service_name", "bench")]);

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::PathBuf;
 
 use bytes::Bytes;
 use kiln_model::{Labels, NormalizeOptions, TenantId, normalize};
@@ -15,34 +14,18 @@ use crate::{DatasetData, SegmentBuilder, SegmentReader};
 /// (tenant, service, profile type, frames root first) -> summed value.
 type StackTotals = BTreeMap<(String, String, String, Vec<String>), i64>;
 
-fn testdata_dir() -> PathBuf {
-    std::env::var_os("KILN_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
-        })
-        .join("pprof")
-}
-
 fn load_profiles() -> Vec<(String, Profile)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(testdata_dir())
-        .expect("the shared test data is beside the repository")
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
+    kiln_testdata::pprof_files()
         .into_iter()
-        .map(|path| {
+        .map(|(name, gzipped)| {
             let mut raw = Vec::new();
-            flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
+            flate2::read::GzDecoder::new(gzipped.as_slice())
                 .read_to_end(&mut raw)
                 .unwrap();
-            let name = path
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .replace(".pb.gz", "");
-            (name, Profile::decode(raw.as_slice()).unwrap())
+            (
+                name.replace(".pb.gz", ""),
+                Profile::decode(raw.as_slice()).unwrap(),
+            )
         })
         .collect()
 }

@@ -2,7 +2,6 @@
 //! same bytes (the baseline, measured in the same run).
 
 use std::io::Read;
-use std::path::PathBuf;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -11,20 +10,9 @@ use kiln_proto::google::v1::Profile;
 use prost::Message;
 
 fn testdata() -> Vec<Bytes> {
-    let dir = std::env::var_os("KILN_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
-        })
-        .join("pprof");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("test data")
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
+    kiln_testdata::pprof_files()
         .into_iter()
-        .map(|p| Bytes::from(std::fs::read(p).unwrap()))
+        .map(|(_, bytes)| Bytes::from(bytes))
         .collect()
 }
 

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kiln_block::{SegmentBuilder, SegmentReader};
@@ -13,24 +12,11 @@ use prost::Message;
 use ulid::Ulid;
 
 fn datasets() -> Vec<kiln_block::DatasetData> {
-    let dir = std::env::var_os("KILN_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
-        })
-        .join("pprof");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("test data")
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
     let mut builder = SegmentBuilder::default();
-    for path in files
-        .iter()
-        .filter(|p| p.to_string_lossy().contains(".cpu."))
-    {
+    let files = kiln_testdata::pprof_files();
+    for (_, gzipped) in files.iter().filter(|(name, _)| name.contains(".cpu.")) {
         let mut raw = Vec::new();
-        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        flate2::read::GzDecoder::new(gzipped.as_slice())
             .read_to_end(&mut raw)
             .unwrap();
         let labels = Labels::from_pairs([("service_name", "bench")]);

@@ -20,7 +20,6 @@ pub struct PprofBuilder {
     mappings: HashMap<(u64, u64, u64, i64, i64), u64>,
     locations: HashMap<LocationKey, u64>,
     samples: HashMap<Vec<u64>, i64>,
-    profile: Profile,
 }
 
 impl PprofBuilder {
@@ -120,12 +119,14 @@ impl PprofBuilder {
             r#type: self.string(&profile_type.period_type),
             unit: self.string(&profile_type.period_unit),
         };
-        let mut profile = std::mem::take(&mut self.profile);
-        profile.sample_type = vec![sample_type];
-        profile.period_type = Some(period_type);
-        profile.period = period;
-        profile.time_nanos = start_nanos;
-        profile.duration_nanos = end_nanos.saturating_sub(start_nanos);
+        let mut profile = Profile {
+            sample_type: vec![sample_type],
+            period_type: Some(period_type),
+            period,
+            time_nanos: start_nanos,
+            duration_nanos: end_nanos.saturating_sub(start_nanos),
+            ..Profile::default()
+        };
         let mut samples: Vec<(Vec<u64>, i64)> = self.samples.into_iter().collect();
         samples.sort();
         profile.sample = samples

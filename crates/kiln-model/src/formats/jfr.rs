@@ -403,17 +403,10 @@ impl Builder {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
 
     fn recording(name: &str) -> Vec<u8> {
-        let dir = std::env::var_os("KILN_TESTDATA")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
-            });
-        std::fs::read(dir.join("jfr").join(name)).unwrap()
+        std::fs::read(kiln_testdata::path(&format!("jfr/{name}"))).unwrap()
     }
 
     /// Event counts as `jfr summary` prints them for the test recording.

@@ -1,0 +1,39 @@
+//! The shared test data (`../shared/testdata` beside the repository, or `KILN_TESTDATA`), for
+//! tests and benchmarks only.
+
+use std::path::PathBuf;
+
+/// The test data folder.
+pub fn dir() -> PathBuf {
+    std::env::var_os("KILN_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
+        })
+}
+
+/// A file of the test data, by its path inside the folder (`jfr/recording.jfr`).
+pub fn path(relative: &str) -> PathBuf {
+    dir().join(relative)
+}
+
+/// The Go pprof files (gzipped, as Go writes them), sorted by name: `(file name, bytes)`.
+pub fn pprof_files() -> Vec<(String, Vec<u8>)> {
+    let dir = path("pprof");
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|entry| {
+            let path = entry.expect("a directory entry").path();
+            let name = path
+                .file_name()
+                .expect("a file name")
+                .to_string_lossy()
+                .to_string();
+            let bytes = std::fs::read(&path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            (name, bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}

@@ -260,7 +260,11 @@ async fn malformed_and_oversized_input_is_refused_and_nothing_is_lost() {
         .values()
         .map(|v| v * 2)
         .collect();
-    let stored: Vec<i64> = stored_totals(dir.path()).values().copied().collect();
+    let stored: Vec<i64> = stored_totals(&server, dir.path())
+        .await
+        .values()
+        .copied()
+        .collect();
     assert_eq!(stored, expected);
     let rejected = server.metric("kiln_distributor_rejected_requests_total{protocol=\"ingest\",reason=\"body_too_large\"}").await;
     assert_eq!(rejected, 1.0);

@@ -23,6 +23,8 @@ pub(crate) struct KilnServer {
     pub(crate) addr: String,
     /// The bound OTLP gRPC and OTLP/HTTP addresses.
     pub(crate) otlp_grpc_addr: String,
+    /// The cluster-internal gRPC listener (metastore).
+    pub(crate) grpc_addr: String,
     pub(crate) otlp_http_addr: String,
 }
 
@@ -36,6 +38,8 @@ impl KilnServer {
             .arg(data_dir)
             .args(["--http-addr", "127.0.0.1:0", "--log-format", "json"])
             .args([
+                "--grpc-addr",
+                "127.0.0.1:0",
                 "--otlp-grpc-addr",
                 "127.0.0.1:0",
                 "--otlp-http-addr",
@@ -64,7 +68,8 @@ impl KilnServer {
             }
         });
         let mut addrs = std::collections::HashMap::new();
-        while addrs.len() < 3 {
+        // The HTTP listener is bound last, in every mode.
+        while !addrs.contains_key("http") {
             match receiver.recv_timeout(PROCESS_DEADLINE) {
                 Ok((listener, addr)) => {
                     addrs.insert(listener, addr);
@@ -78,8 +83,9 @@ impl KilnServer {
         let server = Self {
             child,
             addr: addrs["http"].clone(),
-            otlp_grpc_addr: addrs["otlp-grpc"].clone(),
-            otlp_http_addr: addrs["otlp-http"].clone(),
+            otlp_grpc_addr: addrs.get("otlp-grpc").cloned().unwrap_or_default(),
+            otlp_http_addr: addrs.get("otlp-http").cloned().unwrap_or_default(),
+            grpc_addr: addrs["grpc"].clone(),
         };
         server.wait_ready().await?;
         Ok(server)
@@ -222,9 +228,12 @@ pub(crate) fn input_totals(profile: &Profile) -> BTreeMap<String, i64> {
 
 /// Totals per (tenant, service, profile type) of everything the block index lists, read from
 /// the objects themselves.
-pub(crate) fn stored_totals(data_dir: &Path) -> BTreeMap<(String, String, String), i64> {
+pub(crate) async fn stored_totals(
+    server: &KilnServer,
+    data_dir: &Path,
+) -> BTreeMap<(String, String, String), i64> {
     let mut totals = BTreeMap::new();
-    for block in registered_blocks(data_dir) {
+    for block in server.registered_blocks().await {
         let bytes = std::fs::read(data_dir.join("objects").join(&block.path)).unwrap();
         let reader = SegmentReader::parse(Bytes::from(bytes)).unwrap();
         assert_eq!(reader.meta(), &block, "footer and index disagree");
@@ -244,11 +253,21 @@ pub(crate) fn stored_totals(data_dir: &Path) -> BTreeMap<(String, String, String
     totals
 }
 
-/// The blocks registered in the all-in-one block index.
-pub(crate) fn registered_blocks(data_dir: &Path) -> Vec<BlockMeta> {
-    let index = data_dir.join("metastore/blocks.jsonl");
-    let text = std::fs::read_to_string(&index).unwrap_or_default();
-    text.lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
+impl KilnServer {
+    /// Every block of every tenant, from the server's metastore over gRPC.
+    pub(crate) async fn registered_blocks(&self) -> Vec<BlockMeta> {
+        use kiln_metastore::{BlockQuery, Metastore, MetastoreClient};
+        let client =
+            MetastoreClient::new(vec![self.grpc_addr.clone()], Duration::from_secs(10)).unwrap();
+        let mut blocks = Vec::new();
+        for tenant in client.tenants().await.unwrap() {
+            let query = BlockQuery::new(&tenant.id, i64::MIN, i64::MAX);
+            for block in client.query_blocks(&query).await.unwrap() {
+                if !blocks.iter().any(|b: &BlockMeta| b.id == block.id) {
+                    blocks.push(block);
+                }
+            }
+        }
+        blocks
+    }
 }

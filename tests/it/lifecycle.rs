@@ -33,14 +33,18 @@ fn help_and_version_describe_the_binary() {
         "--limits.max-body-bytes",
         "--limits.max-decompressed-bytes",
         "--log-format",
+        "--metastore.peers",
+        "--metastore.advertise-addr",
+        "--metastore.snapshot-logs",
         "KILN_INGESTER_FLUSH_INTERVAL",
+        "KILN_METASTORE_PEERS",
     ] {
         assert!(help.contains(flag), "server --help lacks {flag}");
     }
 }
 
 #[test]
-fn roles_other_than_all_are_refused_clearly() {
+fn roles_without_the_distributed_write_path_are_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args([
@@ -56,7 +60,10 @@ fn roles_other_than_all_are_refused_clearly() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("only (--target all)"), "{stderr}");
+    assert!(
+        stderr.contains("the metastore alone (--target metastore)"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,7 +94,13 @@ async fn sigterm_acknowledges_requests_in_flight_and_exits_zero() {
     let mut server = server;
     assert!(server.wait().unwrap().success());
 
-    let stored: Vec<i64> = stored_totals(dir.path()).values().copied().collect();
+    // What was acknowledged is there after a restart.
+    let server = KilnServer::start(dir.path(), &[]).await.unwrap();
+    let stored: Vec<i64> = stored_totals(&server, dir.path())
+        .await
+        .values()
+        .copied()
+        .collect();
     let expected: Vec<i64> = input_totals(&decode(&gzipped)).into_values().collect();
     assert_eq!(stored, expected);
 }
@@ -113,7 +126,7 @@ async fn ready_metrics_and_empty_profiles() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(stored_totals(dir.path()).is_empty());
+    assert!(stored_totals(&server, dir.path()).await.is_empty());
 
     let metrics = reqwest::get(server.url("/metrics"))
         .await

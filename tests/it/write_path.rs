@@ -149,7 +149,7 @@ async fn every_protocol_stores_exact_totals_that_survive_a_restart() {
     // 5 protocols x (2 CPU + 4 heap sample types).
     assert_eq!(expected.len(), 5 * 6);
     assert_eq!(
-        stored_totals(dir.path()),
+        stored_totals(&server, dir.path()).await,
         expected,
         "stored totals before restart"
     );
@@ -159,7 +159,7 @@ async fn every_protocol_stores_exact_totals_that_survive_a_restart() {
 
     let server = KilnServer::start(dir.path(), &[]).await.unwrap();
     assert_eq!(
-        stored_totals(dir.path()),
+        stored_totals(&server, dir.path()).await,
         expected,
         "stored totals after restart"
     );
@@ -176,7 +176,7 @@ async fn every_protocol_stores_exact_totals_that_survive_a_restart() {
         *expected.get_mut(&key).unwrap() += total;
     }
     assert_eq!(
-        stored_totals(dir.path()),
+        stored_totals(&server, dir.path()).await,
         expected,
         "stored totals after a push on restart"
     );

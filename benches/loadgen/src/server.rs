@@ -24,6 +24,8 @@ impl Server {
             .args([
                 "--http-addr",
                 "127.0.0.1:0",
+                "--grpc-addr",
+                "127.0.0.1:0",
                 "--otlp-grpc-addr",
                 "127.0.0.1:0",
                 "--otlp-http-addr",

@@ -130,6 +130,44 @@ pub struct ServerArgs {
           default_value = "500ms", value_parser = parse_duration)]
     pub ingester_flush_interval: Duration,
 
+    /// The metastore group: the host:port of every metastore node's --grpc-addr, comma-separated,
+    /// or `dns+NAME:PORT` for a name that resolves to them (a headless Kubernetes service).
+    /// Metastore nodes bootstrap the group from it; other roles find the metastore through it.
+    /// Empty: a single-node group in this process.
+    #[arg(
+        long = "metastore.peers",
+        env = "KILN_METASTORE_PEERS",
+        value_delimiter = ','
+    )]
+    pub metastore_peers: Vec<String>,
+
+    /// The address other nodes reach this metastore node at, when it differs from --grpc-addr
+    /// (for example behind NAT, or when --grpc-addr listens on 0.0.0.0).
+    #[arg(
+        long = "metastore.advertise-addr",
+        env = "KILN_METASTORE_ADVERTISE_ADDR"
+    )]
+    pub metastore_advertise_addr: Option<String>,
+
+    /// Snapshot the metastore state and compact the Raft log after this many entries.
+    #[arg(
+        long = "metastore.snapshot-logs",
+        env = "KILN_METASTORE_SNAPSHOT_LOGS",
+        default_value = "10000"
+    )]
+    pub metastore_snapshot_logs: u64,
+
+    /// Raft heartbeat interval of the metastore.
+    #[arg(long = "metastore.heartbeat-interval", env = "KILN_METASTORE_HEARTBEAT_INTERVAL",
+          default_value = "250ms", value_parser = parse_duration)]
+    pub metastore_heartbeat_interval: Duration,
+
+    /// Shortest Raft election timeout (the longest is twice it): how soon followers elect a new
+    /// leader after the old one went silent.
+    #[arg(long = "metastore.election-timeout", env = "KILN_METASTORE_ELECTION_TIMEOUT",
+          default_value = "1s", value_parser = parse_duration)]
+    pub metastore_election_timeout: Duration,
+
     /// Flame graph node limit when a query names none (`max-nodes`); 0 means no limit.
     #[arg(
         long = "querier.max-flamegraph-nodes",

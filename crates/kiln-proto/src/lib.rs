@@ -95,3 +95,21 @@ pub mod io {
 }
 
 pub mod json;
+
+/// Kiln's own services between its roles.
+pub mod kiln {
+    /// Raft traffic between metastore nodes.
+    pub mod raft {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("kiln.raft.v1");
+        }
+    }
+    /// The metastore's client and admin API.
+    pub mod metastore {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("kiln.metastore.v1");
+        }
+    }
+}

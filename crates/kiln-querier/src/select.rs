@@ -5,10 +5,11 @@ use std::collections::{HashMap, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use kiln_block::DatasetData;
+use kiln_metastore::{BlockQuery, LabelMatcher};
 use kiln_model::{LABEL_SERVICE_NAME, Labels};
 
 use crate::reader::BlockData;
-use crate::selector::Selector;
+use crate::selector::{MatchOp, Selector};
 use crate::{Querier, QuerierError};
 
 /// What to select.
@@ -32,6 +33,28 @@ impl Query {
             .as_deref()
             .is_none_or(|t| t == profile_type)
             && (self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches(labels)))
+    }
+
+    /// The metastore query: the range, the profile type and, with a single selector, its
+    /// matchers (several selectors are alternatives, which the metastore's conjunction cannot
+    /// express; `may_contain` prunes those after).
+    fn block_query(&self) -> Result<BlockQuery, QuerierError> {
+        let mut query = BlockQuery::new(&self.tenant, self.start_nanos, self.end_nanos);
+        if let Some(profile_type) = &self.profile_type {
+            query.matchers.push(LabelMatcher::new(
+                "__profile_type__",
+                MatchOp::Equal,
+                profile_type,
+            )?);
+        }
+        if let [selector] = self.selectors.as_slice() {
+            for m in &selector.matchers {
+                query
+                    .matchers
+                    .push(LabelMatcher::new(&m.name, m.op, &m.value)?);
+            }
+        }
+        Ok(query)
     }
 
     fn may_contain(&self, service_name: &str, profile_types: &[String]) -> bool {
@@ -106,10 +129,7 @@ impl SelectedDataset {
 impl Querier {
     /// Selects the profiles of `query`, each profile id counted once per series.
     pub async fn select(&self, query: &Query) -> Result<Vec<SelectedDataset>, QuerierError> {
-        let mut blocks = self
-            .metastore
-            .query_blocks(&query.tenant, query.start_nanos, query.end_nanos)
-            .await?;
+        let mut blocks = self.metastore.query_blocks(&query.block_query()?).await?;
         blocks.retain(|b| {
             b.datasets.iter().any(|d| {
                 d.tenant == query.tenant

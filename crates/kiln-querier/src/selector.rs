@@ -6,18 +6,7 @@ use regex::Regex;
 
 use crate::QuerierError;
 
-/// How a matcher compares a label value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MatchOp {
-    /// `=`
-    Equal,
-    /// `!=`
-    NotEqual,
-    /// `=~`, a fully anchored regular expression
-    Regex,
-    /// `!~`
-    NotRegex,
-}
+pub use kiln_metastore::MatchOp;
 
 /// One `name op "value"` condition. An absent label has the value "".
 #[derive(Clone, Debug)]

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
+use kiln_metastore::BlockQuery;
 use kiln_model::{Labels, ProfileType, TenantId};
 use kiln_proto::google::v1::Profile;
 use kiln_proto::querier::v1::{
@@ -118,7 +119,7 @@ impl Querier {
         let (start, end) = range_from_millis(request.start, request.end)?;
         let blocks = self
             .metastore
-            .query_blocks(tenant.as_str(), start, end)
+            .query_blocks(&BlockQuery::new(tenant.as_str(), start, end))
             .await?;
         let ids: BTreeSet<&str> = blocks
             .iter()
@@ -399,7 +400,7 @@ impl Querier {
     ) -> Result<GetProfileStatsResponse, QuerierError> {
         let blocks = self
             .metastore
-            .query_blocks(tenant.as_str(), i64::MIN, i64::MAX)
+            .query_blocks(&BlockQuery::new(tenant.as_str(), i64::MIN, i64::MAX))
             .await?;
         let mut span: Option<(i64, i64)> = None;
         for d in blocks

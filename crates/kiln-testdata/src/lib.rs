@@ -5,11 +5,15 @@ use std::path::PathBuf;
 
 /// The test data folder.
 pub fn dir() -> PathBuf {
-    std::env::var_os("KILN_TESTDATA")
+    if let Some(dir) = std::env::var_os("KILN_TESTDATA") {
+        return PathBuf::from(dir);
+    }
+    // cargo and nextest set the running crate's manifest dir at run time; a build reused from a
+    // checkout at another path would carry that path in the compile-time value.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
-        })
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.join("../../../shared/testdata")
 }
 
 /// A file of the test data, by its path inside the folder (`jfr/recording.jfr`).

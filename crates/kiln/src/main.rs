@@ -1,6 +1,7 @@
 //! The `kiln` binary: parses the command line and wires the roles together.
 
 mod cli;
+mod metastore;
 mod server;
 mod telemetry;
 

@@ -13,13 +13,13 @@ use axum::routing::get;
 use kiln_config::{ServerArgs, Target};
 use kiln_distributor::{Distributor, DistributorConfig, DistributorMetrics};
 use kiln_ingester::{IngesterMetrics, SegmentWriter, SegmentWriterConfig};
-use kiln_metastore::{EmbeddedMetastore, Metastore};
+use kiln_metastore::{Metastore, MetastoreGrpc};
 use kiln_objstore::S3Options;
 use kiln_querier::{Querier, QuerierConfig};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::telemetry;
+use crate::{metastore, telemetry};
 
 pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     telemetry::init_logging(args.log_format);
@@ -47,55 +47,83 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         Target::Querier,
         Target::Compactor,
     ];
-    if !all_roles.iter().all(|&role| args.runs(role)) {
+    let all_in_one = all_roles.iter().all(|&role| args.runs(role));
+    let metastore_only = args.target == [Target::Metastore];
+    if !all_in_one && !metastore_only {
         bail!(
-            "--target {:?}: this version runs every role in one process only (--target all); \
-             separate roles need the Raft metastore and the distributed write path",
+            "--target {:?}: this version runs every role in one process (--target all) or the \
+             metastore alone (--target metastore); the other roles alone need the distributed \
+             write path",
             args.target
         );
     }
 
+    let grpc_listener = tokio::net::TcpListener::bind(args.grpc_addr)
+        .await
+        .with_context(|| format!("cannot listen on the grpc address {}", args.grpc_addr))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    tracing::info!(listener = "grpc", addr = %grpc_addr, "listener bound");
+    let node = metastore::start_node(&args, grpc_addr).await?;
+    let metastore: Arc<dyn Metastore> = Arc::clone(&node) as Arc<dyn Metastore>;
+
     let mut registry = Registry::default();
-    let storage_url = args
-        .storage_url()
-        .context("cannot resolve the data directory")?;
-    let s3 = S3Options {
-        endpoint: args.s3_endpoint.clone(),
-        region: args.s3_region.clone(),
-        force_path_style: args.s3_force_path_style,
-        allow_http: args.s3_allow_http,
-        access_key_id: args.s3_access_key_id.clone(),
-        secret_access_key: args.s3_secret_access_key.clone(),
-    };
-    let storage = kiln_objstore::open(&storage_url, &s3)?;
-    let metastore = Arc::new(EmbeddedMetastore::open(&args.data_dir.join("metastore"))?);
-    let ingester = SegmentWriter::start(
-        SegmentWriterConfig {
-            flush_interval: args.ingester_flush_interval,
-            ..SegmentWriterConfig::default()
-        },
-        storage.clone(),
-        Arc::clone(&metastore) as Arc<dyn Metastore>,
-        IngesterMetrics::new(&mut registry),
-    );
-    let querier = Querier::new(
-        QuerierConfig {
-            max_nodes_default: args.querier_max_flamegraph_nodes,
-            cache_bytes: args.querier_cache_bytes as u64,
-            multitenancy_enabled: args.multitenancy_enabled,
-        },
-        Arc::clone(&metastore) as Arc<dyn Metastore>,
-        storage,
-    );
-    let distributor = Distributor::new(
-        DistributorConfig {
-            max_body_bytes: args.max_body_bytes,
-            max_decompressed_bytes: args.max_decompressed_bytes,
-            multitenancy_enabled: args.multitenancy_enabled,
-        },
-        Arc::clone(&ingester) as Arc<dyn kiln_ingester::Ingester>,
-        DistributorMetrics::new(&mut registry),
-    );
+    let mut app = Router::new();
+    let mut listeners = vec![(
+        "grpc",
+        grpc_listener,
+        MetastoreGrpc::routes(Arc::clone(&node)).into_axum_router(),
+    )];
+    let mut ingester = None;
+    if all_in_one {
+        let storage_url = args
+            .storage_url()
+            .context("cannot resolve the data directory")?;
+        let s3 = S3Options {
+            endpoint: args.s3_endpoint.clone(),
+            region: args.s3_region.clone(),
+            force_path_style: args.s3_force_path_style,
+            allow_http: args.s3_allow_http,
+            access_key_id: args.s3_access_key_id.clone(),
+            secret_access_key: args.s3_secret_access_key.clone(),
+        };
+        let storage = kiln_objstore::open(&storage_url, &s3)?;
+        let writer = SegmentWriter::start(
+            SegmentWriterConfig {
+                flush_interval: args.ingester_flush_interval,
+                ..SegmentWriterConfig::default()
+            },
+            storage.clone(),
+            Arc::clone(&metastore),
+            IngesterMetrics::new(&mut registry),
+        );
+        let querier = Querier::new(
+            QuerierConfig {
+                max_nodes_default: args.querier_max_flamegraph_nodes,
+                cache_bytes: args.querier_cache_bytes as u64,
+                multitenancy_enabled: args.multitenancy_enabled,
+            },
+            Arc::clone(&metastore),
+            storage,
+        );
+        let distributor = Distributor::new(
+            DistributorConfig {
+                max_body_bytes: args.max_body_bytes,
+                max_decompressed_bytes: args.max_decompressed_bytes,
+                multitenancy_enabled: args.multitenancy_enabled,
+            },
+            Arc::clone(&writer) as Arc<dyn kiln_ingester::Ingester>,
+            DistributorMetrics::new(&mut registry),
+        );
+        app = app.merge(distributor.router()).merge(querier.router());
+        for (name, addr) in [
+            ("otlp-grpc", args.otlp_grpc_addr),
+            ("otlp-http", args.otlp_http_addr),
+        ] {
+            listeners.push((name, bind(name, addr).await?, distributor.otlp_router()));
+        }
+        tracing::info!(storage = %storage_url, "object storage opened");
+        ingester = Some(writer);
+    }
 
     let ops = Ops {
         registry: Arc::new(registry),
@@ -106,34 +134,22 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(ops.clone())
-        .merge(distributor.router())
-        .merge(querier.router());
-
-    let listeners = [
-        ("http", args.http_addr, app),
-        ("otlp-grpc", args.otlp_grpc_addr, distributor.otlp_router()),
-        ("otlp-http", args.otlp_http_addr, distributor.otlp_router()),
-    ];
-    let mut bound = Vec::new();
-    for (name, addr, router) in listeners {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on the {name} address {addr}"))?;
-        tracing::info!(listener = name, addr = %listener.local_addr()?, "listener bound");
-        bound.push((listener, router));
-    }
+        .merge(app);
+    listeners.insert(1, ("http", bind("http", args.http_addr).await?, app));
     ops.listening.store(true, Ordering::SeqCst);
-    tracing::info!(storage = %storage_url, "kiln is serving");
+    tracing::info!(targets = ?args.target, "kiln is serving");
 
     let shutdown = CancellationToken::new();
-    let draining = Arc::clone(&ingester);
+    let draining = ingester.clone();
     let signalled = shutdown.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
-        draining.begin_drain();
+        if let Some(ingester) = draining {
+            ingester.begin_drain();
+        }
         signalled.cancel();
     });
-    let servers = bound.into_iter().map(|(listener, router)| {
+    let servers = listeners.into_iter().map(|(_, listener, router)| {
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future()
@@ -149,15 +165,27 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     tokio::select! {
         served = serving => {
             served.context("http server failed")?;
-            tracing::info!("requests drained; flushing the ingester");
+            tracing::info!("requests drained");
         }
         () = overdue => {
             tracing::warn!(timeout = ?deadline, "requests still in flight at the shutdown timeout; exiting");
         }
     }
-    ingester.shutdown().await;
+    if let Some(ingester) = ingester {
+        tracing::info!("flushing the ingester");
+        ingester.shutdown().await;
+    }
+    node.shutdown().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+async fn bind(name: &str, addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on the {name} address {addr}"))?;
+    tracing::info!(listener = name, addr = %listener.local_addr()?, "listener bound");
+    Ok(listener)
 }
 
 async fn ready(State(ops): State<Ops>) -> impl IntoResponse {

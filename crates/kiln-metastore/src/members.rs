@@ -1,0 +1,89 @@
+//! The other roles' membership: who sent a heartbeat lately. Kept in the leader's memory only, so
+//! heartbeats cost no Raft write; after a leader change the table refills within one heartbeat
+//! interval of the members.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A member is alive while its last heartbeat is younger than this.
+pub const MEMBER_TTL: Duration = Duration::from_secs(15);
+
+/// A role instance known from its heartbeats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// distributor, ingester, querier or compactor.
+    pub role: String,
+    /// The member's gRPC address.
+    pub addr: String,
+    /// Unix milliseconds of its first heartbeat seen by this leader.
+    pub first_seen_millis: i64,
+    /// Unix milliseconds of its latest heartbeat.
+    pub last_seen_millis: i64,
+}
+
+/// The heartbeat table.
+#[derive(Debug, Default)]
+pub(crate) struct Members {
+    by_key: Mutex<HashMap<(String, String), Member>>,
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl Members {
+    pub(crate) fn heartbeat(&self, role: &str, addr: &str) {
+        let now = now_millis();
+        let mut members = self.by_key.lock().expect("members lock");
+        members
+            .entry((role.to_string(), addr.to_string()))
+            .and_modify(|m| m.last_seen_millis = now)
+            .or_insert_with(|| Member {
+                role: role.to_string(),
+                addr: addr.to_string(),
+                first_seen_millis: now,
+                last_seen_millis: now,
+            });
+    }
+
+    /// Members alive now, of one role or all, ordered by role and address. Expired ones go.
+    pub(crate) fn alive(&self, role: Option<&str>) -> Vec<Member> {
+        let oldest = now_millis() - MEMBER_TTL.as_millis() as i64;
+        let mut members = self.by_key.lock().expect("members lock");
+        members.retain(|_, m| m.last_seen_millis >= oldest);
+        let mut alive: Vec<Member> = members
+            .values()
+            .filter(|m| role.is_none_or(|r| r.is_empty() || m.role == r))
+            .cloned()
+            .collect();
+        alive.sort_by(|a, b| (&a.role, &a.addr).cmp(&(&b.role, &b.addr)));
+        alive
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_are_listed_by_role() {
+        let members = Members::default();
+        members.heartbeat("ingester", "b:9095");
+        members.heartbeat("ingester", "a:9095");
+        members.heartbeat("querier", "c:9095");
+        members.heartbeat("ingester", "a:9095");
+        let ingesters = members.alive(Some("ingester"));
+        assert_eq!(
+            ingesters
+                .iter()
+                .map(|m| m.addr.as_str())
+                .collect::<Vec<_>>(),
+            ["a:9095", "b:9095"]
+        );
+        assert_eq!(members.alive(None).len(), 3);
+    }
+}

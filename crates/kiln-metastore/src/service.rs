@@ -1,0 +1,150 @@
+//! The gRPC services of a metastore node: the client API, the admin API and Raft, as one set of
+//! routes to serve on --grpc-addr.
+
+use std::sync::Arc;
+
+use kiln_proto::kiln::metastore::v1 as pb;
+use kiln_proto::kiln::metastore::v1::metastore_admin_service_server::{
+    MetastoreAdminService, MetastoreAdminServiceServer,
+};
+use kiln_proto::kiln::metastore::v1::metastore_service_server::{
+    MetastoreService, MetastoreServiceServer,
+};
+use kiln_proto::kiln::raft::v1::raft_service_server::RaftServiceServer;
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::network::RaftGrpc;
+use crate::node::MetastoreNode;
+
+/// The client and admin services of one node.
+#[derive(Clone, Debug)]
+pub struct MetastoreGrpc {
+    node: Arc<MetastoreNode>,
+}
+
+impl MetastoreGrpc {
+    /// Serves `node`.
+    pub fn new(node: Arc<MetastoreNode>) -> Self {
+        Self { node }
+    }
+
+    /// Every service of the node (client API, admin API, Raft) as tonic routes.
+    pub fn routes(node: Arc<MetastoreNode>) -> tonic::service::Routes {
+        let raft = RaftServiceServer::new(RaftGrpc::new(node.raft().clone()))
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        let grpc = Self::new(node);
+        tonic::service::Routes::new(raft)
+            .add_service(
+                MetastoreServiceServer::new(grpc.clone())
+                    .max_decoding_message_size(usize::MAX)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(MetastoreAdminServiceServer::new(grpc))
+    }
+}
+
+#[tonic::async_trait]
+impl MetastoreService for MetastoreGrpc {
+    async fn add_blocks(
+        &self,
+        request: Request<pb::AddBlocksRequest>,
+    ) -> Result<Response<pb::AddBlocksResponse>, Status> {
+        let blocks = request
+            .into_inner()
+            .blocks
+            .into_iter()
+            .map(convert::block_from_pb)
+            .collect::<Result<Vec<_>, _>>()?;
+        let added = self.node.add_blocks(blocks).await?;
+        Ok(Response::new(pb::AddBlocksResponse { added }))
+    }
+
+    async fn query_blocks(
+        &self,
+        request: Request<pb::QueryBlocksRequest>,
+    ) -> Result<Response<pb::QueryBlocksResponse>, Status> {
+        let query = convert::query_from_pb(request.into_inner())?;
+        let blocks = self.node.query_blocks(&query).await?;
+        Ok(Response::new(pb::QueryBlocksResponse {
+            blocks: blocks.iter().map(convert::block_to_pb).collect(),
+        }))
+    }
+
+    async fn list_tenants(
+        &self,
+        _request: Request<pb::ListTenantsRequest>,
+    ) -> Result<Response<pb::ListTenantsResponse>, Status> {
+        let tenants = self.node.tenants().await?;
+        Ok(Response::new(pb::ListTenantsResponse {
+            tenants: tenants.into_iter().map(convert::tenant_to_pb).collect(),
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let request = request.into_inner();
+        if request.role.is_empty() || request.addr.is_empty() {
+            return Err(Status::invalid_argument(
+                "a heartbeat needs a role and an address",
+            ));
+        }
+        self.node.heartbeat(&request.role, &request.addr).await?;
+        Ok(Response::new(pb::HeartbeatResponse {}))
+    }
+
+    async fn list_members(
+        &self,
+        request: Request<pb::ListMembersRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        let role = request.into_inner().role;
+        let members = self.node.members(Some(&role)).await?;
+        Ok(Response::new(pb::ListMembersResponse {
+            members: members.into_iter().map(convert::member_to_pb).collect(),
+        }))
+    }
+
+    async fn read_index(
+        &self,
+        _request: Request<pb::ReadIndexRequest>,
+    ) -> Result<Response<pb::ReadIndexResponse>, Status> {
+        let read_index = self.node.read_index().await?;
+        Ok(Response::new(pb::ReadIndexResponse { read_index }))
+    }
+}
+
+#[tonic::async_trait]
+impl MetastoreAdminService for MetastoreGrpc {
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        Ok(Response::new(self.node.status().await))
+    }
+
+    async fn add_node(
+        &self,
+        request: Request<pb::AddNodeRequest>,
+    ) -> Result<Response<pb::AddNodeResponse>, Status> {
+        let addr = request.into_inner().addr;
+        if addr.is_empty() {
+            return Err(Status::invalid_argument(
+                "add node needs the node's address",
+            ));
+        }
+        let node = self.node.add_node(&addr).await?;
+        Ok(Response::new(pb::AddNodeResponse { node: Some(node) }))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        let addr = request.into_inner().addr;
+        self.node.remove_node(&addr).await?;
+        Ok(Response::new(pb::RemoveNodeResponse {}))
+    }
+}

@@ -32,6 +32,14 @@ impl KilnServer {
     /// Starts `kiln server` on `data_dir` with a random HTTP port and `extra` flags, and waits
     /// until /ready answers 200.
     pub(crate) async fn start(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let server = Self::spawn(data_dir, extra)?;
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    /// Starts `kiln server` and waits for its listeners only (a metastore node of a group is
+    /// ready only once a quorum runs).
+    pub(crate) fn spawn(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
             .arg("server")
             .arg("--data-dir")
@@ -87,7 +95,6 @@ impl KilnServer {
             otlp_http_addr: addrs.get("otlp-http").cloned().unwrap_or_default(),
             grpc_addr: addrs["grpc"].clone(),
         };
-        server.wait_ready().await?;
         Ok(server)
     }
 
@@ -96,7 +103,8 @@ impl KilnServer {
         format!("http://{}{path}", self.addr)
     }
 
-    async fn wait_ready(&self) -> anyhow::Result<()> {
+    /// Waits until /ready answers 200.
+    pub(crate) async fn wait_ready(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + PROCESS_DEADLINE;
         let client = reqwest::Client::new();
         loop {
@@ -135,6 +143,12 @@ impl KilnServer {
             .status()
             .expect("kill runs");
         assert!(status.success());
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub(crate) fn kill(mut self) {
+        self.child.kill().expect("kill -9 the server");
+        self.child.wait().expect("reap the server");
     }
 
     /// Sends SIGTERM and waits for the process to exit.

@@ -90,9 +90,7 @@ impl StateMachine {
         self.snapshots_installed.load(Ordering::Relaxed)
     }
 
-    fn read_snapshot(
-        &self,
-    ) -> Result<Option<StoredSnapshot>, redb::Error> {
+    fn read_snapshot(&self) -> Result<Option<StoredSnapshot>, redb::Error> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(SNAPSHOT)?;
         let (Some(meta), Some(data)) = (table.get(SNAPSHOT_META)?, table.get(SNAPSHOT_DATA)?)

@@ -15,6 +15,9 @@ pub(crate) struct Cli {
 enum Command {
     /// Run a Kiln server; with no flags, every role in one process on local defaults.
     Server(Box<ServerArgs>),
+    /// Operate a running cluster.
+    #[command(subcommand)]
+    Admin(crate::admin::AdminCommand),
 }
 
 pub(crate) fn run() -> ExitCode {
@@ -27,13 +30,18 @@ pub(crate) fn run() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Server(args) => match crate::server::run(*args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Server(args) => exit_code(crate::server::run(*args)),
+        Command::Admin(command) => exit_code(crate::admin::run(command)),
+    }
+}
+
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -47,7 +55,9 @@ mod tests {
     fn parse(args: &[&str]) -> ServerArgs {
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
         let cli: Cli = parse_with_file(args, "server").unwrap();
-        let Command::Server(args) = cli.command;
+        let Command::Server(args) = cli.command else {
+            panic!("not a server command");
+        };
         *args
     }
 

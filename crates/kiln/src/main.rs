@@ -1,5 +1,6 @@
 //! The `kiln` binary: parses the command line and wires the roles together.
 
+mod admin;
 mod cli;
 mod metastore;
 mod server;

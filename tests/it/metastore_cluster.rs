@@ -106,7 +106,10 @@ impl Cluster {
                     return index;
                 }
             }
-            assert!(Instant::now() < deadline, "no leader within {FAILOVER_BOUND:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no leader within {FAILOVER_BOUND:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -120,7 +123,10 @@ impl Cluster {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "node {index}: {what} never happened");
+            assert!(
+                Instant::now() < deadline,
+                "node {index}: {what} never happened"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -208,7 +214,11 @@ impl Writer {
         let target = self.count() + n;
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.count() < target {
-            assert!(Instant::now() < deadline, "registrations stalled at {}", self.count());
+            assert!(
+                Instant::now() < deadline,
+                "registrations stalled at {}",
+                self.count()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -229,11 +239,18 @@ async fn assert_index_holds(client: &MetastoreClient, acked: &[String]) -> usize
         .unwrap();
     let ids: HashSet<&str> = blocks.iter().map(|b| b.id.as_str()).collect();
     assert_eq!(ids.len(), blocks.len(), "a block is listed twice");
-    let missing: Vec<&String> = acked.iter().filter(|id| !ids.contains(id.as_str())).collect();
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|id| !ids.contains(id.as_str()))
+        .collect();
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
     let tenants = client.tenants().await.unwrap();
     let tenant = tenants.iter().find(|t| t.id == TENANT).unwrap();
-    assert_eq!(tenant.blocks, blocks.len() as u64, "a registration was applied twice");
+    assert_eq!(
+        tenant.blocks,
+        blocks.len() as u64,
+        "a registration was applied twice"
+    );
     assert_eq!(tenant.samples, 3 * blocks.len() as u64);
     blocks.len()
 }
@@ -272,7 +289,10 @@ async fn a_node_restarted_after_log_compaction_catches_up_from_a_snapshot() {
     let mut cluster = Cluster::start(3, &["--metastore.snapshot-logs=20"]).await;
     let client = cluster.client();
     for n in 0..10 {
-        client.add_block(block(&format!("early-{n}"))).await.unwrap();
+        client
+            .add_block(block(&format!("early-{n}")))
+            .await
+            .unwrap();
     }
     let leader = cluster.wait_for_leader(&[]).await;
     let follower = (leader + 1) % 3;
@@ -333,7 +353,9 @@ async fn a_node_is_replaced_under_load() {
     writer.wait_for_more(30).await;
 
     // A fresh node, started with the current group as its peers, waits to be added.
-    cluster.proxies.push(Proxy::bind(&node_ip(3).to_string()).await);
+    cluster
+        .proxies
+        .push(Proxy::bind(&node_ip(3).to_string()).await);
     cluster.peers.push(cluster.proxies[3].addr.to_string());
     let survivors: Vec<String> = (0..3)
         .filter(|i| *i != leaving)
@@ -353,8 +375,18 @@ async fn a_node_is_replaced_under_load() {
     expected.push(cluster.peers[3].clone());
     expected.sort();
     assert_eq!(voters, expected);
-    let status_table = admin(&["status", &format!("--metastore.peers={}", expected.join(","))]);
-    assert_eq!(status_table.lines().filter(|l| l.contains(" true ")).count(), 3, "{status_table}");
+    let status_table = admin(&[
+        "status",
+        &format!("--metastore.peers={}", expected.join(",")),
+    ]);
+    assert_eq!(
+        status_table
+            .lines()
+            .filter(|l| l.contains(" true "))
+            .count(),
+        3,
+        "{status_table}"
+    );
 
     let only_fresh = cluster.client_of(3, Duration::from_secs(30));
     assert_index_holds(&only_fresh, &acked).await;

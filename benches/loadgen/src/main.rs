@@ -3,6 +3,7 @@
 
 mod baseline;
 mod driver;
+mod metastore;
 mod push;
 mod queries;
 mod report;
@@ -34,6 +35,8 @@ enum Command {
     Run(RunArgs),
     /// Start a server, run the whole suite, print the table with baselines and ratios.
     Suite(SuiteArgs),
+    /// Start a metastore group, time registrations and index queries.
+    Metastore(metastore::MetastoreArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -161,6 +164,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Suite(args) => suite(args).await,
+            Command::Metastore(args) => metastore::run(args).await,
         }
     })
 }

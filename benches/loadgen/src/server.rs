@@ -17,20 +17,32 @@ pub(crate) struct Server {
 impl Server {
     /// Starts `binary server` on `data_dir` with loopback listeners on free ports.
     pub(crate) fn start(binary: &Path, data_dir: &Path) -> anyhow::Result<Self> {
-        let mut child = Command::new(binary)
-            .arg("server")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args([
-                "--http-addr",
-                "127.0.0.1:0",
+        Self::start_with(
+            binary,
+            data_dir,
+            &[
                 "--grpc-addr",
                 "127.0.0.1:0",
                 "--otlp-grpc-addr",
                 "127.0.0.1:0",
                 "--otlp-http-addr",
                 "127.0.0.1:0",
-            ])
+            ],
+        )
+    }
+
+    /// Starts `binary server` on `data_dir` with a free HTTP port and `args`.
+    pub(crate) fn start_with(
+        binary: &Path,
+        data_dir: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut child = Command::new(binary)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--http-addr", "127.0.0.1:0"])
+            .args(args)
             .args(["--log-format", "json"])
             .env("RUST_LOG", "warn,kiln=info")
             .stdout(Stdio::null())

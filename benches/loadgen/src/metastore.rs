@@ -1,0 +1,294 @@
+//! `kiln-loadgen metastore`: block registrations per second on a loopback metastore group, single
+//! and batched, and index query latency with a large index.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use kiln_block::{BlockMeta, DatasetMeta};
+use kiln_metastore::{BlockQuery, Metastore, MetastoreClient};
+use serde::Serialize;
+
+use crate::server::Server;
+
+/// Flags of the metastore benchmark.
+#[derive(Debug, clap::Args)]
+pub(crate) struct MetastoreArgs {
+    /// The kiln binary (default: beside this one).
+    #[arg(long)]
+    kiln_bin: Option<PathBuf>,
+    /// Scratch directory for the nodes' data.
+    #[arg(long, default_value = "target/bench-metastore")]
+    data_dir: PathBuf,
+    /// Nodes in the group.
+    #[arg(long, default_value = "3")]
+    nodes: usize,
+    /// Registrations of one block each, for the single-registration figure.
+    #[arg(long, default_value = "4000")]
+    single: usize,
+    /// Blocks registered in batches, for the batched figure.
+    #[arg(long, default_value = "100000")]
+    batched: usize,
+    /// Blocks per batch.
+    #[arg(long, default_value = "1000")]
+    batch: usize,
+    /// Calls in flight at most.
+    #[arg(long, default_value = "32")]
+    concurrency: usize,
+    /// Blocks in the index when its queries are timed (loaded in batches).
+    #[arg(long, default_value = "1000000")]
+    index_blocks: usize,
+    /// Timed queries per query kind.
+    #[arg(long, default_value = "200")]
+    queries: usize,
+    /// Write the results as JSON here too.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// One figure of the benchmark.
+#[derive(Debug, Serialize)]
+struct Figure {
+    name: String,
+    value: f64,
+    unit: &'static str,
+}
+
+/// Blocks `from..from + count` of one tenant over 8 services: 10 s segments, a million of them
+/// spread over 30 days (several ingesters flushing in parallel).
+fn blocks(from: usize, count: usize) -> Vec<BlockMeta> {
+    const SPACING_NANOS: i64 = 2_592_000_000_000_000 / 1_000_000; // 30 days over a million blocks
+    (from..from + count)
+        .map(|n| {
+            let start = n as i64 * SPACING_NANOS;
+            let end = start + 10_000_000_000;
+            BlockMeta {
+                id: format!("{n:010}"),
+                path: format!("segments/{}/{n:010}/block.bin", n % 16),
+                shard: (n % 16) as u32,
+                compaction_level: 0,
+                min_time_nanos: start,
+                max_time_nanos: end,
+                size_bytes: 200_000,
+                datasets: vec![DatasetMeta {
+                    tenant: "bench".to_string(),
+                    service_name: format!("service-{}", n % 8),
+                    min_time_nanos: start,
+                    max_time_nanos: end,
+                    profile_types: vec!["process_cpu:cpu:nanoseconds:cpu:nanoseconds".into()],
+                    label_names: vec!["service_name".into(), "instance".into()],
+                    series: 4,
+                    profiles: 4,
+                    samples: 4_000,
+                }],
+            }
+        })
+        .collect()
+}
+
+async fn register(
+    client: &Arc<MetastoreClient>,
+    batches: Vec<Vec<BlockMeta>>,
+    concurrency: usize,
+) -> anyhow::Result<(Duration, Histogram<u64>)> {
+    use futures::StreamExt;
+    let started = Instant::now();
+    let latencies: Vec<anyhow::Result<u64>> = futures::stream::iter(batches)
+        .map(|batch| {
+            let client = Arc::clone(client);
+            async move {
+                let t = Instant::now();
+                client.add_blocks(batch).await?;
+                Ok(t.elapsed().as_micros() as u64)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let mut histogram = Histogram::new(3)?;
+    for latency in latencies {
+        histogram.record(latency?)?;
+    }
+    Ok((elapsed, histogram))
+}
+
+pub(crate) async fn run(args: MetastoreArgs) -> anyhow::Result<()> {
+    let binary = match &args.kiln_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("kiln"),
+    };
+    let _ = std::fs::remove_dir_all(&args.data_dir);
+    std::fs::create_dir_all(&args.data_dir)?;
+    let (servers, peers) = start_group(&binary, &args.data_dir, args.nodes)?;
+    let client = Arc::new(MetastoreClient::new(
+        peers.clone(),
+        Duration::from_secs(60),
+    )?);
+    wait_ready(&client).await?;
+    let mut figures = Vec::new();
+    let mut figure = |name: String, value: f64, unit| {
+        println!("{name:<58} {value:>12.1} {unit}");
+        figures.push(Figure { name, value, unit });
+    };
+
+    let single: Vec<Vec<BlockMeta>> = blocks(0, args.single)
+        .into_iter()
+        .map(|b| vec![b])
+        .collect();
+    let (elapsed, latency) = register(&client, single, args.concurrency).await?;
+    let group = format!("{}-node group", args.nodes);
+    figure(
+        format!(
+            "single registrations/s ({group}, {} in flight)",
+            args.concurrency
+        ),
+        args.single as f64 / elapsed.as_secs_f64(),
+        "blocks/s",
+    );
+    figure(
+        "single registration latency p50".into(),
+        latency.value_at_quantile(0.5) as f64 / 1000.0,
+        "ms",
+    );
+    figure(
+        "single registration latency p99".into(),
+        latency.value_at_quantile(0.99) as f64 / 1000.0,
+        "ms",
+    );
+
+    let batched: Vec<Vec<BlockMeta>> = blocks(args.single, args.batched)
+        .chunks(args.batch)
+        .map(<[BlockMeta]>::to_vec)
+        .collect();
+    let (elapsed, latency) = register(&client, batched, args.concurrency.min(8)).await?;
+    figure(
+        format!("batched registrations/s (batches of {})", args.batch),
+        args.batched as f64 / elapsed.as_secs_f64(),
+        "blocks/s",
+    );
+    figure(
+        "batch latency p50".into(),
+        latency.value_at_quantile(0.5) as f64 / 1000.0,
+        "ms",
+    );
+    figure(
+        "batch latency p99".into(),
+        latency.value_at_quantile(0.99) as f64 / 1000.0,
+        "ms",
+    );
+
+    let loaded = args.single + args.batched;
+    if args.index_blocks > loaded {
+        let rest: Vec<Vec<BlockMeta>> = blocks(loaded, args.index_blocks - loaded)
+            .chunks(args.batch)
+            .map(<[BlockMeta]>::to_vec)
+            .collect();
+        let started = Instant::now();
+        register(&client, rest, 4).await?;
+        println!(
+            "loaded the index to {} blocks in {:.1?}",
+            args.index_blocks,
+            started.elapsed()
+        );
+    }
+    let total = args.index_blocks.max(loaded);
+    let spacing = 2_592_000_000_000_000_i64 / 1_000_000;
+    let span_end = total as i64 * spacing;
+    for (label, window) in [("1 h", 3_600_000_000_000_i64), ("24 h", 86_400_000_000_000)] {
+        for (service, matchers) in [("all services", false), ("one service", true)] {
+            let mut histogram = Histogram::<u64>::new(3)?;
+            let mut found = 0;
+            for q in 0..args.queries {
+                let start = (span_end - window) * q as i64 / args.queries as i64;
+                let mut query = BlockQuery::new("bench", start, start + window);
+                if matchers {
+                    query.matchers.push(kiln_metastore::LabelMatcher::new(
+                        "service_name",
+                        kiln_metastore::MatchOp::Equal,
+                        "service-3",
+                    )?);
+                }
+                let t = Instant::now();
+                found += client.query_blocks(&query).await?.len();
+                histogram.record(t.elapsed().as_micros() as u64)?;
+            }
+            let name = format!("query {label}, {service}, {total} blocks in the index");
+            figure(
+                format!("{name}: p50"),
+                histogram.value_at_quantile(0.5) as f64 / 1000.0,
+                "ms",
+            );
+            figure(
+                format!("{name}: p99"),
+                histogram.value_at_quantile(0.99) as f64 / 1000.0,
+                "ms",
+            );
+            figure(
+                format!("{name}: blocks returned per query"),
+                found as f64 / args.queries as f64,
+                "blocks",
+            );
+        }
+    }
+    for (index, server) in servers.iter().enumerate() {
+        figure(
+            format!("node {index} peak RSS"),
+            server.peak_rss_mib(),
+            "MiB",
+        );
+        figure(format!("node {index} CPU"), server.cpu_seconds(), "s");
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&figures)?)?;
+    }
+    for server in servers {
+        server.stop();
+    }
+    Ok(())
+}
+
+fn start_group(
+    binary: &Path,
+    dir: &Path,
+    nodes: usize,
+) -> anyhow::Result<(Vec<Server>, Vec<String>)> {
+    // Free ports for the peer list, which every node needs before any starts.
+    let ports: Vec<u16> = (0..nodes)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+        })
+        .collect::<Result<_, _>>()?;
+    let peers: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let list = peers.join(",");
+    let mut servers = Vec::new();
+    for (index, peer) in peers.iter().enumerate() {
+        let data_dir = dir.join(format!("node-{index}"));
+        let grpc = format!("--grpc-addr={peer}");
+        let peers_flag = format!("--metastore.peers={list}");
+        servers.push(
+            Server::start_with(
+                binary,
+                &data_dir,
+                &["--target", "metastore", &grpc, &peers_flag],
+            )
+            .with_context(|| format!("metastore node {index}"))?,
+        );
+    }
+    Ok((servers, peers))
+}
+
+async fn wait_ready(client: &MetastoreClient) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !client.is_ready().await {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the metastore group never became ready"
+        );
+    }
+    Ok(())
+}

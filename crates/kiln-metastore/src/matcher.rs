@@ -51,6 +51,11 @@ impl LabelMatcher {
         })
     }
 
+    /// True when `value` satisfies the matcher; an absent label has the value "".
+    pub fn matches(&self, value: Option<&str>) -> bool {
+        self.matches_value(value.unwrap_or(""))
+    }
+
     fn matches_value(&self, value: &str) -> bool {
         match (self.op, &self.regex) {
             (MatchOp::Equal, _) => value == self.value,

@@ -48,11 +48,7 @@ impl Query {
             )?);
         }
         if let [selector] = self.selectors.as_slice() {
-            for m in &selector.matchers {
-                query
-                    .matchers
-                    .push(LabelMatcher::new(&m.name, m.op, &m.value)?);
-            }
+            query.matchers.extend(selector.matchers.iter().cloned());
         }
         Ok(query)
     }

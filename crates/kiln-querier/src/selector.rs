@@ -2,55 +2,14 @@
 //! optionally after a profile type id (`process_cpu:cpu:nanoseconds:cpu:nanoseconds{...}`).
 
 use kiln_model::Labels;
-use regex::Regex;
 
 use crate::QuerierError;
 
 pub use kiln_metastore::MatchOp;
 
-/// One `name op "value"` condition. An absent label has the value "".
-#[derive(Clone, Debug)]
-pub struct Matcher {
-    /// The label name.
-    pub name: String,
-    /// The comparison.
-    pub op: MatchOp,
-    /// The value or pattern.
-    pub value: String,
-    regex: Option<Regex>,
-}
-
-impl Matcher {
-    /// Builds a matcher, compiling the pattern of regex matchers.
-    pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Self, QuerierError> {
-        let regex = match op {
-            MatchOp::Regex | MatchOp::NotRegex => {
-                Some(Regex::new(&format!("^(?:{value})$")).map_err(|e| {
-                    QuerierError::BadRequest(format!("invalid regex {value:?} for {name}: {e}"))
-                })?)
-            }
-            _ => None,
-        };
-        Ok(Self {
-            name: name.to_string(),
-            op,
-            value: value.to_string(),
-            regex,
-        })
-    }
-
-    /// True when `value` (None: label absent) satisfies the matcher.
-    pub fn matches(&self, value: Option<&str>) -> bool {
-        let value = value.unwrap_or("");
-        match (self.op, &self.regex) {
-            (MatchOp::Equal, _) => value == self.value,
-            (MatchOp::NotEqual, _) => value != self.value,
-            (MatchOp::Regex, Some(re)) => re.is_match(value),
-            (MatchOp::NotRegex, Some(re)) => !re.is_match(value),
-            _ => unreachable!("regex matchers always carry their regex"),
-        }
-    }
-}
+/// One `name op "value"` condition, the same as the metastore prunes blocks with. An absent
+/// label has the value "".
+pub use kiln_metastore::LabelMatcher as Matcher;
 
 /// A conjunction of matchers; empty matches everything.
 #[derive(Clone, Debug, Default)]
@@ -160,7 +119,10 @@ impl Parser<'_> {
                 return Err(self.error("expected one of = != =~ !~"));
             };
             let value = self.string()?;
-            matchers.push(Matcher::new(&name, op, &value)?);
+            matchers.push(
+                Matcher::new(&name, op, &value)
+                    .map_err(|e| QuerierError::BadRequest(e.to_string()))?,
+            );
             if self.eat("}") {
                 return Ok(Selector { matchers });
             }

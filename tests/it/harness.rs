@@ -93,7 +93,7 @@ impl KilnServer {
             addr: addrs["http"].clone(),
             otlp_grpc_addr: addrs.get("otlp-grpc").cloned().unwrap_or_default(),
             otlp_http_addr: addrs.get("otlp-http").cloned().unwrap_or_default(),
-            grpc_addr: addrs["grpc"].clone(),
+            grpc_addr: addrs.get("grpc").cloned().unwrap_or_default(),
         };
         Ok(server)
     }
@@ -143,6 +143,11 @@ impl KilnServer {
             .status()
             .expect("kill runs");
         assert!(status.success());
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Kills the process with SIGKILL and reaps it.

@@ -44,24 +44,24 @@ fn help_and_version_describe_the_binary() {
 }
 
 #[test]
-fn roles_without_the_distributed_write_path_are_refused_clearly() {
+fn roles_that_cannot_run_are_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args([
-            "server",
-            "--target",
-            "distributor",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8(output.stderr).unwrap();
+    let refused = |target: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["server", "--target", target, "--http-addr", "127.0.0.1:0"])
+            .args(["--grpc-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "--target {target} started");
+        String::from_utf8(output.stderr).unwrap()
+    };
+    // A role apart from the metastore must be told where the metastore is.
+    let stderr = refused("distributor");
+    assert!(stderr.contains("needs --metastore.peers"), "{stderr}");
+    let stderr = refused("compactor");
     assert!(
-        stderr.contains("the metastore alone (--target metastore)"),
+        stderr.contains("the compactor is not part of this version yet"),
         "{stderr}"
     );
 }

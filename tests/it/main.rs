@@ -2,6 +2,7 @@
 //! network with real clients.
 
 mod bad_input;
+mod cluster;
 mod formats;
 mod golden;
 mod harness;
@@ -11,5 +12,6 @@ mod otlp;
 mod proxy;
 mod query;
 mod reference;
+mod s3;
 mod sdk;
 mod write_path;

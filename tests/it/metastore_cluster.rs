@@ -20,11 +20,11 @@ const TENANT: &str = "raft-test";
 const FAILOVER_BOUND: Duration = Duration::from_secs(15);
 
 /// A metastore group: one process and one proxy per node.
-struct Cluster {
+pub(crate) struct Cluster {
     dir: tempfile::TempDir,
-    nodes: Vec<Option<KilnServer>>,
+    pub(crate) nodes: Vec<Option<KilnServer>>,
     proxies: Vec<Proxy>,
-    peers: Vec<String>,
+    pub(crate) peers: Vec<String>,
     extra: Vec<String>,
 }
 
@@ -33,7 +33,7 @@ fn node_ip(index: usize) -> IpAddr {
 }
 
 impl Cluster {
-    async fn start(size: usize, extra: &[&str]) -> Self {
+    pub(crate) async fn start(size: usize, extra: &[&str]) -> Self {
         let mut proxies = Vec::new();
         for index in 0..size {
             proxies.push(Proxy::bind(&node_ip(index).to_string()).await);
@@ -78,7 +78,7 @@ impl Cluster {
     }
 
     /// A client of the whole group, through the proxies.
-    fn client(&self) -> MetastoreClient {
+    pub(crate) fn client(&self) -> MetastoreClient {
         MetastoreClient::new(self.peers.clone(), Duration::from_secs(30)).unwrap()
     }
 
@@ -92,7 +92,7 @@ impl Cluster {
     }
 
     /// Waits until a node other than those in `excluded` leads and can serve a linearizable read.
-    async fn wait_for_leader(&self, excluded: &[usize]) -> usize {
+    pub(crate) async fn wait_for_leader(&self, excluded: &[usize]) -> usize {
         let deadline = Instant::now() + FAILOVER_BOUND;
         loop {
             for index in 0..self.proxies.len() {
@@ -197,8 +197,9 @@ impl Writer {
                     _ = interval.tick() => {}
                 }
                 let id = format!("{prefix}-{n:06}");
-                if client.add_block(block(&id)).await.is_ok() {
-                    acked_in.lock().unwrap().push(id);
+                match client.add_block(block(&id)).await {
+                    Ok(()) => acked_in.lock().unwrap().push(id),
+                    Err(e) => eprintln!("registration of {id} failed: {e}"),
                 }
             }
         });

@@ -16,7 +16,7 @@ fn otlp_dir() -> PathBuf {
 }
 
 /// Runs otlp_send.py and returns its one-line JSON report.
-fn send(transport: &str, target: &str, scenario: &str, gzip: bool) -> Value {
+pub(crate) fn send(transport: &str, target: &str, scenario: &str, gzip: bool) -> Value {
     let python = std::env::var_os("KILN_OTLP_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| otlp_dir().join(".venv/bin/python"));
@@ -93,7 +93,7 @@ fn figures(map: &Value) -> Vec<(String, i64)> {
     out
 }
 
-async fn check_scenario(server: &KilnServer, report: &Value) {
+pub(crate) async fn check_scenario(server: &KilnServer, report: &Value) {
     let expected = &report["expected"];
     let scenario = expected["scenario"].as_str().unwrap();
     assert!(accepted(report), "{scenario}: {report}");

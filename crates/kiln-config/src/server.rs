@@ -130,6 +130,17 @@ pub struct ServerArgs {
           default_value = "500ms", value_parser = parse_duration)]
     pub ingester_flush_interval: Duration,
 
+    /// The host:port other processes reach this one's --grpc-addr at, when it differs (for
+    /// example when --grpc-addr listens on 0.0.0.0): what an ingester announces to distributors.
+    #[arg(long = "advertise-addr", env = "KILN_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
+
+    /// How long a distributor waits for an ingester to acknowledge one push (flush interval,
+    /// upload and registration included) before trying the next ingester.
+    #[arg(long = "distributor.ingester-timeout", env = "KILN_DISTRIBUTOR_INGESTER_TIMEOUT",
+          default_value = "30s", value_parser = parse_duration)]
+    pub distributor_ingester_timeout: Duration,
+
     /// The metastore group: the host:port of every metastore node's --grpc-addr, comma-separated,
     /// or `dns+NAME:PORT` for a name that resolves to them (a headless Kubernetes service).
     /// Metastore nodes bootstrap the group from it; other roles find the metastore through it.
@@ -141,8 +152,8 @@ pub struct ServerArgs {
     )]
     pub metastore_peers: Vec<String>,
 
-    /// The address other nodes reach this metastore node at, when it differs from --grpc-addr
-    /// (for example behind NAT, or when --grpc-addr listens on 0.0.0.0).
+    /// The address other metastore nodes reach this one at, when it differs from
+    /// --advertise-addr or --grpc-addr.
     #[arg(
         long = "metastore.advertise-addr",
         env = "KILN_METASTORE_ADVERTISE_ADDR"

@@ -30,9 +30,7 @@ impl DistributorError {
                 StatusCode::BAD_REQUEST
             }
             DistributorError::Request(e) => e.http_status(),
-            DistributorError::Ingest(IngestError::Overloaded { .. }) => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            DistributorError::Ingest(e) if e.is_overload() => StatusCode::TOO_MANY_REQUESTS,
             DistributorError::Ingest(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -47,7 +45,7 @@ impl DistributorError {
         match self {
             DistributorError::Model(e) if e.is_too_large() => "decompressed_too_large",
             DistributorError::Model(_) => "invalid_profile",
-            DistributorError::Ingest(IngestError::Overloaded { .. }) => "overloaded",
+            DistributorError::Ingest(e) if e.is_overload() => "overloaded",
             DistributorError::Ingest(_) => "ingester_unavailable",
             DistributorError::Request(e) => e.reason(),
             DistributorError::UnsupportedFormat(_) => "unsupported_format",

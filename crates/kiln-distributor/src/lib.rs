@@ -8,6 +8,7 @@ mod error;
 mod ingest;
 mod metrics;
 mod otlp;
+mod placement;
 mod push;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub use error::DistributorError;
 pub use kiln_api::{TENANT_HEADER, TenantResolver};
 pub use metrics::DistributorMetrics;
 pub use otlp::{EXPORT_PATH as OTLP_EXPORT_PATH, HTTP_PATH as OTLP_HTTP_PATH};
+pub use placement::IngesterRing;
 
 /// Settings of the distributor.
 #[derive(Clone, Debug)]
@@ -79,5 +81,21 @@ impl Distributor {
             )
             .with_state(Arc::clone(self))
             .merge(self.otlp_router())
+            .layer(axum::middleware::map_response(retry_after))
     }
+}
+
+/// Overload (429) and unavailability (503) tell clients when to come back.
+async fn retry_after(mut response: axum::response::Response) -> axum::response::Response {
+    let status = response.status();
+    if (status == http::StatusCode::TOO_MANY_REQUESTS
+        || status == http::StatusCode::SERVICE_UNAVAILABLE)
+        && !response.headers().contains_key(http::header::RETRY_AFTER)
+    {
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+    }
+    response
 }

@@ -7,7 +7,10 @@
 
 mod error;
 mod metrics;
+pub mod recovery;
 mod segment_writer;
+mod service;
+mod wire;
 
 use async_trait::async_trait;
 use kiln_model::{NormalizedProfile, TenantId};
@@ -15,6 +18,8 @@ use kiln_model::{NormalizedProfile, TenantId};
 pub use error::IngestError;
 pub use metrics::IngesterMetrics;
 pub use segment_writer::{SegmentWriter, SegmentWriterConfig};
+pub use service::{IngesterClient, IngesterGrpc};
+pub use wire::{profile_from_pb, profile_to_pb};
 
 /// Accepts normalized profiles and returns once they are durable and registered.
 #[async_trait]

@@ -10,6 +10,9 @@ pub struct IngesterMetrics {
     pub segments_flushed: Counter,
     /// Segment flushes that failed.
     pub segment_flush_failures: Counter,
+    /// Segments written while the metastore was unreachable, their metadata parked in the
+    /// recovery area.
+    pub segments_parked: Counter,
     /// Bytes of segment objects written.
     pub segment_bytes: Counter,
     /// Samples stored.
@@ -26,6 +29,7 @@ impl IngesterMetrics {
         let metrics = Self {
             segments_flushed: Counter::default(),
             segment_flush_failures: Counter::default(),
+            segments_parked: Counter::default(),
             segment_bytes: Counter::default(),
             samples_stored: Counter::default(),
             flush_duration_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
@@ -41,6 +45,11 @@ impl IngesterMetrics {
             "segment_flush_failures",
             "Segment flushes that failed",
             metrics.segment_flush_failures.clone(),
+        );
+        registry.register(
+            "segments_parked",
+            "Segments whose metadata was parked in the recovery area while the metastore was unreachable",
+            metrics.segments_parked.clone(),
         );
         registry.register(
             "segment_bytes",

@@ -239,13 +239,21 @@ impl Flusher {
                 .map_err(|e| e.to_string())
         })
         .await?;
-        self.retry("register", || async {
-            self.metastore
-                .add_block(meta.clone())
-                .await
-                .map_err(|e| e.to_string())
-        })
-        .await?;
+        let registered = self
+            .retry("register", || async {
+                self.metastore
+                    .add_block(meta.clone())
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+        if let Err(e) = registered {
+            // The segment is durable: park its metadata for the recovery sweep and acknowledge.
+            tracing::warn!(id = %id, error = %e, "metastore unreachable; parking the block in the recovery area");
+            self.retry("park", || crate::recovery::park(&self.storage, &meta))
+                .await?;
+            self.metrics.segments_parked.inc();
+        }
         tracing::debug!(id = %id, bytes = size, "segment flushed");
         Ok(size)
     }

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A member is alive while its last heartbeat is younger than this.
-pub const MEMBER_TTL: Duration = Duration::from_secs(15);
+pub const MEMBER_TTL: Duration = Duration::from_secs(10);
 
 /// A role instance known from its heartbeats.
 #[derive(Clone, Debug, PartialEq, Eq)]

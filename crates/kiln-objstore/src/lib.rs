@@ -106,7 +106,19 @@ pub fn open(url: &str, s3: &S3Options) -> Result<Storage, StorageError> {
                 url: url.to_string(),
                 reason: "missing bucket".to_string(),
             })?;
+            // Each request is bounded, and failed ones are retried with backoff (object_store
+            // retries 5xx, timeouts and connection errors) within 30 s before the caller sees it.
+            let client = object_store::ClientOptions::new()
+                .with_timeout(std::time::Duration::from_secs(10))
+                .with_connect_timeout(std::time::Duration::from_secs(2));
+            let retry = object_store::RetryConfig {
+                max_retries: 6,
+                retry_timeout: std::time::Duration::from_secs(30),
+                ..object_store::RetryConfig::default()
+            };
             let mut builder = AmazonS3Builder::from_env()
+                .with_client_options(client)
+                .with_retry(retry)
                 .with_bucket_name(bucket)
                 .with_virtual_hosted_style_request(!s3.force_path_style)
                 .with_allow_http(s3.allow_http);

@@ -105,6 +105,13 @@ pub mod kiln {
             tonic::include_proto!("kiln.raft.v1");
         }
     }
+    /// The ingester's push API, for distributors.
+    pub mod ingester {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("kiln.ingester.v1");
+        }
+    }
     /// The metastore's client and admin API.
     pub mod metastore {
         /// Version 1.

@@ -34,7 +34,11 @@ pub(crate) async fn start_node(
     grpc_addr: SocketAddr,
 ) -> anyhow::Result<Arc<MetastoreNode>> {
     let peers = resolve_peers(&args.metastore_peers).await?;
-    let advertise_addr = match &args.metastore_advertise_addr {
+    let advertise_addr = match args
+        .metastore_advertise_addr
+        .as_ref()
+        .or(args.advertise_addr.as_ref())
+    {
         Some(addr) => addr.clone(),
         None if peers.is_empty() => grpc_addr.to_string(),
         None if grpc_addr.ip().is_unspecified() => bail!(

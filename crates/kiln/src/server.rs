@@ -3,6 +3,7 @@
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
@@ -10,10 +11,11 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use kiln_config::{ServerArgs, Target};
-use kiln_distributor::{Distributor, DistributorConfig, DistributorMetrics};
-use kiln_ingester::{IngesterMetrics, SegmentWriter, SegmentWriterConfig};
-use kiln_metastore::{Metastore, MetastoreGrpc};
+use kiln_distributor::{Distributor, DistributorConfig, DistributorMetrics, IngesterRing};
+use kiln_ingester::{Ingester, IngesterGrpc, IngesterMetrics, SegmentWriter, SegmentWriterConfig};
+use kiln_metastore::{Metastore, MetastoreClient, MetastoreGrpc};
 use kiln_objstore::S3Options;
 use kiln_querier::{Querier, QuerierConfig};
 use prometheus_client::registry::Registry;
@@ -40,41 +42,53 @@ struct Ops {
 }
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
-    let all_roles = [
-        Target::Distributor,
-        Target::Ingester,
-        Target::Metastore,
-        Target::Querier,
-        Target::Compactor,
-    ];
-    let all_in_one = all_roles.iter().all(|&role| args.runs(role));
-    let metastore_only = args.target == [Target::Metastore];
-    if !all_in_one && !metastore_only {
-        bail!(
-            "--target {:?}: this version runs every role in one process (--target all) or the \
-             metastore alone (--target metastore); the other roles alone need the distributed \
-             write path",
-            args.target
-        );
+    let all_in_one = args.runs(Target::All);
+    if args.runs(Target::Compactor) && !all_in_one {
+        bail!("--target compactor: the compactor is not part of this version yet");
     }
-
-    let grpc_listener = tokio::net::TcpListener::bind(args.grpc_addr)
-        .await
-        .with_context(|| format!("cannot listen on the grpc address {}", args.grpc_addr))?;
-    let grpc_addr = grpc_listener.local_addr()?;
-    tracing::info!(listener = "grpc", addr = %grpc_addr, "listener bound");
-    let node = metastore::start_node(&args, grpc_addr).await?;
-    let metastore: Arc<dyn Metastore> = Arc::clone(&node) as Arc<dyn Metastore>;
-
+    let shutdown = CancellationToken::new();
     let mut registry = Registry::default();
-    let mut app = Router::new();
-    let mut listeners = vec![(
-        "grpc",
-        grpc_listener,
-        MetastoreGrpc::routes(Arc::clone(&node)).into_axum_router(),
-    )];
-    let mut ingester = None;
-    if all_in_one {
+
+    // The gRPC listener serves the metastore's and the ingester's services.
+    let grpc_listener = if args.runs(Target::Metastore) || args.runs(Target::Ingester) {
+        Some(bind("grpc", args.grpc_addr).await?)
+    } else {
+        None
+    };
+    let grpc_addr = match &grpc_listener {
+        Some(listener) => listener.local_addr()?,
+        None => args.grpc_addr,
+    };
+    let advertise_addr = args
+        .advertise_addr
+        .clone()
+        .unwrap_or_else(|| grpc_addr.to_string());
+
+    let mut grpc_routes: Option<tonic::service::Routes> = None;
+    let node = if args.runs(Target::Metastore) {
+        let node = metastore::start_node(&args, grpc_addr).await?;
+        grpc_routes = Some(MetastoreGrpc::routes(Arc::clone(&node)));
+        Some(node)
+    } else {
+        None
+    };
+    let metastore: Arc<dyn Metastore> = match &node {
+        Some(node) => Arc::clone(node) as Arc<dyn Metastore>,
+        None => {
+            let peers = metastore::resolve_peers(&args.metastore_peers).await?;
+            if peers.is_empty() {
+                bail!(
+                    "--target {:?} without the metastore needs --metastore.peers (the metastore nodes' gRPC addresses)",
+                    args.target
+                );
+            }
+            // Long enough to ride out a leader election; short enough that an ingester parks
+            // its registrations soon when the metastore is down.
+            Arc::new(MetastoreClient::new(peers, Duration::from_secs(4))?)
+        }
+    };
+
+    let storage = if args.runs(Target::Ingester) || args.runs(Target::Querier) {
         let storage_url = args
             .storage_url()
             .context("cannot resolve the data directory")?;
@@ -86,7 +100,16 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             access_key_id: args.s3_access_key_id.clone(),
             secret_access_key: args.s3_secret_access_key.clone(),
         };
-        let storage = kiln_objstore::open(&storage_url, &s3)?;
+        tracing::info!(storage = %storage_url, "object storage opened");
+        Some(kiln_objstore::open(&storage_url, &s3)?)
+    } else {
+        None
+    };
+
+    let mut app = Router::new();
+    let mut listeners = Vec::new();
+    let mut ingester = None;
+    if let Some(storage) = storage.as_ref().filter(|_| args.runs(Target::Ingester)) {
         let writer = SegmentWriter::start(
             SegmentWriterConfig {
                 flush_interval: args.ingester_flush_interval,
@@ -96,6 +119,47 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             Arc::clone(&metastore),
             IngesterMetrics::new(&mut registry),
         );
+        let service = IngesterGrpc::server(Arc::clone(&writer) as Arc<dyn Ingester>);
+        grpc_routes = Some(match grpc_routes {
+            Some(routes) => routes.add_service(service),
+            None => tonic::service::Routes::new(service),
+        });
+        kiln_ingester::recovery::spawn_sweeper(
+            storage.clone(),
+            Arc::clone(&metastore),
+            Duration::from_secs(5),
+            shutdown.clone(),
+        );
+        spawn_heartbeat(&metastore, "ingester", &advertise_addr, &shutdown);
+        ingester = Some(writer);
+    }
+    if args.runs(Target::Distributor) {
+        let target: Arc<dyn Ingester> = match &ingester {
+            Some(writer) => Arc::clone(writer) as Arc<dyn Ingester>,
+            None => IngesterRing::start(
+                Arc::clone(&metastore),
+                args.distributor_ingester_timeout,
+                shutdown.clone(),
+            ),
+        };
+        let distributor = Distributor::new(
+            DistributorConfig {
+                max_body_bytes: args.max_body_bytes,
+                max_decompressed_bytes: args.max_decompressed_bytes,
+                multitenancy_enabled: args.multitenancy_enabled,
+            },
+            target,
+            DistributorMetrics::new(&mut registry),
+        );
+        app = app.merge(distributor.router());
+        for (name, addr) in [
+            ("otlp-grpc", args.otlp_grpc_addr),
+            ("otlp-http", args.otlp_http_addr),
+        ] {
+            listeners.push((name, bind(name, addr).await?, distributor.otlp_router()));
+        }
+    }
+    if let Some(storage) = storage.filter(|_| args.runs(Target::Querier)) {
         let querier = Querier::new(
             QuerierConfig {
                 max_nodes_default: args.querier_max_flamegraph_nodes,
@@ -105,29 +169,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             Arc::clone(&metastore),
             storage,
         );
-        let distributor = Distributor::new(
-            DistributorConfig {
-                max_body_bytes: args.max_body_bytes,
-                max_decompressed_bytes: args.max_decompressed_bytes,
-                multitenancy_enabled: args.multitenancy_enabled,
-            },
-            Arc::clone(&writer) as Arc<dyn kiln_ingester::Ingester>,
-            DistributorMetrics::new(&mut registry),
-        );
-        app = app.merge(distributor.router()).merge(querier.router());
-        for (name, addr) in [
-            ("otlp-grpc", args.otlp_grpc_addr),
-            ("otlp-http", args.otlp_http_addr),
-        ] {
-            listeners.push((name, bind(name, addr).await?, distributor.otlp_router()));
-        }
-        tracing::info!(storage = %storage_url, "object storage opened");
-        ingester = Some(writer);
+        app = app.merge(querier.router());
+    }
+    if let (Some(listener), Some(routes)) = (grpc_listener, grpc_routes) {
+        listeners.push(("grpc", listener, routes.into_axum_router()));
     }
 
     let ops = Ops {
         registry: Arc::new(registry),
-        metastore,
+        metastore: Arc::clone(&metastore),
         listening: Arc::new(AtomicBool::new(false)),
     };
     let app = Router::new()
@@ -135,23 +185,35 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         .route("/metrics", get(metrics))
         .with_state(ops.clone())
         .merge(app);
-    listeners.insert(1, ("http", bind("http", args.http_addr).await?, app));
+    // Bound last: once it answers, every other listener is up.
+    listeners.push(("http", bind("http", args.http_addr).await?, app));
+    for role in [Target::Distributor, Target::Querier] {
+        if args.runs(role) && !all_in_one {
+            let name = format!("{role:?}").to_lowercase();
+            let addr = listeners.last().expect("http").1.local_addr()?.to_string();
+            spawn_heartbeat(&metastore, &name, &addr, &shutdown);
+        }
+    }
     ops.listening.store(true, Ordering::SeqCst);
     tracing::info!(targets = ?args.target, "kiln is serving");
 
-    let shutdown = CancellationToken::new();
     let draining = ingester.clone();
-    let signalled = shutdown.clone();
+    let http_shutdown = CancellationToken::new();
+    let http_stop = http_shutdown.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         if let Some(ingester) = draining {
             ingester.begin_drain();
         }
-        signalled.cancel();
+        http_stop.cancel();
     });
     let servers = listeners.into_iter().map(|(_, listener, router)| {
+        let listener = listener.tap_io(|tcp| {
+            // gRPC and small query answers must not wait for Nagle's algorithm.
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .with_graceful_shutdown(http_shutdown.clone().cancelled_owned())
             .into_future()
     });
     let serving = futures::future::try_join_all(servers);
@@ -159,7 +221,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     // gone must not keep the process alive forever.
     let deadline = args.shutdown_timeout;
     let overdue = async {
-        shutdown.cancelled().await;
+        http_shutdown.cancelled().await;
         tokio::time::sleep(deadline).await;
     };
     tokio::select! {
@@ -175,10 +237,43 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         tracing::info!("flushing the ingester");
         ingester.shutdown().await;
     }
-    node.shutdown().await;
+    shutdown.cancel();
+    if let Some(node) = node {
+        node.shutdown().await;
+    }
     tracing::info!("shutdown complete");
     Ok(())
 }
+
+/// Announces `role` at `addr` to the metastore every two seconds until shutdown.
+fn spawn_heartbeat(
+    metastore: &Arc<dyn Metastore>,
+    role: &str,
+    addr: &str,
+    shutdown: &CancellationToken,
+) {
+    let (metastore, role, addr, stop) = (
+        Arc::clone(metastore),
+        role.to_string(),
+        addr.to_string(),
+        shutdown.clone(),
+    );
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(HEARTBEAT_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            if let Err(e) = metastore.heartbeat(&role, &addr).await {
+                tracing::warn!(role, error = %e, "heartbeat to the metastore failed");
+            }
+        }
+    });
+}
+
+/// How often roles announce themselves; the metastore forgets them after five missed beats.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 
 async fn bind(name: &str, addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     let listener = tokio::net::TcpListener::bind(addr)

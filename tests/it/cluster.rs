@@ -1,0 +1,354 @@
+//! The distributed write path as separate processes on loopback: three metastore nodes, two
+//! ingesters, two distributors and a querier on a real S3-compatible server (moto). Clients push
+//! through push.v1 (Connect and gRPC), /ingest and OTLP while an ingester is killed, the metastore
+//! leader is killed, object storage freezes, and the whole metastore is unreachable.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kiln_metastore::Metastore;
+use kiln_proto::push::v1::pusher_service_client::PusherServiceClient;
+use kiln_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
+use kiln_proto::types::v1::LabelPair;
+use prost::Message;
+use serde_json::{Value, json};
+
+use crate::harness::{KilnServer, decode, go_profile_name, go_profiles, input_totals};
+use crate::metastore_cluster::Cluster;
+use crate::query::UNTIL_SECONDS;
+use crate::reference::json_i64;
+use crate::s3::{S3Server, signal};
+
+/// Every role in its own process.
+struct KilnCluster {
+    _dir: tempfile::TempDir,
+    s3: S3Server,
+    metastores: Cluster,
+    ingesters: Vec<Option<KilnServer>>,
+    distributors: Vec<KilnServer>,
+    querier: KilnServer,
+}
+
+impl KilnCluster {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let s3 = S3Server::start().await;
+        let metastores = Cluster::start(3, &[]).await;
+        let peers = format!("--metastore.peers={}", metastores.peers.join(","));
+        let storage = s3.flags();
+        let role = async |name: &str, target: &str, extra: &[&str]| {
+            let mut args = vec!["--target", target, peers.as_str()];
+            args.extend_from_slice(extra);
+            KilnServer::start(&dir.path().join(name), &args).await
+        };
+        let storage: Vec<&str> = storage.iter().map(String::as_str).collect();
+        let mut ingester_flags = storage.clone();
+        ingester_flags.push("--ingester.flush-interval=200ms");
+        let mut ingesters = Vec::new();
+        for i in 0..2 {
+            let name = format!("ingester-{i}");
+            let ingester = role(&name, "ingester", &ingester_flags).await.unwrap();
+            ingesters.push(Some(ingester));
+        }
+        let distributors = vec![
+            role("distributor-0", "distributor", &[]).await.unwrap(),
+            role("distributor-1", "distributor", &[]).await.unwrap(),
+        ];
+        let querier = role("querier", "querier", &storage).await.unwrap();
+        let cluster = Self {
+            _dir: dir,
+            s3,
+            metastores,
+            ingesters,
+            distributors,
+            querier,
+        };
+        cluster.wait_for_ingesters(2).await;
+        cluster
+    }
+
+    /// Waits until the metastore lists `n` live ingesters.
+    async fn wait_for_ingesters(&self, n: usize) {
+        let client = self.metastores.client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client
+            .members(Some("ingester"))
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0)
+            != n
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the ingesters never announced themselves"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Client {
+    /// push.v1 over Connect (protobuf), with a profile id: retried until acknowledged.
+    Connect,
+    /// push.v1 over gRPC, with a profile id: retried until acknowledged.
+    Grpc,
+    /// /ingest, which carries no profile id: a failed push is not retried.
+    Ingest,
+}
+
+impl Client {
+    fn name(self) -> &'static str {
+        match self {
+            Client::Connect => "connect",
+            Client::Grpc => "grpc",
+            Client::Ingest => "ingest",
+        }
+    }
+}
+
+/// What a client had acknowledged, and what it sent without an acknowledgement.
+#[derive(Debug, Default)]
+struct Outcome {
+    acked: BTreeMap<(String, String), i64>,
+    unacked: BTreeMap<(String, String), i64>,
+    failures: usize,
+}
+
+fn push_request(service: &str, name: &str, id: &str, gzipped: &Bytes) -> PushRequest {
+    let label = |name: &str, value: &str| LabelPair {
+        name: name.to_string(),
+        value: value.to_string(),
+    };
+    PushRequest {
+        series: vec![RawProfileSeries {
+            labels: vec![label("service_name", service), label("__name__", name)],
+            samples: vec![RawSample {
+                raw_profile: gzipped.clone(),
+                id: id.to_string(),
+            }],
+            annotations: vec![],
+        }],
+    }
+}
+
+async fn push_once(client: Client, base: &str, service: &str, id: &str, gzipped: &Bytes) -> bool {
+    let name = go_profile_name(&decode(gzipped));
+    // A push that hangs counts as failed (and is retried) instead of stalling the test.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    match client {
+        Client::Connect => http
+            .post(format!("{base}/push.v1.PusherService/Push"))
+            .header("content-type", "application/proto")
+            .body(push_request(service, name, id, gzipped).encode_to_vec())
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200),
+        Client::Grpc => match PusherServiceClient::connect(base.to_string()).await {
+            Ok(mut grpc) => {
+                let mut request = tonic::Request::new(push_request(service, name, id, gzipped));
+                request.set_timeout(Duration::from_secs(60));
+                grpc.push(request).await.is_ok()
+            }
+            Err(_) => false,
+        },
+        Client::Ingest => http
+            .post(format!("{base}/ingest?name={service}&format=pprof"))
+            .body(gzipped.clone())
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200),
+    }
+}
+
+/// Pushes every Go test profile `rounds` times over three services, counting acknowledgements.
+async fn run_client(
+    client: Client,
+    base: String,
+    rounds: usize,
+    progress: Arc<AtomicUsize>,
+) -> Outcome {
+    let files = go_profiles();
+    let mut outcome = Outcome::default();
+    for n in 0..rounds * files.len() {
+        let (_, gzipped) = &files[n % files.len()];
+        let service = format!("{}-{}", client.name(), n % 3);
+        let id = format!("{}-{n}", client.name());
+        let mut acked = push_once(client, &base, &service, &id, gzipped).await;
+        if !matches!(client, Client::Ingest) {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !acked {
+                assert!(Instant::now() < deadline, "{id} never acknowledged");
+                outcome.failures += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                acked = push_once(client, &base, &service, &id, gzipped).await;
+            }
+        }
+        let totals = if acked {
+            progress.fetch_add(1, Ordering::SeqCst);
+            &mut outcome.acked
+        } else {
+            outcome.failures += 1;
+            &mut outcome.unacked
+        };
+        for (profile_type, total) in input_totals(&decode(gzipped)) {
+            *totals.entry((service.clone(), profile_type)).or_insert(0) += total;
+        }
+    }
+    outcome
+}
+
+/// The total of `profile_type` for `service`, as the querier merges it.
+async fn stored_total(querier: &KilnServer, profile_type: &str, service: &str) -> i64 {
+    let body = json!({
+        "profileTypeID": profile_type,
+        "labelSelector": format!("{{service_name=\"{service}\"}}"),
+        "start": "0",
+        "end": (UNTIL_SECONDS * 1000).to_string(),
+        "maxNodes": "1",
+    });
+    let response = reqwest::Client::new()
+        .post(querier.url("/querier.v1.QuerierService/SelectMergeStacktraces"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    answer["flamegraph"]
+        .get("total")
+        .map(json_i64)
+        .unwrap_or_default()
+}
+
+async fn wait_for_progress(progress: &AtomicUsize, at_least: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while progress.load(Ordering::SeqCst) < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "pushes stalled at {}",
+            progress.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_profile_survives_ingester_and_metastore_failures() {
+    let mut cluster = KilnCluster::start().await;
+    let progress = Arc::new(AtomicUsize::new(0));
+    let clients = [
+        (Client::Connect, cluster.distributors[0].url("")),
+        (Client::Grpc, cluster.distributors[1].url("")),
+        (Client::Ingest, cluster.distributors[1].url("")),
+    ];
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|(client, base)| tokio::spawn(run_client(client, base, 2, Arc::clone(&progress))))
+        .collect();
+
+    wait_for_progress(&progress, 15).await;
+    cluster.ingesters[0].take().unwrap().kill();
+    wait_for_progress(&progress, 50).await;
+    let leader = cluster.metastores.wait_for_leader(&[]).await;
+    cluster.metastores.nodes[leader].take().unwrap().kill();
+    wait_for_progress(&progress, 80).await;
+    // Object storage freezes for a while: pushes wait or fail retryably, then go on.
+    cluster.s3.pause();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.s3.resume();
+
+    let mut expected = BTreeMap::new();
+    let mut maybe = BTreeMap::new();
+    for task in tasks {
+        let outcome = task.await.unwrap();
+        expected.extend(outcome.acked);
+        maybe.extend(outcome.unacked);
+    }
+    // OTLP through the other distributor, after the failures.
+    let otlp = crate::otlp::send(
+        "http-proto",
+        &format!("http://{}", cluster.distributors[0].otlp_http_addr),
+        "ebpf-cpu",
+        false,
+    );
+    crate::otlp::check_scenario(&cluster.querier, &otlp).await;
+
+    for ((service, profile_type), acked) in &expected {
+        let stored = stored_total(&cluster.querier, profile_type, service).await;
+        let unacked = maybe
+            .get(&(service.clone(), profile_type.clone()))
+            .copied()
+            .unwrap_or(0);
+        if service.starts_with("ingest") {
+            // Unacknowledged /ingest pushes may or may not be stored; acknowledged ones are.
+            assert!(
+                (*acked..=acked + unacked).contains(&stored),
+                "{service} {profile_type}: stored {stored}, acknowledged {acked}, unacknowledged {unacked}"
+            );
+        } else {
+            assert_eq!(stored, *acked, "{service} {profile_type}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_while_the_metastore_is_down_are_registered_when_it_returns() {
+    let cluster = KilnCluster::start().await;
+    let base = cluster.distributors[0].url("");
+    let files = go_profiles();
+    let (_, gzipped) = &files[0];
+    assert!(push_once(Client::Connect, &base, "before", "before-1", gzipped).await);
+
+    // Every metastore node frozen: the ingester parks the registration and acknowledges.
+    let pids: Vec<u32> = cluster
+        .metastores
+        .nodes
+        .iter()
+        .flatten()
+        .map(KilnServer::pid)
+        .collect();
+    for pid in &pids {
+        signal(*pid, "-STOP");
+    }
+    let acked = push_once(Client::Connect, &base, "during", "during-1", gzipped).await;
+    for pid in &pids {
+        signal(*pid, "-CONT");
+    }
+    assert!(
+        acked,
+        "a push during the metastore outage was not acknowledged"
+    );
+    let resumed = Instant::now();
+    let expected = input_totals(&decode(gzipped));
+    let (profile_type, total) = expected.iter().next().unwrap();
+    let deadline = resumed + Duration::from_secs(30);
+    loop {
+        if stored_total(&cluster.querier, profile_type, "during").await == *total {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the parked block was not queryable within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "parked block queryable {:?} after the metastore returned",
+        resumed.elapsed()
+    );
+    let parked = cluster
+        .ingesters
+        .iter()
+        .flatten()
+        .map(|i| async move { i.metric("kiln_ingester_segments_parked_total").await });
+    let parked: f64 = futures::future::join_all(parked).await.into_iter().sum();
+    assert!(parked >= 1.0, "no segment went through the recovery area");
+}

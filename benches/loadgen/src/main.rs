@@ -2,6 +2,7 @@
 //! docs/benchmarks.md records the figures with the command that produced them.
 
 mod baseline;
+mod cluster;
 mod driver;
 mod metastore;
 mod push;
@@ -37,6 +38,8 @@ enum Command {
     Suite(SuiteArgs),
     /// Start a metastore group, time registrations and index queries.
     Metastore(metastore::MetastoreArgs),
+    /// Start a loopback cluster on an S3 server, ingest through it and beside all-in-one.
+    Cluster(cluster::ClusterArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -165,6 +168,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Suite(args) => suite(args).await,
             Command::Metastore(args) => metastore::run(args).await,
+            Command::Cluster(args) => cluster::run(args).await,
         }
     })
 }

@@ -1,0 +1,369 @@
+//! `kiln-loadgen cluster`: ingest through a loopback cluster of separate processes (3 metastore
+//! nodes, 2 ingesters, 2 distributors) on a real S3-compatible server, beside an all-in-one
+//! server on the same S3 server and the S3 server's own PUT latency, all in one run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use kiln_metastore::{Metastore, MetastoreClient};
+use kiln_objstore::object_store::{ObjectStoreExt, PutPayload};
+use serde::Serialize;
+
+use crate::driver::{self, LoadConfig, LoadResult};
+use crate::push::Protocol;
+use crate::server::Server;
+use crate::workload::WorkloadConfig;
+
+/// Flags of the cluster benchmark.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ClusterArgs {
+    /// The kiln binary (default: beside this one).
+    #[arg(long)]
+    kiln_bin: Option<PathBuf>,
+    /// moto's S3 server (`pip install "moto[server]==5.2.5"`).
+    #[arg(long, default_value = "tests/s3/.venv/bin/moto_server")]
+    moto_server: PathBuf,
+    /// Scratch directory.
+    #[arg(long, default_value = "target/bench-cluster")]
+    data_dir: PathBuf,
+    /// How long each ingest run pushes.
+    #[arg(long, default_value = "20")]
+    seconds: u64,
+    /// Pushes in flight (split over the distributors).
+    #[arg(long, default_value = "64")]
+    concurrency: usize,
+    /// Write the results as JSON here too.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct Figure {
+    name: String,
+    value: f64,
+    unit: &'static str,
+}
+
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn start_moto(binary: &Path) -> anyhow::Result<Moto> {
+    let port = free_port()?;
+    let child = Command::new(binary)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let moto = Moto {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client.put(format!("{}/bench", moto.endpoint)).send().await
+            && r.status().is_success()
+        {
+            return Ok(moto);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "moto_server never answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn s3_flags(endpoint: &str, prefix: &str) -> Vec<String> {
+    vec![
+        format!("--storage=s3://bench/{prefix}"),
+        format!("--storage.s3.endpoint={endpoint}"),
+        "--storage.s3.force-path-style".into(),
+        "--storage.s3.allow-http".into(),
+        "--storage.s3.access-key-id=test".into(),
+        "--storage.s3.secret-access-key=test".into(),
+    ]
+}
+
+/// PUT latency of the S3 server itself for objects of `size` bytes, through object_store.
+async fn put_latency(endpoint: &str, size: usize, count: usize) -> anyhow::Result<Histogram<u64>> {
+    let storage = kiln_objstore::open(
+        "s3://bench/put-latency",
+        &kiln_objstore::S3Options {
+            endpoint: Some(endpoint.to_string()),
+            region: Some("us-east-1".into()),
+            force_path_style: true,
+            allow_http: true,
+            access_key_id: Some("test".into()),
+            secret_access_key: Some("test".into()),
+        },
+    )?;
+    let body = PutPayload::from(vec![7_u8; size]);
+    let mut histogram = Histogram::new(3)?;
+    for n in 0..count {
+        let started = Instant::now();
+        storage
+            .store
+            .put(&storage.path(&format!("object-{n}")), body.clone())
+            .await?;
+        histogram.record(started.elapsed().as_micros() as u64)?;
+    }
+    Ok(histogram)
+}
+
+async fn metric(server: &Server, name: &str) -> f64 {
+    let Ok(response) = reqwest::get(format!("{}/metrics", server.base)).await else {
+        return 0.0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn load(seconds: u64, concurrency: usize) -> LoadConfig {
+    LoadConfig {
+        protocol: Protocol::Push,
+        services: 8,
+        instances: 4,
+        duration: Duration::from_secs(seconds),
+        rate: 0.0,
+        concurrency,
+        pool: 256,
+        workload: WorkloadConfig::default(),
+    }
+}
+
+pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    let binary = match &args.kiln_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("kiln"),
+    };
+    let _ = std::fs::remove_dir_all(&args.data_dir);
+    std::fs::create_dir_all(&args.data_dir)?;
+    let moto = start_moto(&args.moto_server).await?;
+    let mut figures = Vec::new();
+    let mut figure = |name: String, value: f64, unit| {
+        println!("{name:<64} {value:>12.1} {unit}");
+        figures.push(Figure { name, value, unit });
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as i64;
+
+    // The S3 server alone: PUTs of a typical segment size.
+    let puts = put_latency(&moto.endpoint, 512 << 10, 200).await?;
+    figure(
+        "S3 server PUT 512 KiB p50".into(),
+        puts.value_at_quantile(0.5) as f64 / 1000.0,
+        "ms",
+    );
+    figure(
+        "S3 server PUT 512 KiB p99".into(),
+        puts.value_at_quantile(0.99) as f64 / 1000.0,
+        "ms",
+    );
+
+    // All-in-one on the same S3 server.
+    let flags = s3_flags(&moto.endpoint, "all-in-one");
+    let mut all_args: Vec<&str> = vec![
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--otlp-grpc-addr",
+        "127.0.0.1:0",
+        "--otlp-http-addr",
+        "127.0.0.1:0",
+    ];
+    all_args.extend(flags.iter().map(String::as_str));
+    let server = Server::start_with(&binary, &args.data_dir.join("all-in-one"), &all_args)?;
+    let config = load(args.seconds, args.concurrency);
+    let payloads = Arc::new(driver::payload_pool(&config, now));
+    let cpu = server.cpu_seconds();
+    let result = driver::run(&server.base, &config, Arc::clone(&payloads)).await;
+    let cpu = server.cpu_seconds() - cpu;
+    report_ingest(&mut figure, "all-in-one", &[&result], cpu);
+    figure("all-in-one peak RSS".into(), server.peak_rss_mib(), "MiB");
+    let segments = metric(&server, "kiln_ingester_segments_flushed_total").await;
+    figure(
+        "all-in-one objects written/s".into(),
+        segments / result.seconds,
+        "objects/s",
+    );
+    server.stop();
+
+    // The cluster.
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let peers: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let peers_flag = format!("--metastore.peers={}", peers.join(","));
+    let mut metastores = Vec::new();
+    for (i, peer) in peers.iter().enumerate() {
+        let grpc = format!("--grpc-addr={peer}");
+        metastores.push(Server::start_with(
+            &binary,
+            &args.data_dir.join(format!("metastore-{i}")),
+            &["--target", "metastore", &grpc, &peers_flag],
+        )?);
+    }
+    let flags = s3_flags(&moto.endpoint, "cluster");
+    let mut ingesters = Vec::new();
+    for i in 0..2 {
+        let mut role: Vec<&str> = vec![
+            "--target",
+            "ingester",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            &peers_flag,
+        ];
+        role.extend(flags.iter().map(String::as_str));
+        ingesters.push(Server::start_with(
+            &binary,
+            &args.data_dir.join(format!("ingester-{i}")),
+            &role,
+        )?);
+    }
+    let mut distributors = Vec::new();
+    for i in 0..2 {
+        let role = [
+            "--target",
+            "distributor",
+            "--otlp-grpc-addr",
+            "127.0.0.1:0",
+            "--otlp-http-addr",
+            "127.0.0.1:0",
+            &peers_flag,
+        ];
+        distributors.push(Server::start_with(
+            &binary,
+            &args.data_dir.join(format!("distributor-{i}")),
+            &role,
+        )?);
+    }
+    let client = MetastoreClient::new(peers.clone(), Duration::from_secs(30))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client
+        .members(Some("ingester"))
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0)
+        < 2
+    {
+        anyhow::ensure!(Instant::now() < deadline, "the ingesters never joined");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Distributors refresh their ingester list every second.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let cpu = |servers: &[Server]| servers.iter().map(Server::cpu_seconds).sum::<f64>();
+    let before = (cpu(&distributors), cpu(&ingesters), cpu(&metastores));
+    let half = load(args.seconds, args.concurrency / 2);
+    let (a, b) = tokio::join!(
+        driver::run(&distributors[0].base, &half, Arc::clone(&payloads)),
+        driver::run(&distributors[1].base, &half, Arc::clone(&payloads)),
+    );
+    let spent = (
+        cpu(&distributors) - before.0,
+        cpu(&ingesters) - before.1,
+        cpu(&metastores) - before.2,
+    );
+    report_ingest(
+        &mut figure,
+        "cluster",
+        &[&a, &b],
+        spent.0 + spent.1 + spent.2,
+    );
+    figure("cluster distributor CPU (both)".into(), spent.0, "s");
+    figure("cluster ingester CPU (both)".into(), spent.1, "s");
+    figure("cluster metastore CPU (all three)".into(), spent.2, "s");
+    for (i, s) in distributors.iter().enumerate() {
+        figure(
+            format!("cluster distributor {i} peak RSS"),
+            s.peak_rss_mib(),
+            "MiB",
+        );
+    }
+    for (i, s) in ingesters.iter().enumerate() {
+        figure(
+            format!("cluster ingester {i} peak RSS"),
+            s.peak_rss_mib(),
+            "MiB",
+        );
+    }
+    let mut segments = 0.0;
+    for s in &ingesters {
+        segments += metric(s, "kiln_ingester_segments_flushed_total").await;
+    }
+    figure(
+        "cluster objects written/s".into(),
+        segments / a.seconds.max(b.seconds),
+        "objects/s",
+    );
+
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&figures)?)?;
+    }
+    for s in distributors.into_iter().chain(ingesters).chain(metastores) {
+        s.stop();
+    }
+    Ok(())
+}
+
+fn report_ingest(
+    figure: &mut impl FnMut(String, f64, &'static str),
+    label: &str,
+    results: &[&LoadResult],
+    cpu: f64,
+) {
+    let seconds = results.iter().map(|r| r.seconds).fold(0.0, f64::max);
+    let decoded: u64 = results.iter().map(|r| r.decoded_bytes).sum();
+    let requests: u64 = results.iter().map(|r| r.requests).sum();
+    let ok: u64 = results
+        .iter()
+        .map(|r| r.statuses.get(&200).copied().unwrap_or(0))
+        .sum();
+    figure(
+        format!("{label} pushes/s (push.v1, acknowledged)"),
+        ok as f64 / seconds,
+        "req/s",
+    );
+    figure(
+        format!("{label} decoded MB/s"),
+        decoded as f64 / 1e6 / seconds,
+        "MB/s",
+    );
+    figure(
+        format!("{label} decoded MB per server CPU-s"),
+        decoded as f64 / 1e6 / cpu.max(1e-9),
+        "MB/CPU-s",
+    );
+    figure(
+        format!("{label} failed pushes"),
+        (requests - ok) as f64,
+        "requests",
+    );
+    for (i, r) in results.iter().enumerate() {
+        let via = if results.len() > 1 {
+            format!(" via distributor {i}")
+        } else {
+            String::new()
+        };
+        figure(format!("{label} ack p50{via}"), r.ack_p50_ms, "ms");
+        figure(format!("{label} ack p99{via}"), r.ack_p99_ms, "ms");
+    }
+}

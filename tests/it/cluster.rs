@@ -256,6 +256,11 @@ async fn every_acknowledged_profile_survives_ingester_and_metastore_failures() {
 
     wait_for_progress(&progress, 15).await;
     cluster.ingesters[0].take().unwrap().kill();
+    // OTLP through the other distributor while the others push on.
+    let otlp_target = format!("http://{}", cluster.distributors[0].otlp_http_addr);
+    let otlp = tokio::task::spawn_blocking(move || {
+        crate::otlp::send("http-proto", &otlp_target, "ebpf-cpu", false)
+    });
     wait_for_progress(&progress, 50).await;
     let leader = cluster.metastores.wait_for_leader(&[]).await;
     cluster.metastores.nodes[leader].take().unwrap().kill();
@@ -272,14 +277,7 @@ async fn every_acknowledged_profile_survives_ingester_and_metastore_failures() {
         expected.extend(outcome.acked);
         maybe.extend(outcome.unacked);
     }
-    // OTLP through the other distributor, after the failures.
-    let otlp = crate::otlp::send(
-        "http-proto",
-        &format!("http://{}", cluster.distributors[0].otlp_http_addr),
-        "ebpf-cpu",
-        false,
-    );
-    crate::otlp::check_scenario(&cluster.querier, &otlp).await;
+    crate::otlp::check_scenario(&cluster.querier, &otlp.await.unwrap()).await;
 
     for ((service, profile_type), acked) in &expected {
         let stored = stored_total(&cluster.querier, profile_type, service).await;

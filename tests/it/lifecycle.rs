@@ -67,6 +67,89 @@ fn roles_that_cannot_run_are_refused_clearly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_ingester_answers_429_with_retry_after_and_keeps_what_it_took() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = KilnServer::start(
+        dir.path(),
+        &[
+            "--ingester.flush-interval=1h",
+            "--ingester.max-buffered-samples=100",
+        ],
+    )
+    .await
+    .unwrap();
+    let (_, gzipped) = go_profiles().remove(0);
+    let first = tokio::spawn(
+        reqwest::Client::new()
+            .post(server.url("/ingest?name=first&format=pprof"))
+            .body(gzipped.clone())
+            .send(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.metric("kiln_ingester_buffered_samples").await == 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the first push never reached the buffer"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The buffer is over its limit: HTTP and gRPC are refused with a retryable status.
+    let refused = reqwest::Client::new()
+        .post(server.url("/ingest?name=second&format=pprof"))
+        .body(gzipped.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let message = refused.text().await.unwrap();
+    assert!(
+        message.contains("overloaded") && message.contains("limit 100"),
+        "{message}"
+    );
+    let mut grpc =
+        kiln_proto::push::v1::pusher_service_client::PusherServiceClient::connect(server.url(""))
+            .await
+            .unwrap();
+    let request = kiln_proto::push::v1::PushRequest {
+        series: vec![kiln_proto::push::v1::RawProfileSeries {
+            labels: vec![kiln_proto::types::v1::LabelPair {
+                name: "service_name".into(),
+                value: "second-grpc".into(),
+            }],
+            samples: vec![kiln_proto::push::v1::RawSample {
+                raw_profile: gzipped.clone(),
+                id: String::new(),
+            }],
+            annotations: vec![],
+        }],
+    };
+    let status = grpc.push(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+    let rejected = server
+        .metric(
+            "kiln_distributor_rejected_requests_total{protocol=\"ingest\",reason=\"overloaded\"}",
+        )
+        .await;
+    assert_eq!(rejected, 1.0);
+
+    // The push that was taken is acknowledged on shutdown, and only it is stored.
+    server.terminate();
+    assert_eq!(first.await.unwrap().unwrap().status(), 200);
+    let mut server = server;
+    assert!(server.wait().unwrap().success());
+    let server = KilnServer::start(dir.path(), &[]).await.unwrap();
+    let stored = stored_totals(&server, dir.path()).await;
+    assert!(
+        stored.keys().all(|(_, service, _)| service == "first"),
+        "{stored:?}"
+    );
+    let expected: Vec<i64> = input_totals(&decode(&gzipped)).into_values().collect();
+    assert_eq!(stored.values().copied().collect::<Vec<_>>(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_acknowledges_requests_in_flight_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     // A long flush interval keeps the push waiting in the buffer when SIGTERM arrives.

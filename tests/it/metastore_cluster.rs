@@ -402,11 +402,16 @@ async fn a_partitioned_leader_steps_down_without_split_brain_or_loss() {
     let old_term = cluster.status(old_leader).await.unwrap().term;
 
     cluster.partition(old_leader);
+    let cut_at = Instant::now();
     let new_leader = cluster.wait_for_leader(&[old_leader]).await;
     // Cut off from the majority, the old leader stops being ready and acknowledges nothing.
     cluster
         .wait_status(old_leader, "not ready while partitioned", |s| !s.ready)
         .await;
+    eprintln!(
+        "the partitioned leader was not ready {:?} after the cut",
+        cut_at.elapsed()
+    );
     let isolated = cluster.client_of(old_leader, Duration::from_secs(3));
     let refused = isolated.add_block(block("written-to-the-minority")).await;
     assert!(refused.is_err(), "the minority acknowledged a write");

@@ -125,6 +125,15 @@ pub struct ServerArgs {
     )]
     pub s3_secret_access_key: Option<String>,
 
+    /// Samples an ingester buffers at most; pushes beyond it are refused (HTTP 429 with
+    /// Retry-After, gRPC RESOURCE_EXHAUSTED) instead of queueing without bound.
+    #[arg(
+        long = "ingester.max-buffered-samples",
+        env = "KILN_INGESTER_MAX_BUFFERED_SAMPLES",
+        default_value = "20000000"
+    )]
+    pub ingester_max_buffered_samples: usize,
+
     /// How often an ingester flushes its buffer as a segment; pushes are acknowledged after it.
     #[arg(long = "ingester.flush-interval", env = "KILN_INGESTER_FLUSH_INTERVAL",
           default_value = "500ms", value_parser = parse_duration)]

@@ -113,6 +113,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         let writer = SegmentWriter::start(
             SegmentWriterConfig {
                 flush_interval: args.ingester_flush_interval,
+                max_buffered_samples: args.ingester_max_buffered_samples,
                 ..SegmentWriterConfig::default()
             },
             storage.clone(),

@@ -14,4 +14,5 @@ mod query;
 mod reference;
 mod s3;
 mod sdk;
+mod tenants;
 mod write_path;

@@ -7,6 +7,7 @@ mod formats;
 mod golden;
 mod harness;
 mod lifecycle;
+mod limits;
 mod metastore_cluster;
 mod otlp;
 mod proxy;

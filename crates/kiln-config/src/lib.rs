@@ -5,9 +5,11 @@
 //! by `--config` (the flag name). Precedence: flag > environment > file > default.
 
 mod file;
+mod limits;
 mod server;
 mod units;
 
 pub use file::{ConfigError, parse_with_file};
+pub use limits::{Limits, RuntimeConfig};
 pub use server::{LogFormat, ServerArgs, Target};
 pub use units::{parse_bytes, parse_duration};

@@ -211,6 +211,20 @@ pub struct ServerArgs {
           default_value = "256MiB", value_parser = parse_bytes)]
     pub max_decompressed_bytes: usize,
 
+    /// Per-tenant limits: the defaults of every tenant.
+    #[command(flatten)]
+    pub limits: crate::Limits,
+
+    /// YAML file of per-tenant overrides of the limits (`overrides: {tenant: {limit: value}}`),
+    /// re-read every --runtime-config.reload-period without a restart.
+    #[arg(long = "runtime-config", env = "KILN_RUNTIME_CONFIG")]
+    pub runtime_config: Option<PathBuf>,
+
+    /// How often the runtime config file is re-read.
+    #[arg(long = "runtime-config.reload-period", env = "KILN_RUNTIME_CONFIG_RELOAD_PERIOD",
+          default_value = "10s", value_parser = parse_duration)]
+    pub runtime_config_reload_period: Duration,
+
     /// Take the tenant from X-Scope-OrgID on every request; otherwise all data is `anonymous`.
     #[arg(long = "auth.multitenancy-enabled", env = "KILN_AUTH_MULTITENANCY_ENABLED",
           num_args = 0..=1, require_equals = true, default_missing_value = "true",

@@ -16,6 +16,9 @@ pub enum DistributorError {
     /// The request itself is malformed (parameters, headers, multipart, body encoding).
     #[error(transparent)]
     Request(#[from] RequestError),
+    /// Over one of the tenant's limits.
+    #[error(transparent)]
+    Limit(#[from] crate::LimitError),
     /// A format that Kiln does not accept (yet).
     #[error("unsupported format {0:?}")]
     UnsupportedFormat(String),
@@ -31,6 +34,8 @@ impl DistributorError {
             }
             DistributorError::Request(e) => e.http_status(),
             DistributorError::Ingest(e) if e.is_overload() => StatusCode::TOO_MANY_REQUESTS,
+            DistributorError::Limit(e) if e.is_rate_limit() => StatusCode::TOO_MANY_REQUESTS,
+            DistributorError::Limit(_) => StatusCode::BAD_REQUEST,
             DistributorError::Ingest(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -46,6 +51,7 @@ impl DistributorError {
             DistributorError::Model(e) if e.is_too_large() => "decompressed_too_large",
             DistributorError::Model(_) => "invalid_profile",
             DistributorError::Ingest(e) if e.is_overload() => "overloaded",
+            DistributorError::Limit(e) => e.reason(),
             DistributorError::Ingest(_) => "ingester_unavailable",
             DistributorError::Request(e) => e.reason(),
             DistributorError::UnsupportedFormat(_) => "unsupported_format",

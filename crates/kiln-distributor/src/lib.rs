@@ -6,6 +6,7 @@
 
 mod error;
 mod ingest;
+mod limits;
 mod metrics;
 mod otlp;
 mod placement;
@@ -19,6 +20,7 @@ use kiln_ingester::Ingester;
 
 pub use error::DistributorError;
 pub use kiln_api::{TENANT_HEADER, TenantResolver};
+pub use limits::{LimitError, TenantLimits, Truncations, apply as apply_limits};
 pub use metrics::DistributorMetrics;
 pub use otlp::{EXPORT_PATH as OTLP_EXPORT_PATH, HTTP_PATH as OTLP_HTTP_PATH};
 pub use placement::IngesterRing;
@@ -32,6 +34,8 @@ pub struct DistributorConfig {
     pub max_decompressed_bytes: usize,
     /// Read the tenant from `X-Scope-OrgID`; otherwise everything is tenant `anonymous`.
     pub multitenancy_enabled: bool,
+    /// Per-tenant limits, with their runtime overrides.
+    pub limits: Arc<TenantLimits>,
 }
 
 impl Default for DistributorConfig {
@@ -40,6 +44,7 @@ impl Default for DistributorConfig {
             max_body_bytes: 64 << 20,
             max_decompressed_bytes: 256 << 20,
             multitenancy_enabled: false,
+            limits: TenantLimits::new(kiln_config::Limits::default()),
         }
     }
 }
@@ -73,6 +78,7 @@ impl Distributor {
     pub fn router(self: &Arc<Self>) -> Router {
         let grpc = push::grpc_service(Arc::clone(self));
         Router::new()
+            .route("/runtime_config", axum::routing::get(runtime_config))
             .route("/ingest", post(ingest::handle))
             .route("/pyroscope/ingest", post(ingest::handle))
             .route(
@@ -98,4 +104,22 @@ async fn retry_after(mut response: axum::response::Response) -> axum::response::
         );
     }
     response
+}
+
+/// `GET /runtime_config`: the limits in force, defaults and per-tenant overrides, as YAML.
+async fn runtime_config(
+    axum::extract::State(distributor): axum::extract::State<Arc<Distributor>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let limits = &distributor.config.limits;
+    let body = serde_json::json!({
+        "defaults": limits.defaults(),
+        "overrides": limits.runtime_config().overrides,
+    });
+    let yaml = serde_yaml_ng::to_string(&body).unwrap_or_default();
+    (
+        [(http::header::CONTENT_TYPE, "text/yaml; charset=utf-8")],
+        yaml,
+    )
+        .into_response()
 }

@@ -11,6 +11,10 @@ pub struct DistributorMetrics {
     pub received_bytes: Family<Vec<(String, String)>, Counter>,
     /// Requests refused, by protocol and reason.
     pub rejected_requests: Family<Vec<(String, String)>, Counter>,
+    /// Profiles refused by a tenant's limits, by tenant and reason.
+    pub discarded_profiles: Family<Vec<(String, String)>, Counter>,
+    /// Samples (deep stacks) or symbols (long names) truncated, by tenant and what.
+    pub truncated: Family<Vec<(String, String)>, Counter>,
 }
 
 impl DistributorMetrics {
@@ -20,6 +24,8 @@ impl DistributorMetrics {
             received_profiles: Family::default(),
             received_bytes: Family::default(),
             rejected_requests: Family::default(),
+            discarded_profiles: Family::default(),
+            truncated: Family::default(),
         };
         let registry = registry.sub_registry_with_prefix("kiln_distributor");
         registry.register(
@@ -37,7 +43,38 @@ impl DistributorMetrics {
             "Requests refused, by reason",
             metrics.rejected_requests.clone(),
         );
+        registry.register(
+            "discarded_profiles",
+            "Profiles refused by a tenant's limits, by tenant and reason",
+            metrics.discarded_profiles.clone(),
+        );
+        registry.register(
+            "truncated",
+            "Stacks cut to the maximum depth and symbols cut to the maximum length, by tenant",
+            metrics.truncated.clone(),
+        );
         metrics
+    }
+
+    pub(crate) fn discarded(&self, tenant: &str, reason: &str, profiles: u64) {
+        let labels = vec![
+            ("tenant".to_string(), tenant.to_string()),
+            ("reason".to_string(), reason.to_string()),
+        ];
+        self.discarded_profiles
+            .get_or_create(&labels)
+            .inc_by(profiles);
+    }
+
+    pub(crate) fn truncated(&self, tenant: &str, what: &str, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let labels = vec![
+            ("tenant".to_string(), tenant.to_string()),
+            ("what".to_string(), what.to_string()),
+        ];
+        self.truncated.get_or_create(&labels).inc_by(count);
     }
 
     pub(crate) fn accepted(&self, protocol: &str, profiles: u64, bytes: u64) {

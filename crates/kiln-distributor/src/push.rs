@@ -111,6 +111,25 @@ impl Distributor {
         profiles: Vec<NormalizedProfile>,
         bytes: u64,
     ) -> Result<(), DistributorError> {
+        let mut profiles = profiles;
+        let limits = self.config.limits.limits(tenant.as_str());
+        let checked = crate::limits::apply(tenant.as_str(), &limits, &mut profiles, now_nanos())
+            .and_then(|truncations| {
+                self.config.limits.admit(tenant.as_str(), &limits, bytes)?;
+                Ok(truncations)
+            });
+        let truncations = match checked {
+            Ok(truncations) => truncations,
+            Err(e) => {
+                self.metrics
+                    .discarded(tenant.as_str(), e.reason(), profiles.len() as u64);
+                return Err(e.into());
+            }
+        };
+        self.metrics
+            .truncated(tenant.as_str(), "stack_depth", truncations.deep_stacks);
+        self.metrics
+            .truncated(tenant.as_str(), "symbol_length", truncations.long_symbols);
         let count = profiles.len() as u64;
         self.ingester.push(tenant, profiles).await?;
         self.metrics.accepted(protocol, count, bytes);

@@ -13,7 +13,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use kiln_config::{ServerArgs, Target};
-use kiln_distributor::{Distributor, DistributorConfig, DistributorMetrics, IngesterRing};
+use kiln_distributor::{
+    Distributor, DistributorConfig, DistributorMetrics, IngesterRing, TenantLimits,
+};
 use kiln_ingester::{Ingester, IngesterGrpc, IngesterMetrics, SegmentWriter, SegmentWriterConfig};
 use kiln_metastore::{Metastore, MetastoreClient, MetastoreGrpc};
 use kiln_objstore::S3Options;
@@ -143,11 +145,25 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
                 shutdown.clone(),
             ),
         };
+        let limits = TenantLimits::new(args.limits.clone());
+        if let Some(path) = &args.runtime_config {
+            limits
+                .watch(
+                    path.clone(),
+                    args.runtime_config_reload_period,
+                    shutdown.clone(),
+                )
+                .map_err(anyhow::Error::msg)?;
+        }
+        if !all_in_one {
+            spawn_distributor_count(&metastore, &limits, &shutdown);
+        }
         let distributor = Distributor::new(
             DistributorConfig {
                 max_body_bytes: args.max_body_bytes,
                 max_decompressed_bytes: args.max_decompressed_bytes,
                 multitenancy_enabled: args.multitenancy_enabled,
+                limits,
             },
             target,
             DistributorMetrics::new(&mut registry),
@@ -268,6 +284,27 @@ fn spawn_heartbeat(
             }
             if let Err(e) = metastore.heartbeat(&role, &addr).await {
                 tracing::warn!(role, error = %e, "heartbeat to the metastore failed");
+            }
+        }
+    });
+}
+
+/// Keeps the count of live distributors, which share each tenant's ingestion rate.
+fn spawn_distributor_count(
+    metastore: &Arc<dyn Metastore>,
+    limits: &Arc<TenantLimits>,
+    shutdown: &CancellationToken,
+) {
+    let (metastore, limits, stop) = (Arc::clone(metastore), Arc::clone(limits), shutdown.clone());
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(HEARTBEAT_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            if let Ok(members) = metastore.members(Some("distributor")).await {
+                limits.set_live_distributors(members.len());
             }
         }
     });

@@ -1,0 +1,369 @@
+//! Per-tenant limits at the distributor: validation of each profile, truncation of deep stacks
+//! and long symbols, and the ingestion rate. Defaults come from flags, overrides from the runtime
+//! config file, which is re-read while the server runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use kiln_config::{Limits, RuntimeConfig};
+use kiln_model::NormalizedProfile;
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+/// A request over one of its tenant's limits. Each names the limit and the offending value.
+#[derive(Debug, Error)]
+pub enum LimitError {
+    /// Over the ingestion rate: retry later (429).
+    #[error(
+        "tenant {tenant}: ingestion rate limit of {rate_mb} MB/s (burst {burst_mb} MB) reached; retry later"
+    )]
+    RateLimited {
+        tenant: String,
+        rate_mb: f64,
+        burst_mb: f64,
+    },
+    /// A request larger than the whole burst can never pass.
+    #[error("tenant {tenant}: request of {bytes} bytes exceeds ingestion_burst_size_mb {burst_mb}")]
+    LargerThanBurst {
+        tenant: String,
+        bytes: u64,
+        burst_mb: f64,
+    },
+    /// Too many samples in one profile.
+    #[error("tenant {tenant}: profile has {samples} samples, over max_samples_per_profile {limit}")]
+    TooManySamples {
+        tenant: String,
+        samples: usize,
+        limit: usize,
+    },
+    /// Too many label names on a series.
+    #[error(
+        "tenant {tenant}: series has {names} label names, over max_label_names_per_series {limit}"
+    )]
+    TooManyLabels {
+        tenant: String,
+        names: usize,
+        limit: usize,
+    },
+    /// A label name too long.
+    #[error(
+        "tenant {tenant}: label name {name:?}... is {length} bytes, over max_label_name_length {limit}"
+    )]
+    LabelNameTooLong {
+        tenant: String,
+        name: String,
+        length: usize,
+        limit: usize,
+    },
+    /// A label value too long.
+    #[error(
+        "tenant {tenant}: value of label {name} is {length} bytes, over max_label_value_length {limit}"
+    )]
+    LabelValueTooLong {
+        tenant: String,
+        name: String,
+        length: usize,
+        limit: usize,
+    },
+    /// Stamped too far in the future.
+    #[error(
+        "tenant {tenant}: profile time {time_nanos} ns is more than reject_newer_than {limit:?} ahead of now"
+    )]
+    TooNew {
+        tenant: String,
+        time_nanos: i64,
+        limit: Duration,
+    },
+    /// Stamped too long ago.
+    #[error(
+        "tenant {tenant}: profile time {time_nanos} ns is older than reject_older_than {limit:?}"
+    )]
+    TooOld {
+        tenant: String,
+        time_nanos: i64,
+        limit: Duration,
+    },
+}
+
+impl LimitError {
+    /// A short reason for metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LimitError::RateLimited { .. } => "rate_limited",
+            LimitError::LargerThanBurst { .. } => "larger_than_burst",
+            LimitError::TooManySamples { .. } => "too_many_samples",
+            LimitError::TooManyLabels { .. } => "too_many_labels",
+            LimitError::LabelNameTooLong { .. } => "label_name_too_long",
+            LimitError::LabelValueTooLong { .. } => "label_value_too_long",
+            LimitError::TooNew { .. } => "too_far_in_future",
+            LimitError::TooOld { .. } => "too_old",
+        }
+    }
+
+    /// True when the same request may pass later (rate limiting), so 429 rather than 400.
+    pub fn is_rate_limit(&self) -> bool {
+        matches!(self, LimitError::RateLimited { .. })
+    }
+}
+
+/// What was truncated in accepted profiles.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Truncations {
+    /// Samples whose stack was cut to the maximum depth.
+    pub deep_stacks: u64,
+    /// Symbols cut to the maximum length.
+    pub long_symbols: u64,
+}
+
+/// Checks `profiles` of `tenant` against `limits` and truncates what is truncated rather than
+/// refused. All or nothing: the first violation refuses the whole request.
+pub fn apply(
+    tenant: &str,
+    limits: &Limits,
+    profiles: &mut [NormalizedProfile],
+    now_nanos: i64,
+) -> Result<Truncations, LimitError> {
+    let tenant = tenant.to_string();
+    let mut truncations = Truncations::default();
+    for profile in profiles.iter_mut() {
+        let newer = limits.reject_newer_than.as_nanos() as i64;
+        if newer > 0 && profile.time_nanos > now_nanos.saturating_add(newer) {
+            return Err(LimitError::TooNew {
+                tenant,
+                time_nanos: profile.time_nanos,
+                limit: limits.reject_newer_than,
+            });
+        }
+        let older = limits.reject_older_than.as_nanos() as i64;
+        if older > 0 && profile.time_nanos < now_nanos.saturating_sub(older) {
+            return Err(LimitError::TooOld {
+                tenant,
+                time_nanos: profile.time_nanos,
+                limit: limits.reject_older_than,
+            });
+        }
+        let mut per_type: BTreeMap<String, usize> = BTreeMap::new();
+        for series in &profile.series {
+            *per_type.entry(series.profile_type.id()).or_default() += series.samples.len();
+        }
+        let samples = per_type.values().copied().max().unwrap_or(0);
+        if limits.max_samples_per_profile > 0 && samples > limits.max_samples_per_profile {
+            return Err(LimitError::TooManySamples {
+                tenant,
+                samples,
+                limit: limits.max_samples_per_profile,
+            });
+        }
+        for series in &profile.series {
+            let names = series.labels.len();
+            if limits.max_label_names_per_series > 0 && names > limits.max_label_names_per_series {
+                return Err(LimitError::TooManyLabels {
+                    tenant,
+                    names,
+                    limit: limits.max_label_names_per_series,
+                });
+            }
+            for (name, value) in series.labels.iter() {
+                if limits.max_label_name_length > 0 && name.len() > limits.max_label_name_length {
+                    return Err(LimitError::LabelNameTooLong {
+                        tenant,
+                        name: truncate(name, 64).to_string(),
+                        length: name.len(),
+                        limit: limits.max_label_name_length,
+                    });
+                }
+                if limits.max_label_value_length > 0 && value.len() > limits.max_label_value_length
+                {
+                    return Err(LimitError::LabelValueTooLong {
+                        tenant,
+                        name: name.to_string(),
+                        length: value.len(),
+                        limit: limits.max_label_value_length,
+                    });
+                }
+            }
+        }
+        truncations.deep_stacks += truncate_stacks(profile, limits.max_stack_depth);
+        truncations.long_symbols += truncate_symbols(profile, limits.max_symbol_length);
+    }
+    Ok(truncations)
+}
+
+/// Cuts stacks deeper than `depth`, keeping the root side (locations are leaf first).
+fn truncate_stacks(profile: &mut NormalizedProfile, depth: usize) -> u64 {
+    if depth == 0 {
+        return 0;
+    }
+    let mut cut = 0;
+    for series in &mut profile.series {
+        for sample in &mut series.samples {
+            let len = sample.locations.len();
+            if len > depth {
+                sample.locations = sample.locations[len - depth..].into();
+                cut += 1;
+            }
+        }
+    }
+    cut
+}
+
+/// Cuts strings of the symbol table longer than `length` bytes, at a character boundary.
+fn truncate_symbols(profile: &mut NormalizedProfile, length: usize) -> u64 {
+    if length == 0
+        || profile
+            .symbols
+            .string_table
+            .iter()
+            .all(|s| s.len() <= length)
+    {
+        return 0;
+    }
+    let symbols = Arc::make_mut(&mut profile.symbols);
+    let mut cut = 0;
+    for text in &mut symbols.string_table {
+        if text.len() > length {
+            let keep = truncate(text, length).len();
+            text.truncate(keep);
+            cut += 1;
+        }
+    }
+    cut
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// A token bucket of bytes.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// The limits of every tenant, kept current from the runtime config file.
+#[derive(Debug)]
+pub struct TenantLimits {
+    defaults: Limits,
+    runtime: RwLock<RuntimeConfig>,
+    buckets: Mutex<HashMap<String, Bucket>>,
+    live_distributors: AtomicUsize,
+}
+
+impl TenantLimits {
+    /// Limits with `defaults` for every tenant and no overrides yet.
+    pub fn new(defaults: Limits) -> Arc<Self> {
+        Arc::new(Self {
+            defaults,
+            runtime: RwLock::default(),
+            buckets: Mutex::default(),
+            live_distributors: AtomicUsize::new(1),
+        })
+    }
+
+    /// The limits of `tenant` now.
+    pub fn limits(&self, tenant: &str) -> Limits {
+        let runtime = self.runtime.read().expect("runtime config lock");
+        // Overrides were checked when the file was loaded.
+        runtime
+            .limits_for(tenant, &self.defaults)
+            .unwrap_or_else(|_| self.defaults.clone())
+    }
+
+    /// The overrides in force.
+    pub fn runtime_config(&self) -> RuntimeConfig {
+        self.runtime.read().expect("runtime config lock").clone()
+    }
+
+    /// The defaults of every tenant.
+    pub fn defaults(&self) -> &Limits {
+        &self.defaults
+    }
+
+    /// How many distributors share the cluster-wide ingestion rate.
+    pub fn set_live_distributors(&self, count: usize) {
+        self.live_distributors
+            .store(count.max(1), Ordering::Relaxed);
+    }
+
+    /// Reads the runtime config file; an invalid file is an error and changes nothing.
+    pub fn load(&self, path: &std::path::Path) -> Result<bool, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read runtime config {}: {e}", path.display()))?;
+        let config = RuntimeConfig::parse(&text, &self.defaults)
+            .map_err(|e| format!("invalid runtime config {}: {e}", path.display()))?;
+        let mut current = self.runtime.write().expect("runtime config lock");
+        let changed = *current != config;
+        *current = config;
+        Ok(changed)
+    }
+
+    /// Loads `path` now, then re-reads it every `period` until `stop`.
+    pub fn watch(
+        self: &Arc<Self>,
+        path: PathBuf,
+        period: Duration,
+        stop: CancellationToken,
+    ) -> Result<(), String> {
+        self.load(&path)?;
+        let limits = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.tick().await;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = ticks.tick() => {}
+                }
+                match limits.load(&path) {
+                    Ok(true) => tracing::info!(path = %path.display(), "runtime config reloaded"),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, "keeping the previous runtime config"),
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Takes `bytes` from `tenant`'s ingestion budget.
+    pub fn admit(&self, tenant: &str, limits: &Limits, bytes: u64) -> Result<(), LimitError> {
+        if limits.ingestion_rate_mb <= 0.0 {
+            return Ok(());
+        }
+        let burst = limits.ingestion_burst_size_mb * 1e6;
+        if bytes as f64 > burst {
+            return Err(LimitError::LargerThanBurst {
+                tenant: tenant.to_string(),
+                bytes,
+                burst_mb: limits.ingestion_burst_size_mb,
+            });
+        }
+        let share = self.live_distributors.load(Ordering::Relaxed) as f64;
+        let rate = limits.ingestion_rate_mb * 1e6 / share;
+        let mut buckets = self.buckets.lock().expect("buckets lock");
+        let now = Instant::now();
+        let bucket = buckets.entry(tenant.to_string()).or_insert(Bucket {
+            tokens: burst,
+            updated: now,
+        });
+        let elapsed = now.duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
+        bucket.updated = now;
+        if bucket.tokens < bytes as f64 {
+            return Err(LimitError::RateLimited {
+                tenant: tenant.to_string(),
+                rate_mb: limits.ingestion_rate_mb,
+                burst_mb: limits.ingestion_burst_size_mb,
+            });
+        }
+        bucket.tokens -= bytes as f64;
+        Ok(())
+    }
+}

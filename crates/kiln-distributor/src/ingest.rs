@@ -136,14 +136,14 @@ async fn ingest(
 }
 
 /// What an /ingest request says besides its body.
-struct Upload {
-    app_name: String,
-    labels: Labels,
-    from: Option<i64>,
-    until: Option<i64>,
-    now: i64,
-    sample_rate: Option<i64>,
-    limit: usize,
+pub(crate) struct Upload {
+    pub(crate) app_name: String,
+    pub(crate) labels: Labels,
+    pub(crate) from: Option<i64>,
+    pub(crate) until: Option<i64>,
+    pub(crate) now: i64,
+    pub(crate) sample_rate: Option<i64>,
+    pub(crate) limit: usize,
 }
 
 impl Upload {
@@ -172,7 +172,7 @@ impl Upload {
     }
 
     /// pprof, raw or in a multipart form with `prev_profile` and `sample_type_config`.
-    fn pprof(
+    pub(crate) fn pprof(
         self,
         body: Bytes,
         form: Option<Form>,
@@ -210,7 +210,7 @@ impl Upload {
     }
 
     /// Folded stacks, or `lines` (one stack per line).
-    fn collapsed(
+    pub(crate) fn collapsed(
         self,
         body: Bytes,
         lines: bool,
@@ -228,7 +228,7 @@ impl Upload {
     }
 
     /// A JFR recording: the multipart field `jfr` (with `labels`), or the raw body.
-    fn jfr(
+    pub(crate) fn jfr(
         self,
         body: Bytes,
         form: Option<Form>,
@@ -270,7 +270,7 @@ impl Upload {
 }
 
 /// The fields of a multipart form.
-struct Form {
+pub(crate) struct Form {
     fields: HashMap<String, Bytes>,
 }
 
@@ -280,7 +280,7 @@ impl Form {
     }
 }
 
-async fn read_form(body: Bytes, boundary: String) -> Result<Form, DistributorError> {
+pub(crate) async fn read_form(body: Bytes, boundary: String) -> Result<Form, DistributorError> {
     let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(body) });
     let mut multipart = multer::Multipart::new(stream, boundary);
     let bad = |e: multer::Error| RequestError::BadRequest(format!("malformed multipart body: {e}"));

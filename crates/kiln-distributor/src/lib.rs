@@ -5,6 +5,8 @@
 //! into series, and hands them to an [`Ingester`]. It keeps no state.
 
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ingest;
 mod limits;
 mod metrics;

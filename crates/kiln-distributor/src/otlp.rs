@@ -1,7 +1,7 @@
 //! OTLP profiles: gRPC `ProfilesService/Export` and OTLP/HTTP `POST /v1development/profiles`.
 
-mod convert;
-mod json;
+pub(crate) mod convert;
+pub(crate) mod json;
 
 use std::sync::Arc;
 
@@ -23,7 +23,7 @@ use prost::Message;
 use crate::push::now_nanos;
 use crate::{Distributor, DistributorError};
 
-const REQUEST_TYPE: &str =
+pub(crate) const REQUEST_TYPE: &str =
     "opentelemetry.proto.collector.profiles.v1development.ExportProfilesServiceRequest";
 const RESPONSE_TYPE: &str =
     "opentelemetry.proto.collector.profiles.v1development.ExportProfilesServiceResponse";

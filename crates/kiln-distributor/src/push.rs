@@ -137,7 +137,9 @@ impl Distributor {
     }
 }
 
-fn series_labels(pairs: &[kiln_proto::types::v1::LabelPair]) -> Result<Labels, DistributorError> {
+pub(crate) fn series_labels(
+    pairs: &[kiln_proto::types::v1::LabelPair],
+) -> Result<Labels, DistributorError> {
     let mut labels = Labels::default();
     for pair in pairs {
         validate_label_name(&pair.name)?;

@@ -1,7 +1,7 @@
 //! Hostile and malformed input: a clear 4xx, the server keeps serving, nothing acknowledged is
 //! lost.
 
-use std::io::Write;
+use std::io::{Read, Write};
 
 use bytes::Bytes;
 use flate2::Compression;
@@ -189,7 +189,63 @@ fn cases() -> Vec<Case> {
             400,
             "unsupported Content-Type",
         ),
+        pprof(
+            "truncated pprof",
+            "name=app&format=pprof",
+            truncated_pprof(),
+            400,
+            "malformed pprof protobuf",
+        ),
+        pprof(
+            "invalid UTF-8 in the string table",
+            "name=app&format=pprof",
+            // string_table: "", then the bytes ff fe.
+            vec![0x32, 0x00, 0x32, 0x02, 0xff, 0xfe],
+            400,
+            "malformed pprof protobuf",
+        ),
+        pprof(
+            "invalid UTF-8 in folded stacks",
+            "name=app&format=folded",
+            vec![b'a', b';', 0xff, 0xfe, b' ', b'1', b'\n'],
+            400,
+            "UTF-8",
+        ),
+        connect(
+            "deeply nested JSON",
+            "application/json",
+            None,
+            deeply_nested_json(),
+            400,
+            "invalid JSON for push.v1.PushRequest",
+        ),
+        Case {
+            name: "deeply nested OTLP/JSON",
+            path: "/v1development/profiles".to_string(),
+            content_type: "application/json",
+            content_encoding: None,
+            body: deeply_nested_json(),
+            status: 400,
+            message: "malformed OTLP/JSON",
+        },
     ]
+}
+
+/// A real pprof cut in the middle of a message.
+fn truncated_pprof() -> Vec<u8> {
+    let (_, gzipped) = &go_profiles()[0];
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(&gzipped[..])
+        .read_to_end(&mut raw)
+        .unwrap();
+    raw.truncate(raw.len() / 2 + 1);
+    raw
+}
+
+/// `{"series": [[[[...]]]]}` nested 100,000 deep.
+fn deeply_nested_json() -> Vec<u8> {
+    let depth = 100_000;
+    format!("{{\"series\": {}{}}}", "[".repeat(depth), "]".repeat(depth)).into_bytes()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

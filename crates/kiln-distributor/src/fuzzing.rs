@@ -115,6 +115,8 @@ pub fn jfr(data: &[u8]) -> usize {
 /// (`profile`, `prev_profile`, `sample_type_config`) and to the JFR decoder (`jfr`, `labels`).
 pub fn multipart(data: &[u8]) -> usize {
     let body = Bytes::copy_from_slice(data);
+    // Fuzz targets are plain functions, never called on an async runtime.
+    #[allow(clippy::disallowed_methods)]
     let read = |body: Bytes| futures::executor::block_on(read_form(body, BOUNDARY.to_string()));
     let pprof = match read(body.clone()) {
         Ok(form) => upload()
@@ -131,8 +133,11 @@ pub fn multipart(data: &[u8]) -> usize {
     pprof + jfr
 }
 
+/// A fuzz target: bytes in, how many profiles came out.
+pub type Target = fn(&[u8]) -> usize;
+
 /// Every target by the name of its folder under `fuzz/corpus/`.
-pub const TARGETS: [(&str, fn(&[u8]) -> usize); 8] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("pprof", pprof),
     ("push", push),
     ("otlp", otlp),

@@ -219,6 +219,18 @@ fn cases() -> Vec<Case> {
             400,
             "invalid JSON for push.v1.PushRequest",
         ),
+        pprof(
+            "a JFR recording that made the JFR reader panic (found by fuzzing)",
+            "name=app&format=jfr",
+            std::fs::read(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+                    "../../fuzz/artifacts/jfr/crash-b699f6d13f06394a036912a62cd6bf3ccfef23e4",
+                ),
+            )
+            .unwrap(),
+            400,
+            "invalid JFR recording: the reader failed on it",
+        ),
         Case {
             name: "deeply nested OTLP/JSON",
             path: "/v1development/profiles".to_string(),

@@ -84,6 +84,30 @@ pub fn parse_jfr(
     time_nanos: i64,
     duration_nanos: i64,
 ) -> Result<Vec<JfrProfile>> {
+    // jfrs trusts the counts in a recording and panics on some hostile ones (a negative array
+    // length overflows a Vec's capacity; found by fuzzing): such a recording is invalid input.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        parse_jfr_unguarded(recording, labels, sample_rate, time_nanos, duration_nanos)
+    }))
+    .unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(ModelError::InvalidPprof(format!(
+            "invalid JFR recording: the reader failed on it ({reason})"
+        )))
+    })
+}
+
+fn parse_jfr_unguarded(
+    recording: &[u8],
+    labels: Option<&LabelsSnapshot>,
+    sample_rate: Option<i64>,
+    time_nanos: i64,
+    duration_nanos: i64,
+) -> Result<Vec<JfrProfile>> {
     let rate = sample_rate.filter(|r| *r > 0).unwrap_or(100);
     let period = NANOS_PER_SECOND / rate;
     let invalid =

@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kiln_metastore::Metastore;
+use kiln_proto::push::v1::PushRequest;
 use kiln_proto::push::v1::pusher_service_client::PusherServiceClient;
-use kiln_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
-use kiln_proto::types::v1::LabelPair;
 use prost::Message;
 use serde_json::{Value, json};
 
@@ -119,20 +118,11 @@ struct Outcome {
 }
 
 fn push_request(service: &str, name: &str, id: &str, gzipped: &Bytes) -> PushRequest {
-    let label = |name: &str, value: &str| LabelPair {
-        name: name.to_string(),
-        value: value.to_string(),
-    };
-    PushRequest {
-        series: vec![RawProfileSeries {
-            labels: vec![label("service_name", service), label("__name__", name)],
-            samples: vec![RawSample {
-                raw_profile: gzipped.clone(),
-                id: id.to_string(),
-            }],
-            annotations: vec![],
-        }],
-    }
+    crate::harness::push_request(
+        &[("service_name", service), ("__name__", name)],
+        gzipped,
+        id,
+    )
 }
 
 async fn push_once(client: Client, base: &str, service: &str, id: &str, gzipped: &Bytes) -> bool {

@@ -185,6 +185,44 @@ impl Drop for KilnServer {
     }
 }
 
+/// A `push.v1` request with one series of `labels` and one raw profile with client id `id`
+/// (empty for none).
+pub(crate) fn push_request(
+    labels: &[(&str, &str)],
+    gzipped: &Bytes,
+    id: &str,
+) -> kiln_proto::push::v1::PushRequest {
+    use kiln_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
+    use kiln_proto::types::v1::LabelPair;
+    PushRequest {
+        series: vec![RawProfileSeries {
+            labels: labels
+                .iter()
+                .map(|(name, value)| LabelPair {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                })
+                .collect(),
+            samples: vec![RawSample {
+                raw_profile: gzipped.clone(),
+                id: id.to_string(),
+            }],
+            annotations: vec![],
+        }],
+    }
+}
+
+/// The first Go CPU profile of the test data (gzipped).
+pub(crate) fn cpu_profile() -> Bytes {
+    go_profiles()
+        .into_iter()
+        .map(|(_, bytes)| bytes)
+        .find(|bytes| {
+            input_totals(&decode(bytes)).contains_key("process_cpu:cpu:nanoseconds:cpu:nanoseconds")
+        })
+        .expect("a CPU profile in the test data")
+}
+
 /// A file of the shared test data (`../shared/testdata` beside the repository).
 pub(crate) fn testdata(relative: &str) -> PathBuf {
     kiln_testdata::path(relative)

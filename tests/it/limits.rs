@@ -4,24 +4,14 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kiln_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
-use kiln_proto::types::v1::LabelPair;
 use prost::Message;
 use serde_json::{Value, json};
 
-use crate::harness::{KilnServer, decode, go_profiles, input_totals};
+use crate::harness::{KilnServer, cpu_profile, decode};
 use crate::query::UNTIL_SECONDS;
 use crate::reference::json_i64;
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
-
-fn cpu_profile() -> Bytes {
-    go_profiles()
-        .into_iter()
-        .map(|(_, bytes)| bytes)
-        .find(|bytes| input_totals(&decode(bytes)).contains_key(CPU))
-        .unwrap()
-}
 
 struct Client<'a> {
     server: &'a KilnServer,
@@ -57,19 +47,11 @@ impl Client<'_> {
         labels: Vec<(String, String)>,
         body: &Bytes,
     ) -> (u16, String) {
-        let request = PushRequest {
-            series: vec![RawProfileSeries {
-                labels: labels
-                    .into_iter()
-                    .map(|(name, value)| LabelPair { name, value })
-                    .collect(),
-                samples: vec![RawSample {
-                    raw_profile: body.clone(),
-                    id: String::new(),
-                }],
-                annotations: vec![],
-            }],
-        };
+        let pairs: Vec<(&str, &str)> = labels
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        let request = crate::harness::push_request(&pairs, body, "");
         let response = self
             .http
             .post(self.server.url("/push.v1.PusherService/Push"))

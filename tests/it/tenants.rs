@@ -2,46 +2,22 @@
 //! tenant that never sees another's services, labels or samples on any read path.
 
 use bytes::Bytes;
+use kiln_proto::push::v1::PushRequest;
 use kiln_proto::push::v1::pusher_service_client::PusherServiceClient;
-use kiln_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
-use kiln_proto::types::v1::LabelPair;
 use serde_json::{Value, json};
 
-use crate::harness::{KilnServer, decode, go_profiles, input_totals};
+use crate::harness::{KilnServer, cpu_profile, decode, input_totals};
 use crate::query::UNTIL_SECONDS;
 use crate::reference::json_i64;
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
-/// A Go CPU profile of the test data.
-fn cpu_profile() -> Bytes {
-    go_profiles()
-        .into_iter()
-        .map(|(_, bytes)| bytes)
-        .find(|bytes| input_totals(&decode(bytes)).contains_key(CPU))
-        .expect("a CPU profile in the test data")
-}
-
 fn push_request(service: &str, gzipped: &Bytes) -> PushRequest {
-    PushRequest {
-        series: vec![RawProfileSeries {
-            labels: vec![
-                LabelPair {
-                    name: "service_name".into(),
-                    value: service.into(),
-                },
-                LabelPair {
-                    name: "team_b_only".into(),
-                    value: "yes".into(),
-                },
-            ],
-            samples: vec![RawSample {
-                raw_profile: gzipped.clone(),
-                id: String::new(),
-            }],
-            annotations: vec![],
-        }],
-    }
+    crate::harness::push_request(
+        &[("service_name", service), ("team_b_only", "yes")],
+        gzipped,
+        "",
+    )
 }
 
 async fn query(

@@ -4,9 +4,8 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use bytes::Bytes;
+use kiln_proto::push::v1::PushRequest;
 use kiln_proto::push::v1::pusher_service_client::PusherServiceClient;
-use kiln_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
-use kiln_proto::types::v1::LabelPair;
 use prost::Message;
 
 use crate::harness::{
@@ -44,20 +43,11 @@ impl Protocol {
 }
 
 fn push_request(service: &str, name: &str, gzipped: &Bytes) -> PushRequest {
-    let label = |name: &str, value: &str| LabelPair {
-        name: name.to_string(),
-        value: value.to_string(),
-    };
-    PushRequest {
-        series: vec![RawProfileSeries {
-            labels: vec![label("service_name", service), label("__name__", name)],
-            samples: vec![RawSample {
-                raw_profile: gzipped.clone(),
-                id: String::new(),
-            }],
-            annotations: vec![],
-        }],
-    }
+    crate::harness::push_request(
+        &[("service_name", service), ("__name__", name)],
+        gzipped,
+        "",
+    )
 }
 
 async fn push(server: &KilnServer, protocol: Protocol, gzipped: Bytes) -> (u16, String) {

@@ -11,9 +11,9 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use kiln_metastore::{Metastore, MetastoreClient};
 use kiln_objstore::object_store::{ObjectStoreExt, PutPayload};
-use serde::Serialize;
 
 use crate::driver::{self, LoadConfig, LoadResult};
+use crate::figures::{Figures, kiln_binary};
 use crate::push::Protocol;
 use crate::server::Server;
 use crate::workload::WorkloadConfig;
@@ -39,13 +39,6 @@ pub(crate) struct ClusterArgs {
     /// Write the results as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
-}
-
-#[derive(Debug, Serialize)]
-struct Figure {
-    name: String,
-    value: f64,
-    unit: &'static str,
 }
 
 struct Moto {
@@ -152,31 +145,24 @@ fn load(seconds: u64, concurrency: usize) -> LoadConfig {
 }
 
 pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
-    let binary = match &args.kiln_bin {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?.with_file_name("kiln"),
-    };
+    let binary = kiln_binary(args.kiln_bin.as_ref())?;
     let _ = std::fs::remove_dir_all(&args.data_dir);
     std::fs::create_dir_all(&args.data_dir)?;
     let moto = start_moto(&args.moto_server).await?;
-    let mut figures = Vec::new();
-    let mut figure = |name: String, value: f64, unit| {
-        println!("{name:<64} {value:>12.1} {unit}");
-        figures.push(Figure { name, value, unit });
-    };
+    let mut figures = Figures::default();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos() as i64;
 
     // The S3 server alone: PUTs of a typical segment size.
     let puts = put_latency(&moto.endpoint, 512 << 10, 200).await?;
-    figure(
-        "S3 server PUT 512 KiB p50".into(),
+    figures.add(
+        "S3 server PUT 512 KiB p50",
         puts.value_at_quantile(0.5) as f64 / 1000.0,
         "ms",
     );
-    figure(
-        "S3 server PUT 512 KiB p99".into(),
+    figures.add(
+        "S3 server PUT 512 KiB p99",
         puts.value_at_quantile(0.99) as f64 / 1000.0,
         "ms",
     );
@@ -198,11 +184,11 @@ pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let cpu = server.cpu_seconds();
     let result = driver::run(&server.base, &config, Arc::clone(&payloads)).await;
     let cpu = server.cpu_seconds() - cpu;
-    report_ingest(&mut figure, "all-in-one", &[&result], cpu);
-    figure("all-in-one peak RSS".into(), server.peak_rss_mib(), "MiB");
+    report_ingest(&mut figures, "all-in-one", &[&result], cpu);
+    figures.add("all-in-one peak RSS", server.peak_rss_mib(), "MiB");
     let segments = metric(&server, "kiln_ingester_segments_flushed_total").await;
-    figure(
-        "all-in-one objects written/s".into(),
+    figures.add(
+        "all-in-one objects written/s",
         segments / result.seconds,
         "objects/s",
     );
@@ -283,23 +269,23 @@ pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         cpu(&metastores) - before.2,
     );
     report_ingest(
-        &mut figure,
+        &mut figures,
         "cluster",
         &[&a, &b],
         spent.0 + spent.1 + spent.2,
     );
-    figure("cluster distributor CPU (both)".into(), spent.0, "s");
-    figure("cluster ingester CPU (both)".into(), spent.1, "s");
-    figure("cluster metastore CPU (all three)".into(), spent.2, "s");
+    figures.add("cluster distributor CPU (both)", spent.0, "s");
+    figures.add("cluster ingester CPU (both)", spent.1, "s");
+    figures.add("cluster metastore CPU (all three)", spent.2, "s");
     for (i, s) in distributors.iter().enumerate() {
-        figure(
+        figures.add(
             format!("cluster distributor {i} peak RSS"),
             s.peak_rss_mib(),
             "MiB",
         );
     }
     for (i, s) in ingesters.iter().enumerate() {
-        figure(
+        figures.add(
             format!("cluster ingester {i} peak RSS"),
             s.peak_rss_mib(),
             "MiB",
@@ -309,27 +295,20 @@ pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     for s in &ingesters {
         segments += metric(s, "kiln_ingester_segments_flushed_total").await;
     }
-    figure(
-        "cluster objects written/s".into(),
+    figures.add(
+        "cluster objects written/s",
         segments / a.seconds.max(b.seconds),
         "objects/s",
     );
 
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&figures)?)?;
-    }
+    figures.write_json(args.json.as_deref())?;
     for s in distributors.into_iter().chain(ingesters).chain(metastores) {
         s.stop();
     }
     Ok(())
 }
 
-fn report_ingest(
-    figure: &mut impl FnMut(String, f64, &'static str),
-    label: &str,
-    results: &[&LoadResult],
-    cpu: f64,
-) {
+fn report_ingest(figures: &mut Figures, label: &str, results: &[&LoadResult], cpu: f64) {
     let seconds = results.iter().map(|r| r.seconds).fold(0.0, f64::max);
     let decoded: u64 = results.iter().map(|r| r.decoded_bytes).sum();
     let requests: u64 = results.iter().map(|r| r.requests).sum();
@@ -337,22 +316,22 @@ fn report_ingest(
         .iter()
         .map(|r| r.statuses.get(&200).copied().unwrap_or(0))
         .sum();
-    figure(
+    figures.add(
         format!("{label} pushes/s (push.v1, acknowledged)"),
         ok as f64 / seconds,
         "req/s",
     );
-    figure(
+    figures.add(
         format!("{label} decoded MB/s"),
         decoded as f64 / 1e6 / seconds,
         "MB/s",
     );
-    figure(
+    figures.add(
         format!("{label} decoded MB per server CPU-s"),
         decoded as f64 / 1e6 / cpu.max(1e-9),
         "MB/CPU-s",
     );
-    figure(
+    figures.add(
         format!("{label} failed pushes"),
         (requests - ok) as f64,
         "requests",
@@ -363,7 +342,7 @@ fn report_ingest(
         } else {
             String::new()
         };
-        figure(format!("{label} ack p50{via}"), r.ack_p50_ms, "ms");
-        figure(format!("{label} ack p99{via}"), r.ack_p99_ms, "ms");
+        figures.add(format!("{label} ack p50{via}"), r.ack_p50_ms, "ms");
+        figures.add(format!("{label} ack p99{via}"), r.ack_p99_ms, "ms");
     }
 }

@@ -4,6 +4,7 @@
 mod baseline;
 mod cluster;
 mod driver;
+mod figures;
 mod metastore;
 mod push;
 mod queries;
@@ -181,15 +182,7 @@ fn now_nanos() -> i64 {
 }
 
 async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
-    let binary = match &args.kiln_bin {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?.with_file_name("kiln"),
-    };
-    anyhow::ensure!(
-        binary.exists(),
-        "kiln binary not found at {} (build it or pass --kiln-bin)",
-        binary.display()
-    );
+    let binary = figures::kiln_binary(args.kiln_bin.as_ref())?;
     std::fs::create_dir_all(&args.data_dir)?;
     let mut report = report::Report::new(&binary, args.smoke);
 

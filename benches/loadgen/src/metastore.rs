@@ -9,8 +9,8 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use kiln_block::{BlockMeta, DatasetMeta};
 use kiln_metastore::{BlockQuery, Metastore, MetastoreClient};
-use serde::Serialize;
 
+use crate::figures::{Figures, kiln_binary};
 use crate::server::Server;
 
 /// Flags of the metastore benchmark.
@@ -46,14 +46,6 @@ pub(crate) struct MetastoreArgs {
     /// Write the results as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
-}
-
-/// One figure of the benchmark.
-#[derive(Debug, Serialize)]
-struct Figure {
-    name: String,
-    value: f64,
-    unit: &'static str,
 }
 
 /// Blocks `from..from + count` of one tenant over 8 services: 10 s segments, a million of them
@@ -116,10 +108,7 @@ async fn register(
 }
 
 pub(crate) async fn run(args: MetastoreArgs) -> anyhow::Result<()> {
-    let binary = match &args.kiln_bin {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?.with_file_name("kiln"),
-    };
+    let binary = kiln_binary(args.kiln_bin.as_ref())?;
     let _ = std::fs::remove_dir_all(&args.data_dir);
     std::fs::create_dir_all(&args.data_dir)?;
     let (servers, peers) = start_group(&binary, &args.data_dir, args.nodes)?;
@@ -128,11 +117,7 @@ pub(crate) async fn run(args: MetastoreArgs) -> anyhow::Result<()> {
         Duration::from_secs(60),
     )?);
     wait_ready(&client).await?;
-    let mut figures = Vec::new();
-    let mut figure = |name: String, value: f64, unit| {
-        println!("{name:<58} {value:>12.1} {unit}");
-        figures.push(Figure { name, value, unit });
-    };
+    let mut figures = Figures::default();
 
     let single: Vec<Vec<BlockMeta>> = blocks(0, args.single)
         .into_iter()
@@ -140,7 +125,7 @@ pub(crate) async fn run(args: MetastoreArgs) -> anyhow::Result<()> {
         .collect();
     let (elapsed, latency) = register(&client, single, args.concurrency).await?;
     let group = format!("{}-node group", args.nodes);
-    figure(
+    figures.add(
         format!(
             "single registrations/s ({group}, {} in flight)",
             args.concurrency
@@ -148,13 +133,13 @@ pub(crate) async fn run(args: MetastoreArgs) -> anyhow::Result<()> {
         args.single as f64 / elapsed.as_secs_f64(),
         "blocks/s",
     );
-    figure(
-        "single registration latency p50".into(),
+    figures.add(
+        "single registration latency p50",
         latency.value_at_quantile(0.5) as f64 / 1000.0,
         "ms",
     );
-    figure(
-        "single registration latency p99".into(),
+    figures.add(
+        "single registration latency p99",
         latency.value_at_quantile(0.99) as f64 / 1000.0,
         "ms",
     );
@@ -164,18 +149,18 @@ pub(crate) async fn run(args: MetastoreArgs) -> anyhow::Result<()> {
         .map(<[BlockMeta]>::to_vec)
         .collect();
     let (elapsed, latency) = register(&client, batched, args.concurrency.min(8)).await?;
-    figure(
+    figures.add(
         format!("batched registrations/s (batches of {})", args.batch),
         args.batched as f64 / elapsed.as_secs_f64(),
         "blocks/s",
     );
-    figure(
-        "batch latency p50".into(),
+    figures.add(
+        "batch latency p50",
         latency.value_at_quantile(0.5) as f64 / 1000.0,
         "ms",
     );
-    figure(
-        "batch latency p99".into(),
+    figures.add(
+        "batch latency p99",
         latency.value_at_quantile(0.99) as f64 / 1000.0,
         "ms",
     );
@@ -216,17 +201,17 @@ pub(crate) async fn run(args: MetastoreArgs) -> anyhow::Result<()> {
                 histogram.record(t.elapsed().as_micros() as u64)?;
             }
             let name = format!("query {label}, {service}, {total} blocks in the index");
-            figure(
+            figures.add(
                 format!("{name}: p50"),
                 histogram.value_at_quantile(0.5) as f64 / 1000.0,
                 "ms",
             );
-            figure(
+            figures.add(
                 format!("{name}: p99"),
                 histogram.value_at_quantile(0.99) as f64 / 1000.0,
                 "ms",
             );
-            figure(
+            figures.add(
                 format!("{name}: blocks returned per query"),
                 found as f64 / args.queries as f64,
                 "blocks",
@@ -234,16 +219,14 @@ pub(crate) async fn run(args: MetastoreArgs) -> anyhow::Result<()> {
         }
     }
     for (index, server) in servers.iter().enumerate() {
-        figure(
+        figures.add(
             format!("node {index} peak RSS"),
             server.peak_rss_mib(),
             "MiB",
         );
-        figure(format!("node {index} CPU"), server.cpu_seconds(), "s");
+        figures.add(format!("node {index} CPU"), server.cpu_seconds(), "s");
     }
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&figures)?)?;
-    }
+    figures.write_json(args.json.as_deref())?;
     for server in servers {
         server.stop();
     }

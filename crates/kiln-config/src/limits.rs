@@ -141,10 +141,16 @@ impl RuntimeConfig {
         } else {
             serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?
         };
-        for tenant in config.overrides.keys() {
-            config.limits_for(tenant, defaults)?;
-        }
+        config.resolve(defaults)?;
         Ok(config)
+    }
+
+    /// The limits of every tenant with overrides, merged with `defaults` once.
+    pub fn resolve(&self, defaults: &Limits) -> Result<BTreeMap<String, Limits>, String> {
+        self.overrides
+            .keys()
+            .map(|tenant| Ok((tenant.clone(), self.limits_for(tenant, defaults)?)))
+            .collect()
     }
 
     /// The limits of `tenant`: the defaults with its overrides applied.

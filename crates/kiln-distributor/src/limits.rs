@@ -145,9 +145,9 @@ pub fn apply(
                 limit: limits.reject_older_than,
             });
         }
-        let mut per_type: BTreeMap<String, usize> = BTreeMap::new();
+        let mut per_type: BTreeMap<&kiln_model::ProfileType, usize> = BTreeMap::new();
         for series in &profile.series {
-            *per_type.entry(series.profile_type.id()).or_default() += series.samples.len();
+            *per_type.entry(&series.profile_type).or_default() += series.samples.len();
         }
         let samples = per_type.values().copied().max().unwrap_or(0);
         if limits.max_samples_per_profile > 0 && samples > limits.max_samples_per_profile {
@@ -248,11 +248,18 @@ struct Bucket {
     updated: Instant,
 }
 
+/// The runtime config in force, with each overridden tenant's limits merged once at load.
+#[derive(Debug, Default)]
+struct Runtime {
+    config: RuntimeConfig,
+    resolved: BTreeMap<String, Limits>,
+}
+
 /// The limits of every tenant, kept current from the runtime config file.
 #[derive(Debug)]
 pub struct TenantLimits {
     defaults: Limits,
-    runtime: RwLock<RuntimeConfig>,
+    runtime: RwLock<Runtime>,
     buckets: Mutex<HashMap<String, Bucket>>,
     live_distributors: AtomicUsize,
 }
@@ -271,15 +278,20 @@ impl TenantLimits {
     /// The limits of `tenant` now.
     pub fn limits(&self, tenant: &str) -> Limits {
         let runtime = self.runtime.read().expect("runtime config lock");
-        // Overrides were checked when the file was loaded.
         runtime
-            .limits_for(tenant, &self.defaults)
-            .unwrap_or_else(|_| self.defaults.clone())
+            .resolved
+            .get(tenant)
+            .unwrap_or(&self.defaults)
+            .clone()
     }
 
     /// The overrides in force.
     pub fn runtime_config(&self) -> RuntimeConfig {
-        self.runtime.read().expect("runtime config lock").clone()
+        self.runtime
+            .read()
+            .expect("runtime config lock")
+            .config
+            .clone()
     }
 
     /// The defaults of every tenant.
@@ -297,11 +309,12 @@ impl TenantLimits {
     pub fn load(&self, path: &std::path::Path) -> Result<bool, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read runtime config {}: {e}", path.display()))?;
-        let config = RuntimeConfig::parse(&text, &self.defaults)
-            .map_err(|e| format!("invalid runtime config {}: {e}", path.display()))?;
+        let invalid = |e: String| format!("invalid runtime config {}: {e}", path.display());
+        let config = RuntimeConfig::parse(&text, &self.defaults).map_err(invalid)?;
+        let resolved = config.resolve(&self.defaults).map_err(invalid)?;
         let mut current = self.runtime.write().expect("runtime config lock");
-        let changed = *current != config;
-        *current = config;
+        let changed = current.config != config;
+        *current = Runtime { config, resolved };
         Ok(changed)
     }
 

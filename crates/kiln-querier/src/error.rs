@@ -17,6 +17,9 @@ pub enum QuerierError {
     /// A block could not be read from object storage or decoded.
     #[error("cannot read block {block}: {reason}")]
     Block { block: String, reason: String },
+    /// A bug: a merge or load task panicked.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl QuerierError {
@@ -26,7 +29,9 @@ impl QuerierError {
             QuerierError::BadRequest(_) => StatusCode::BAD_REQUEST,
             QuerierError::Request(e) => e.http_status(),
             QuerierError::Metastore(_) => StatusCode::SERVICE_UNAVAILABLE,
-            QuerierError::Block { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            QuerierError::Block { .. } | QuerierError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }

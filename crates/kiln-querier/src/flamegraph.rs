@@ -100,11 +100,9 @@ impl FrameTree {
         node
     }
 
-    /// Adds the selected samples of every dataset.
-    pub fn add_selection(&mut self, selection: &[SelectedDataset]) {
-        for dataset in selection {
-            self.add_stacks(dataset.data(), dataset.stack_values());
-        }
+    /// Adds the selected samples of one dataset.
+    pub fn add_selected(&mut self, dataset: &SelectedDataset) {
+        self.add_stacks(dataset.data(), dataset.stack_values());
     }
 
     /// Adds `value` to the stack node `stack` of `data`, for every `(stack, value)`.

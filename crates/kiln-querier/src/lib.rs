@@ -28,7 +28,7 @@ pub use pprof::PprofBuilder;
 pub use reader::{BlockData, BlockReader};
 pub use select::{Query, SelectedDataset};
 pub use selector::{MatchOp, Matcher, Selector, parse_query};
-pub use timeseries::{Aggregation, build_series};
+pub use timeseries::{Aggregation, SeriesBuilder};
 
 /// Settings of the querier.
 #[derive(Clone, Debug)]

@@ -37,11 +37,9 @@ impl PprofBuilder {
         id
     }
 
-    /// Adds every selected sample.
-    pub fn add_selection(&mut self, selection: &[SelectedDataset]) {
-        for dataset in selection {
-            self.add_stacks(dataset.data(), dataset.stack_values());
-        }
+    /// Adds the selected samples of one dataset.
+    pub fn add_selected(&mut self, dataset: &SelectedDataset) {
+        self.add_stacks(dataset.data(), dataset.stack_values());
     }
 
     /// Adds `(stack, value)` pairs of one dataset.

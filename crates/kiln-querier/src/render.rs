@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::flamegraph::FrameTree;
 use crate::selector::parse_query;
 use crate::service::now_millis;
-use crate::timeseries::{Aggregation, build_series};
+use crate::timeseries::{Aggregation, SeriesBuilder};
 use crate::{Querier, QuerierError};
 
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
@@ -86,31 +86,36 @@ impl Querier {
         let (profile_type, selector, from, until) = params.resolve()?;
         let parsed = ProfileType::parse(&profile_type).expect("parse_query validated it");
         let max_nodes = self.max_nodes(params.max_nodes_dash.or(params.max_nodes_camel));
-        let selection = self
-            .select_profiles(tenant, &profile_type, &selector, from, until)
-            .await?;
-
         let range_seconds = (until - from) / NANOS_PER_SECOND;
         let step = MIN_TIMELINE_STEP_SECONDS
             .max((range_seconds + MAX_TIMELINE_POINTS - 1) / MAX_TIMELINE_POINTS);
         let start = (from / NANOS_PER_SECOND).div_euclid(step) * step;
         let points = ((until / NANOS_PER_SECOND - start) / step + 1).max(1);
-
+        let (mut tree, series) = self
+            .fold_profiles(
+                tenant,
+                &profile_type,
+                &selector,
+                from,
+                until,
+                (
+                    FrameTree::default(),
+                    SeriesBuilder::new(&[], start * 1000, step * 1000),
+                ),
+                |(tree, series), dataset| {
+                    tree.add_selected(dataset);
+                    series.add(dataset);
+                },
+            )
+            .await?;
         let (flamegraph, series) = tokio::task::spawn_blocking(move || {
-            let mut tree = FrameTree::default();
-            tree.add_selection(&selection);
-            let series = build_series(
-                &selection,
-                &[],
-                start * 1000,
-                step * 1000,
-                Aggregation::Sum,
-                0,
-            );
-            (tree.flamegraph(max_nodes), series)
+            (
+                tree.flamegraph(max_nodes),
+                series.finish(Aggregation::Sum, 0),
+            )
         })
         .await
-        .map_err(|e| QuerierError::BadRequest(format!("merge panicked: {e}")))?;
+        .map_err(|e| QuerierError::Internal(format!("merge panicked: {e}")))?;
 
         let mut samples = vec![0i64; points as usize];
         for point in series.iter().flat_map(|s| &s.points) {

@@ -2,8 +2,9 @@
 //! service, series by profile type and label selector, profiles by time, each profile id once.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use kiln_block::DatasetData;
 use kiln_metastore::{BlockQuery, LabelMatcher};
 use kiln_model::{LABEL_SERVICE_NAME, Labels};
@@ -122,9 +123,53 @@ impl SelectedDataset {
     }
 }
 
+/// Marks the profile rows of `data` that `query` selects, skipping profiles already seen
+/// (the same profile id in the same series, e.g. a retried push), or `None` when none are.
+fn select_rows(
+    query: &Query,
+    data: &DatasetData,
+    seen: &mut HashSet<(String, Labels, String)>,
+) -> Option<Vec<bool>> {
+    if data.tenant != query.tenant {
+        return None;
+    }
+    let series_ok: Vec<bool> = data
+        .series
+        .iter()
+        .map(|s| query.series_matches(&s.profile_type, &s.labels))
+        .collect();
+    if !series_ok.contains(&true) {
+        return None;
+    }
+    let rows: Vec<bool> = data
+        .profiles
+        .iter()
+        .map(|p| {
+            series_ok[p.series as usize]
+                && p.time_nanos >= query.start_nanos
+                && p.time_nanos < query.end_nanos
+                && seen.insert((
+                    data.service_name.clone(),
+                    data.series[p.series as usize].labels.clone(),
+                    p.profile_id.clone(),
+                ))
+        })
+        .collect();
+    rows.contains(&true).then_some(rows)
+}
+
 impl Querier {
-    /// Selects the profiles of `query`, each profile id counted once per series.
-    pub async fn select(&self, query: &Query) -> Result<Vec<SelectedDataset>, QuerierError> {
+    /// Folds every dataset that `query` selects into `acc` with `add`, each profile id
+    /// counted once per series, and returns the result.
+    ///
+    /// Blocks stream through: a few load ahead while the previous one is folded on a blocking
+    /// thread, and each is dropped (or left to the cache) once folded, so memory stays bounded
+    /// by the cache and the accumulator however long the range is.
+    pub async fn select_fold<T, F>(&self, query: &Query, acc: T, add: F) -> Result<T, QuerierError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut T, &SelectedDataset) + Send + Sync + 'static,
+    {
         let mut blocks = self.metastore.query_blocks(&query.block_query()?).await?;
         blocks.retain(|b| {
             b.datasets.iter().any(|d| {
@@ -135,61 +180,41 @@ impl Querier {
         });
         // Oldest first, so that the first copy of a duplicated profile is the one kept.
         blocks.sort_by(|a, b| a.id.cmp(&b.id));
-        // A few blocks at a time: each decodes on a blocking thread and briefly holds its
-        // object and Arrow batches, so loading all at once multiplies peak memory.
         let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
-        let loads: Vec<_> = blocks
-            .iter()
-            .cloned()
-            .map(|block| {
-                let reader = self.reader.clone();
-                async move { reader.load(&block).await }
+        let reader = self.reader.clone();
+        // Spawned, so that loads progress while the fold runs; `buffered` starts at most
+        // `parallelism` of them and yields in block order.
+        let mut loads = futures::stream::iter(blocks)
+            .map(move |block| {
+                let reader = reader.clone();
+                tokio::spawn(async move { reader.load(&block).await })
             })
-            .collect();
-        let loaded: Vec<BlockData> = futures::stream::iter(loads)
-            .buffered(parallelism)
-            .try_collect()
-            .await?;
+            .buffered(parallelism);
 
-        let mut seen: HashSet<(String, Labels, String)> = HashSet::new();
-        let mut selected = Vec::new();
-        for block in loaded {
-            for index in 0..block.len() {
-                let data = &block[index];
-                if data.tenant != query.tenant {
-                    continue;
+        let add = Arc::new(add);
+        let query = Arc::new(query.clone());
+        let mut state = (acc, HashSet::new());
+        while let Some(loaded) = loads.next().await {
+            let block = loaded
+                .map_err(|e| QuerierError::Internal(format!("block load panicked: {e}")))??;
+            let (add, query) = (add.clone(), query.clone());
+            state = tokio::task::spawn_blocking(move || {
+                let (mut acc, mut seen) = state;
+                for index in 0..block.len() {
+                    if let Some(selected) = select_rows(&query, &block[index], &mut seen) {
+                        let dataset = SelectedDataset {
+                            block: block.clone(),
+                            index,
+                            selected,
+                        };
+                        add(&mut acc, &dataset);
+                    }
                 }
-                let series_ok: Vec<bool> = data
-                    .series
-                    .iter()
-                    .map(|s| query.series_matches(&s.profile_type, &s.labels))
-                    .collect();
-                if !series_ok.contains(&true) {
-                    continue;
-                }
-                let rows: Vec<bool> = data
-                    .profiles
-                    .iter()
-                    .map(|p| {
-                        series_ok[p.series as usize]
-                            && p.time_nanos >= query.start_nanos
-                            && p.time_nanos < query.end_nanos
-                            && seen.insert((
-                                data.service_name.clone(),
-                                data.series[p.series as usize].labels.clone(),
-                                p.profile_id.clone(),
-                            ))
-                    })
-                    .collect();
-                if rows.contains(&true) {
-                    selected.push(SelectedDataset {
-                        block: block.clone(),
-                        index,
-                        selected: rows,
-                    });
-                }
-            }
+                (acc, seen)
+            })
+            .await
+            .map_err(|e| QuerierError::Internal(format!("merge panicked: {e}")))?;
         }
-        Ok(selected)
+        Ok(state.0)
     }
 }

@@ -20,7 +20,7 @@ use crate::flamegraph::FrameTree;
 use crate::pprof::PprofBuilder;
 use crate::select::{Query, SelectedDataset};
 use crate::selector::Selector;
-use crate::timeseries::{Aggregation, build_series};
+use crate::timeseries::{Aggregation, SeriesBuilder};
 use crate::{Querier, QuerierError};
 
 const NANOS_PER_MILLI: i64 = 1_000_000;
@@ -46,26 +46,20 @@ pub(crate) fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
-/// Merges the stacks of `selection` into a flame graph on a blocking thread; with `spans`,
-/// only the samples taken in those spans.
-async fn merge_flamegraph(
-    selection: Vec<SelectedDataset>,
-    max_nodes: usize,
-    spans: Option<HashSet<String>>,
-) -> Result<FlameGraph, QuerierError> {
-    tokio::task::spawn_blocking(move || {
-        let mut tree = FrameTree::default();
-        for dataset in &selection {
-            let values = match &spans {
-                Some(spans) => dataset.stack_values_in_spans(spans),
-                None => dataset.stack_values(),
-            };
-            tree.add_stacks(dataset.data(), values);
-        }
-        tree.flamegraph(max_nodes)
-    })
-    .await
-    .map_err(|e| QuerierError::BadRequest(format!("merge panicked: {e}")))
+/// Adds the stacks of `dataset` to `tree`; with `spans`, only the samples taken in those spans.
+fn add_to_tree(tree: &mut FrameTree, dataset: &SelectedDataset, spans: Option<&HashSet<String>>) {
+    let values = match spans {
+        Some(spans) => dataset.stack_values_in_spans(spans),
+        None => dataset.stack_values(),
+    };
+    tree.add_stacks(dataset.data(), values);
+}
+
+async fn into_flamegraph(tree: FrameTree, max_nodes: usize) -> Result<FlameGraph, QuerierError> {
+    let mut tree = tree;
+    tokio::task::spawn_blocking(move || tree.flamegraph(max_nodes))
+        .await
+        .map_err(|e| QuerierError::Internal(format!("merge panicked: {e}")))
 }
 
 fn parse_matchers(matchers: &[String]) -> Result<Vec<Selector>, QuerierError> {
@@ -90,15 +84,23 @@ impl Querier {
         }
     }
 
-    /// Selects one profile type with one label selector.
-    pub(crate) async fn select_profiles(
+    /// Folds the datasets of one profile type and label selector into `acc` (see
+    /// [`Querier::select_fold`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn fold_profiles<T, F>(
         &self,
         tenant: &TenantId,
         profile_type: &str,
         label_selector: &str,
         start_nanos: i64,
         end_nanos: i64,
-    ) -> Result<Vec<SelectedDataset>, QuerierError> {
+        acc: T,
+        add: F,
+    ) -> Result<T, QuerierError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut T, &SelectedDataset) + Send + Sync + 'static,
+    {
         parse_profile_type(profile_type)?;
         let query = Query {
             tenant: tenant.as_str().to_string(),
@@ -107,7 +109,7 @@ impl Querier {
             start_nanos,
             end_nanos,
         };
-        self.select(&query).await
+        self.select_fold(&query, acc, add).await
     }
 
     /// `ProfileTypes`: every profile type with data in the range.
@@ -158,8 +160,7 @@ impl Querier {
             start_nanos,
             end_nanos,
         };
-        let mut labels = BTreeSet::new();
-        for dataset in self.select(&query).await? {
+        self.select_fold(&query, BTreeSet::new(), |labels, dataset| {
             let data = dataset.data();
             for (row, selected) in dataset.selected.iter().enumerate() {
                 if *selected {
@@ -170,8 +171,8 @@ impl Querier {
                     );
                 }
             }
-        }
-        Ok(labels)
+        })
+        .await
     }
 
     /// `LabelNames`: label names of the matching series.
@@ -250,17 +251,19 @@ impl Querier {
         request: SelectMergeStacktracesRequest,
     ) -> Result<SelectMergeStacktracesResponse, QuerierError> {
         let (start, end) = range_from_millis(request.start, request.end)?;
-        let selection = self
-            .select_profiles(
+        let tree = self
+            .fold_profiles(
                 tenant,
                 &request.profile_type_id,
                 &request.label_selector,
                 start,
                 end,
+                FrameTree::default(),
+                |tree, dataset| add_to_tree(tree, dataset, None),
             )
             .await?;
         let max_nodes = self.max_nodes(request.max_nodes);
-        let flamegraph = merge_flamegraph(selection, max_nodes, None).await?;
+        let flamegraph = into_flamegraph(tree, max_nodes).await?;
         Ok(SelectMergeStacktracesResponse {
             flamegraph: Some(flamegraph),
             ..Default::default()
@@ -288,17 +291,19 @@ impl Querier {
                 "invalid span id {bad:?} in span_selector: expected 16 hex digits"
             )));
         }
-        let selection = self
-            .select_profiles(
+        let tree = self
+            .fold_profiles(
                 tenant,
                 &request.profile_type_id,
                 &request.label_selector,
                 start,
                 end,
+                FrameTree::default(),
+                move |tree, dataset| add_to_tree(tree, dataset, Some(&spans)),
             )
             .await?;
         let max_nodes = self.max_nodes(request.max_nodes);
-        let flamegraph = merge_flamegraph(selection, max_nodes, Some(spans)).await?;
+        let flamegraph = into_flamegraph(tree, max_nodes).await?;
         Ok(SelectMergeSpanProfileResponse {
             flamegraph: Some(flamegraph),
             ..Default::default()
@@ -333,20 +338,25 @@ impl Querier {
     ) -> Result<Profile, QuerierError> {
         let parsed = parse_profile_type(profile_type)?;
         let selection = self
-            .select_profiles(tenant, profile_type, label_selector, start, end)
+            .fold_profiles(
+                tenant,
+                profile_type,
+                label_selector,
+                start,
+                end,
+                (PprofBuilder::default(), 0i64),
+                |(builder, period), dataset| {
+                    let data = dataset.data();
+                    let max = data.profiles.iter().map(|p| p.period).max().unwrap_or(0);
+                    *period = (*period).max(max);
+                    builder.add_selected(dataset);
+                },
+            )
             .await?;
-        tokio::task::spawn_blocking(move || {
-            let period = selection
-                .iter()
-                .flat_map(|d| d.data().profiles.iter().map(|p| p.period))
-                .max()
-                .unwrap_or(0);
-            let mut builder = PprofBuilder::default();
-            builder.add_selection(&selection);
-            builder.finish(&parsed, period, start, end)
-        })
-        .await
-        .map_err(|e| QuerierError::BadRequest(format!("merge panicked: {e}")))
+        let (builder, period) = selection;
+        tokio::task::spawn_blocking(move || builder.finish(&parsed, period, start, end))
+            .await
+            .map_err(|e| QuerierError::Internal(format!("merge panicked: {e}")))
     }
 
     /// `SelectSeries`: totals over time, grouped and aggregated.
@@ -362,15 +372,6 @@ impl Querier {
                 request.step
             )));
         }
-        let selection = self
-            .select_profiles(
-                tenant,
-                &request.profile_type_id,
-                &request.label_selector,
-                start,
-                end,
-            )
-            .await?;
         let aggregation = match request.aggregation.map(TimeSeriesAggregationType::try_from) {
             None | Some(Ok(TimeSeriesAggregationType::Sum)) => Aggregation::Sum,
             Some(Ok(TimeSeriesAggregationType::Average)) => Aggregation::Average,
@@ -382,15 +383,21 @@ impl Querier {
         };
         let step_millis = (request.step * 1000.0).round() as i64;
         let limit = request.limit.unwrap_or(0).max(0) as usize;
-        let series = build_series(
-            &selection,
-            &request.group_by,
-            request.start,
-            step_millis,
-            aggregation,
-            limit,
-        );
-        Ok(SelectSeriesResponse { series })
+        let builder = SeriesBuilder::new(&request.group_by, request.start, step_millis);
+        let builder = self
+            .fold_profiles(
+                tenant,
+                &request.profile_type_id,
+                &request.label_selector,
+                start,
+                end,
+                builder,
+                SeriesBuilder::add,
+            )
+            .await?;
+        Ok(SelectSeriesResponse {
+            series: builder.finish(aggregation, limit),
+        })
     }
 
     /// `GetProfileStats`: whether the tenant has data, and its time span.

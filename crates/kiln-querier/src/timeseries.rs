@@ -16,77 +16,97 @@ pub enum Aggregation {
     Average,
 }
 
-/// Buckets the totals of the selected profiles into steps of `step_millis` from `start_millis`,
-/// one series per distinct value of the `group_by` labels, keeping the `limit` series with the
-/// largest sums (0: all). Points exist only for steps with data; timestamps are step starts.
-pub fn build_series(
-    selection: &[SelectedDataset],
-    group_by: &[String],
+/// Buckets the totals of selected profiles into steps of `step_millis` from `start_millis`,
+/// one series per distinct value of the `group_by` labels.
+#[derive(Debug)]
+pub struct SeriesBuilder {
+    group_by: Vec<String>,
     start_millis: i64,
     step_millis: i64,
-    aggregation: Aggregation,
-    limit: usize,
-) -> Vec<Series> {
-    let step_millis = step_millis.max(1);
-    // group labels -> step index -> (sum, profiles)
-    let mut groups: HashMap<Labels, BTreeMap<i64, (i64, i64)>> = HashMap::new();
-    for dataset in selection {
+    /// group labels -> step index -> (sum, profiles)
+    groups: HashMap<Labels, BTreeMap<i64, (i64, i64)>>,
+}
+
+impl SeriesBuilder {
+    /// An empty builder; a step below 1 ms counts as 1 ms.
+    pub fn new(group_by: &[String], start_millis: i64, step_millis: i64) -> Self {
+        Self {
+            group_by: group_by.to_vec(),
+            start_millis,
+            step_millis: step_millis.max(1),
+            groups: HashMap::new(),
+        }
+    }
+
+    /// Adds the totals of the selected profiles of one dataset.
+    pub fn add(&mut self, dataset: &SelectedDataset) {
         let data = dataset.data();
         for (row, total) in dataset.profile_totals() {
             let profile = &data.profiles[row as usize];
             let labels = &data.series[profile.series as usize].labels;
-            let key = Labels::from_pairs(group_by.iter().filter_map(|name| {
+            let key = Labels::from_pairs(self.group_by.iter().filter_map(|name| {
                 labels
                     .get(name)
                     .map(|value| (name.clone(), value.to_string()))
             }));
             let millis = profile.time_nanos.div_euclid(1_000_000);
-            let step = (millis - start_millis).div_euclid(step_millis);
-            let bucket = groups.entry(key).or_default().entry(step).or_default();
+            let step = (millis - self.start_millis).div_euclid(self.step_millis);
+            let bucket = self.groups.entry(key).or_default().entry(step).or_default();
             bucket.0 += total;
             bucket.1 += 1;
         }
     }
-    let mut series: Vec<(i64, Series)> = groups
-        .into_iter()
-        .map(|(labels, buckets)| {
-            let sum: i64 = buckets.values().map(|(total, _)| total).sum();
-            let points = buckets
-                .into_iter()
-                .map(|(step, (total, count))| Point {
-                    value: match aggregation {
-                        Aggregation::Sum => total as f64,
-                        Aggregation::Average => total as f64 / count as f64,
-                    },
-                    timestamp: start_millis + step * step_millis,
-                    annotations: vec![],
-                    exemplars: vec![],
-                })
-                .collect();
-            let labels = labels
-                .iter()
-                .map(|(name, value)| LabelPair {
-                    name: name.to_string(),
-                    value: value.to_string(),
-                })
-                .collect();
-            (sum, Series { labels, points })
-        })
-        .collect();
-    // Largest first; ties in label order so that results are stable.
-    series.sort_by(|(a_sum, a), (b_sum, b)| {
-        b_sum.cmp(a_sum).then_with(|| {
-            let key = |s: &Series| {
-                s.labels
+
+    /// The series, keeping the `limit` with the largest sums (0: all). Points exist only for
+    /// steps with data; timestamps are step starts.
+    pub fn finish(self, aggregation: Aggregation, limit: usize) -> Vec<Series> {
+        let Self {
+            start_millis,
+            step_millis,
+            groups,
+            ..
+        } = self;
+        let mut series: Vec<(i64, Series)> = groups
+            .into_iter()
+            .map(|(labels, buckets)| {
+                let sum: i64 = buckets.values().map(|(total, _)| total).sum();
+                let points = buckets
+                    .into_iter()
+                    .map(|(step, (total, count))| Point {
+                        value: match aggregation {
+                            Aggregation::Sum => total as f64,
+                            Aggregation::Average => total as f64 / count as f64,
+                        },
+                        timestamp: start_millis + step * step_millis,
+                        annotations: vec![],
+                        exemplars: vec![],
+                    })
+                    .collect();
+                let labels = labels
                     .iter()
-                    .map(|l| (l.name.clone(), l.value.clone()))
-                    .collect::<Vec<_>>()
-            };
-            key(a).cmp(&key(b))
-        })
-    });
-    if limit > 0 {
-        series.truncate(limit);
+                    .map(|(name, value)| LabelPair {
+                        name: name.to_string(),
+                        value: value.to_string(),
+                    })
+                    .collect();
+                (sum, Series { labels, points })
+            })
+            .collect();
+        // Largest first; ties in label order so that results are stable.
+        series.sort_by(|(a_sum, a), (b_sum, b)| {
+            b_sum.cmp(a_sum).then_with(|| {
+                let key = |s: &Series| {
+                    s.labels
+                        .iter()
+                        .map(|l| (l.name.clone(), l.value.clone()))
+                        .collect::<Vec<_>>()
+                };
+                key(a).cmp(&key(b))
+            })
+        });
+        if limit > 0 {
+            series.truncate(limit);
+        }
+        series.into_iter().map(|(_, s)| s).collect()
     }
-    series.into_iter().map(|(_, s)| s).collect()
 }

@@ -140,14 +140,14 @@ fn cases() -> Vec<Case> {
             "name=app&format=pprof",
             vec![0; 2 << 20],
             413,
-            "request body exceeds the limit of 1048576 bytes",
+            "request body exceeds max_body_bytes of 1048576 bytes",
         ),
         pprof(
             "gzip bomb",
             "name=app&format=pprof",
             bomb.clone(),
             413,
-            "decompressed body exceeds the limit of 4194304 bytes",
+            "decompressed body exceeds max_decompressed_bytes of 4194304 bytes",
         ),
         connect(
             "connect gzip bomb",
@@ -334,6 +334,6 @@ async fn malformed_and_oversized_input_is_refused_and_nothing_is_lost() {
         .copied()
         .collect();
     assert_eq!(stored, expected);
-    let rejected = server.metric("kiln_distributor_rejected_requests_total{protocol=\"ingest\",reason=\"body_too_large\"}").await;
+    let rejected = server.metric("kiln_distributor_rejected_requests_total{protocol=\"ingest\",tenant=\"anonymous\",reason=\"body_too_large\"}").await;
     assert_eq!(rejected, 1.0);
 }

@@ -129,7 +129,7 @@ async fn a_full_ingester_answers_429_with_retry_after_and_keeps_what_it_took() {
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
     let rejected = server
         .metric(
-            "kiln_distributor_rejected_requests_total{protocol=\"ingest\",reason=\"overloaded\"}",
+            "kiln_distributor_rejected_requests_total{protocol=\"ingest\",tenant=\"anonymous\",reason=\"overloaded\"}",
         )
         .await;
     assert_eq!(rejected, 1.0);

@@ -9,7 +9,7 @@ pub enum RequestError {
     #[error("{0}")]
     BadRequest(String),
     /// The body exceeds the configured limit.
-    #[error("request body exceeds the limit of {limit} bytes")]
+    #[error("request body exceeds max_body_bytes of {limit} bytes")]
     BodyTooLarge { limit: usize },
     /// Multitenancy is on and the request names no tenant.
     #[error("no tenant: the X-Scope-OrgID header is required")]

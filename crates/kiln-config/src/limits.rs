@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::units::parse_duration;
+use crate::units::{parse_bytes, parse_duration};
 
 /// The limits of one tenant. 0 turns a numeric limit off.
 #[derive(Clone, Debug, PartialEq, Args, Serialize, Deserialize)]
@@ -28,6 +28,29 @@ pub struct Limits {
         default_value = "32"
     )]
     pub ingestion_burst_size_mb: f64,
+
+    /// Largest request body, e.g. 64MiB (413 above). On gRPC the flag's value also caps every
+    /// tenant, as the transport enforces it before the tenant is known.
+    #[arg(long = "limits.max-body-bytes", env = "KILN_LIMITS_MAX_BODY_BYTES",
+          default_value = "64MiB", value_parser = parse_bytes)]
+    #[serde(with = "byte_size_serde")]
+    pub max_body_bytes: usize,
+
+    /// Largest decompressed payload (a request body or one profile in it), e.g. 256MiB (413
+    /// above); bounds gzip bombs. On gRPC the flag's value also caps every tenant.
+    #[arg(long = "limits.max-decompressed-bytes", env = "KILN_LIMITS_MAX_DECOMPRESSED_BYTES",
+          default_value = "256MiB", value_parser = parse_bytes)]
+    #[serde(with = "byte_size_serde")]
+    pub max_decompressed_bytes: usize,
+
+    /// Active series per tenant (series pushed within the last hour), counted by each
+    /// distributor; a request adding series beyond it is refused.
+    #[arg(
+        long = "limits.max-series-per-tenant",
+        env = "KILN_LIMITS_MAX_SERIES_PER_TENANT",
+        default_value = "5000"
+    )]
+    pub max_series_per_tenant: usize,
 
     /// Samples per profile (for its largest sample type).
     #[arg(
@@ -95,6 +118,9 @@ impl Default for Limits {
         Self {
             ingestion_rate_mb: 0.0,
             ingestion_burst_size_mb: 32.0,
+            max_body_bytes: 64 << 20,
+            max_decompressed_bytes: 256 << 20,
+            max_series_per_tenant: 5_000,
             max_samples_per_profile: 16_000,
             max_label_names_per_series: 30,
             max_label_name_length: 1024,
@@ -120,6 +146,29 @@ mod humantime_serde {
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Byte sizes in the runtime config file: a number of bytes or a size as in flags (`8MiB`).
+mod byte_size_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(usize),
+        Text(String),
+    }
+
+    pub(super) fn serialize<S: Serializer>(value: &usize, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(*value as u64)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        match Size::deserialize(d)? {
+            Size::Bytes(bytes) => Ok(bytes),
+            Size::Text(text) => super::parse_bytes(&text).map_err(serde::de::Error::custom),
+        }
     }
 }
 
@@ -186,6 +235,17 @@ mod tests {
         assert_eq!(a.ingestion_rate_mb, 2.5);
         assert_eq!(a.reject_newer_than, Duration::from_secs(60));
         assert_eq!(a.max_samples_per_profile, defaults.max_samples_per_profile);
+        let sized = RuntimeConfig::parse(
+            "overrides:\n  t:\n    max_body_bytes: 8MiB\n    max_decompressed_bytes: 1000\n",
+            &defaults,
+        )
+        .unwrap()
+        .limits_for("t", &defaults)
+        .unwrap();
+        assert_eq!(
+            (sized.max_body_bytes, sized.max_decompressed_bytes),
+            (8 << 20, 1000)
+        );
         assert_eq!(config.limits_for("team-b", &defaults).unwrap(), defaults);
         assert_eq!(
             RuntimeConfig::parse("", &defaults).unwrap(),

@@ -201,16 +201,6 @@ pub struct ServerArgs {
           default_value = "512MiB", value_parser = parse_bytes)]
     pub querier_cache_bytes: usize,
 
-    /// Largest request body accepted (413 above), e.g. 64MiB.
-    #[arg(long = "limits.max-body-bytes", env = "KILN_LIMITS_MAX_BODY_BYTES",
-          default_value = "64MiB", value_parser = parse_bytes)]
-    pub max_body_bytes: usize,
-
-    /// Largest decompressed payload accepted (413 above); bounds gzip bombs.
-    #[arg(long = "limits.max-decompressed-bytes", env = "KILN_LIMITS_MAX_DECOMPRESSED_BYTES",
-          default_value = "256MiB", value_parser = parse_bytes)]
-    pub max_decompressed_bytes: usize,
-
     /// Per-tenant limits: the defaults of every tenant.
     #[command(flatten)]
     pub limits: crate::Limits,

@@ -44,7 +44,8 @@ pub(crate) async fn handle(
     match ingest(&distributor, params, &headers, body).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => {
-            distributor.metrics.rejected("ingest", e.reason());
+            let tenant = distributor.tenant_label(&headers);
+            distributor.metrics.rejected("ingest", &tenant, e.reason());
             tracing::debug!(error = %e, "ingest rejected");
             (e.http_status(), e.to_string()).into_response()
         }
@@ -108,12 +109,13 @@ async fn ingest(
             "{format}: use pprof, jfr, folded or lines"
         )));
     }
-    let body = read_body(body, distributor.config.max_body_bytes).await?;
+    let tenant_limits = distributor.config.limits.limits(tenant.as_str());
+    let body = read_body(body, tenant_limits.max_body_bytes).await?;
     let form = match boundary {
         Some(boundary) => Some(read_form(body.clone(), boundary).await?),
         None => None,
     };
-    let limit = distributor.config.max_decompressed_bytes;
+    let limit = tenant_limits.max_decompressed_bytes;
     let request = Upload {
         app_name,
         labels,

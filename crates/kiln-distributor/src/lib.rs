@@ -13,6 +13,7 @@ mod metrics;
 mod otlp;
 mod placement;
 mod push;
+mod series;
 
 use std::sync::Arc;
 
@@ -30,9 +31,11 @@ pub use placement::IngesterRing;
 /// Settings of the distributor.
 #[derive(Clone, Debug)]
 pub struct DistributorConfig {
-    /// Largest request body accepted, in bytes (413 above).
+    /// Largest request body accepted on gRPC, in bytes, for every tenant (the transport reads
+    /// it before the tenant is known); HTTP uses each tenant's `max_body_bytes`.
     pub max_body_bytes: usize,
-    /// Largest decompressed payload accepted, in bytes (413 above).
+    /// Largest decompressed gRPC message, in bytes, for every tenant; HTTP and the profiles
+    /// inside a request use each tenant's `max_decompressed_bytes`.
     pub max_decompressed_bytes: usize,
     /// Read the tenant from `X-Scope-OrgID`; otherwise everything is tenant `anonymous`.
     pub multitenancy_enabled: bool,
@@ -58,6 +61,7 @@ pub struct Distributor {
     tenants: TenantResolver,
     ingester: Arc<dyn Ingester>,
     metrics: DistributorMetrics,
+    active_series: series::ActiveSeries,
 }
 
 impl Distributor {
@@ -72,6 +76,7 @@ impl Distributor {
             config,
             ingester,
             metrics,
+            active_series: series::ActiveSeries::default(),
         })
     }
 
@@ -90,6 +95,17 @@ impl Distributor {
             .with_state(Arc::clone(self))
             .merge(self.otlp_router())
             .layer(axum::middleware::map_response(retry_after))
+    }
+}
+
+impl Distributor {
+    /// The tenant a request names, for metrics labels: empty when it names none or an invalid
+    /// one.
+    fn tenant_label(&self, headers: &http::HeaderMap) -> String {
+        self.tenants
+            .resolve(headers)
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default()
     }
 }
 

@@ -68,6 +68,15 @@ pub enum LimitError {
         length: usize,
         limit: usize,
     },
+    /// A push adding series beyond the tenant's active series.
+    #[error(
+        "tenant {tenant}: push would make {series} active series, over max_series_per_tenant {limit}"
+    )]
+    TooManySeries {
+        tenant: String,
+        series: usize,
+        limit: usize,
+    },
     /// Stamped too far in the future.
     #[error(
         "tenant {tenant}: profile time {time_nanos} ns is more than reject_newer_than {limit:?} ahead of now"
@@ -98,6 +107,7 @@ impl LimitError {
             LimitError::TooManyLabels { .. } => "too_many_labels",
             LimitError::LabelNameTooLong { .. } => "label_name_too_long",
             LimitError::LabelValueTooLong { .. } => "label_value_too_long",
+            LimitError::TooManySeries { .. } => "too_many_series",
             LimitError::TooNew { .. } => "too_far_in_future",
             LimitError::TooOld { .. } => "too_old",
         }

@@ -9,7 +9,7 @@ pub struct DistributorMetrics {
     pub received_profiles: Family<Vec<(String, String)>, Counter>,
     /// Decompressed profile bytes accepted, by protocol.
     pub received_bytes: Family<Vec<(String, String)>, Counter>,
-    /// Requests refused, by protocol and reason.
+    /// Requests refused, by protocol, tenant (empty when none was valid) and reason.
     pub rejected_requests: Family<Vec<(String, String)>, Counter>,
     /// Profiles refused by a tenant's limits, by tenant and reason.
     pub discarded_profiles: Family<Vec<(String, String)>, Counter>,
@@ -40,7 +40,7 @@ impl DistributorMetrics {
         );
         registry.register(
             "rejected_requests",
-            "Requests refused, by reason",
+            "Requests refused, by protocol, tenant and reason",
             metrics.rejected_requests.clone(),
         );
         registry.register(
@@ -85,9 +85,10 @@ impl DistributorMetrics {
         self.received_bytes.get_or_create(&labels).inc_by(bytes);
     }
 
-    pub(crate) fn rejected(&self, protocol: &str, reason: &str) {
+    pub(crate) fn rejected(&self, protocol: &str, tenant: &str, reason: &str) {
         let labels = vec![
             ("protocol".to_string(), protocol.to_string()),
+            ("tenant".to_string(), tenant.to_string()),
             ("reason".to_string(), reason.to_string()),
         ];
         self.rejected_requests.get_or_create(&labels).inc();

@@ -131,10 +131,10 @@ async fn http_export(State(distributor): State<Arc<Distributor>>, request: Reque
     };
     let result = async {
         let tenant = distributor.tenants.resolve(&parts.headers)?;
-        let config = &distributor.config;
-        let body = kiln_api::read_body(body, config.max_body_bytes).await?;
+        let limits = distributor.config.limits.limits(tenant.as_str());
+        let body = kiln_api::read_body(body, limits.max_body_bytes).await?;
         let body =
-            kiln_api::decode_content_encoding(&parts.headers, body, config.max_decompressed_bytes)?;
+            kiln_api::decode_content_encoding(&parts.headers, body, limits.max_decompressed_bytes)?;
         let request = match encoding {
             Encoding::Protobuf => ExportProfilesServiceRequest::decode(body)
                 .map_err(|e| RequestError::BadRequest(format!("malformed OTLP protobuf: {e}")))?,
@@ -162,7 +162,10 @@ async fn http_export(State(distributor): State<Arc<Distributor>>, request: Reque
             ([(header::CONTENT_TYPE, content_type)], body).into_response()
         }
         Err(e) => {
-            distributor.metrics.rejected("otlp_http", e.reason());
+            let tenant = distributor.tenant_label(&parts.headers);
+            distributor
+                .metrics
+                .rejected("otlp_http", &tenant, e.reason());
             let status = e.http_status();
             let code = kiln_api::grpc_code(status) as i32;
             let rpc_status = kiln_proto::google::rpc::Status {
@@ -210,7 +213,10 @@ impl ProfilesService for OtlpGrpc {
         match result {
             Ok(response) => Ok(tonic::Response::new(response)),
             Err(e) => {
-                self.distributor.metrics.rejected("otlp_grpc", e.reason());
+                let tenant = self.distributor.tenant_label(&headers);
+                self.distributor
+                    .metrics
+                    .rejected("otlp_grpc", &tenant, e.reason());
                 Err(e.into())
             }
         }

@@ -38,10 +38,11 @@ pub(crate) async fn handle(
     grpc: GrpcPusher,
 ) -> Response {
     kiln_api::grpc_or(request, grpc, |request| async move {
+        let tenant = distributor.tenant_label(request.headers());
         match handle_connect(&distributor, request).await {
             Ok(response) => response,
             Err(e) => {
-                distributor.metrics.rejected("push", e.reason());
+                distributor.metrics.rejected("push", &tenant, e.reason());
                 tracing::debug!(error = %e, "push rejected");
                 let status = e.http_status();
                 kiln_api::error_response(status, kiln_api::connect_code(status), &e.to_string())
@@ -58,10 +59,10 @@ async fn handle_connect(
     let (parts, body) = request.into_parts();
     let codec = Codec::require(&parts.headers)?;
     let tenant = distributor.tenants.resolve(&parts.headers)?;
-    let config = &distributor.config;
-    let body = kiln_api::read_body(body, config.max_body_bytes).await?;
+    let limits = distributor.config.limits.limits(tenant.as_str());
+    let body = kiln_api::read_body(body, limits.max_body_bytes).await?;
     let body =
-        kiln_api::decode_content_encoding(&parts.headers, body, config.max_decompressed_bytes)?;
+        kiln_api::decode_content_encoding(&parts.headers, body, limits.max_decompressed_bytes)?;
     let request: PushRequest = codec.decode(REQUEST_TYPE, &body)?;
     distributor.push(tenant, request).await?;
     Ok(codec
@@ -77,7 +78,11 @@ impl Distributor {
         request: PushRequest,
     ) -> Result<(), DistributorError> {
         let limits = DecodeLimits {
-            max_decompressed_bytes: self.config.max_decompressed_bytes,
+            max_decompressed_bytes: self
+                .config
+                .limits
+                .limits(tenant.as_str())
+                .max_decompressed_bytes,
         };
         let now = now_nanos();
         let (profiles, bytes) = tokio::task::spawn_blocking(move || {
@@ -116,6 +121,12 @@ impl Distributor {
         let checked = crate::limits::apply(tenant.as_str(), &limits, &mut profiles, now_nanos())
             .and_then(|truncations| {
                 self.config.limits.admit(tenant.as_str(), &limits, bytes)?;
+                self.active_series.admit(
+                    tenant.as_str(),
+                    limits.max_series_per_tenant,
+                    &profiles,
+                    std::time::Instant::now(),
+                )?;
                 Ok(truncations)
             });
         let truncations = match checked {
@@ -183,7 +194,10 @@ impl PusherService for GrpcHandler {
         match result {
             Ok(()) => Ok(tonic::Response::new(PushResponse {})),
             Err(e) => {
-                self.distributor.metrics.rejected("push_grpc", e.reason());
+                let tenant = self.distributor.tenant_label(&headers);
+                self.distributor
+                    .metrics
+                    .rejected("push_grpc", &tenant, e.reason());
                 Err(e.into())
             }
         }

@@ -10,7 +10,7 @@ pub enum ModelError {
     #[error("invalid gzip body: {0}")]
     Gzip(String),
     /// The decompressed size exceeds the configured limit.
-    #[error("decompressed body exceeds the limit of {limit} bytes")]
+    #[error("decompressed body exceeds max_decompressed_bytes of {limit} bytes")]
     DecompressedTooLarge { limit: usize },
     /// The protobuf does not decode.
     #[error("malformed {what} protobuf: {reason}")]

@@ -75,19 +75,19 @@ mod tests {
 
         let defaults = parse(&["kiln", "server"]);
         assert_eq!(defaults.ingester_flush_interval, Duration::from_millis(500));
-        assert_eq!(defaults.max_body_bytes, 64 << 20);
+        assert_eq!(defaults.limits.max_body_bytes, 64 << 20);
         assert!(!defaults.multitenancy_enabled);
 
         let from_file = parse(&["kiln", "server", "--config", config]);
         assert_eq!(from_file.ingester_flush_interval, Duration::from_secs(2));
-        assert_eq!(from_file.max_body_bytes, 1 << 20);
+        assert_eq!(from_file.limits.max_body_bytes, 1 << 20);
         assert!(from_file.multitenancy_enabled);
 
         // SAFETY: no other test reads or writes these variables.
         unsafe { std::env::set_var("KILN_INGESTER_FLUSH_INTERVAL", "3s") };
         let from_env = parse(&["kiln", "server", "--config", config]);
         assert_eq!(from_env.ingester_flush_interval, Duration::from_secs(3));
-        assert_eq!(from_env.max_body_bytes, 1 << 20);
+        assert_eq!(from_env.limits.max_body_bytes, 1 << 20);
 
         let from_flag = parse(&[
             "kiln",

@@ -160,8 +160,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         }
         let distributor = Distributor::new(
             DistributorConfig {
-                max_body_bytes: args.max_body_bytes,
-                max_decompressed_bytes: args.max_decompressed_bytes,
+                max_body_bytes: args.limits.max_body_bytes,
+                max_decompressed_bytes: args.limits.max_decompressed_bytes,
                 multitenancy_enabled: args.multitenancy_enabled,
                 limits,
             },

@@ -1,0 +1,160 @@
+//! The active-series limit: how many distinct series a tenant pushed within the last hour.
+//!
+//! Each distributor counts the series it has seen itself. Pushes of one series arrive every
+//! 10–60 s, so behind a load balancer every distributor soon sees nearly all of a tenant's
+//! active series: the local count approaches the global one, and a tenant can exceed the limit
+//! at most by the number of distributors (docs/limits.md).
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kiln_model::NormalizedProfile;
+
+use crate::limits::LimitError;
+
+/// How long a series stays active after its last push.
+pub(crate) const ACTIVE_WINDOW: Duration = Duration::from_secs(3600);
+
+/// How often a tenant's expired series are dropped.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+struct TenantSeries {
+    /// Hash of the series labels (`__profile_type__` included) -> last push.
+    last_seen: HashMap<u64, Instant>,
+    pruned: Instant,
+}
+
+/// Active series per tenant, tracked only for tenants with a limit.
+#[derive(Debug, Default)]
+pub(crate) struct ActiveSeries {
+    tenants: Mutex<HashMap<String, TenantSeries>>,
+}
+
+impl ActiveSeries {
+    /// Records the series of `profiles`, unless they would take `tenant` over `limit` active
+    /// series (0: no limit), in which case nothing is recorded and the request is refused.
+    pub(crate) fn admit(
+        &self,
+        tenant: &str,
+        limit: usize,
+        profiles: &[NormalizedProfile],
+        now: Instant,
+    ) -> Result<(), LimitError> {
+        let mut tenants = self.tenants.lock().expect("active series lock");
+        if limit == 0 {
+            tenants.remove(tenant);
+            return Ok(());
+        }
+        let state = tenants
+            .entry(tenant.to_string())
+            .or_insert_with(|| TenantSeries {
+                last_seen: HashMap::new(),
+                pruned: now,
+            });
+        if now.duration_since(state.pruned) >= PRUNE_EVERY {
+            state
+                .last_seen
+                .retain(|_, seen| now.duration_since(*seen) < ACTIVE_WINDOW);
+            state.pruned = now;
+        }
+        let mut keys: Vec<u64> = profiles
+            .iter()
+            .flat_map(|p| &p.series)
+            .map(|series| {
+                let mut hasher = DefaultHasher::new();
+                series.labels.hash(&mut hasher);
+                hasher.finish()
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let active = |seen: &Instant| now.duration_since(*seen) < ACTIVE_WINDOW;
+        let new = keys
+            .iter()
+            .filter(|key| !state.last_seen.get(key).is_some_and(active))
+            .count();
+        let current = state.last_seen.values().filter(|seen| active(seen)).count();
+        if new > 0 && current + new > limit {
+            return Err(LimitError::TooManySeries {
+                tenant: tenant.to_string(),
+                series: current + new,
+                limit,
+            });
+        }
+        for key in keys {
+            state.last_seen.insert(key, now);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use kiln_model::{Labels, ProfileType, SeriesProfile};
+
+    use super::*;
+
+    fn profile(instances: &[&str]) -> NormalizedProfile {
+        let profile_type = ProfileType::parse("process_cpu:cpu:nanoseconds:cpu:nanoseconds")
+            .expect("a valid profile type");
+        NormalizedProfile {
+            service_name: "svc".to_string(),
+            profile_id: String::new(),
+            time_nanos: 0,
+            duration_nanos: 0,
+            period: 0,
+            symbols: Arc::default(),
+            series: instances
+                .iter()
+                .map(|instance| SeriesProfile {
+                    labels: Labels::from_pairs([
+                        ("service_name".to_string(), "svc".to_string()),
+                        ("instance".to_string(), instance.to_string()),
+                    ]),
+                    profile_type: profile_type.clone(),
+                    samples: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn new_series_beyond_the_limit_are_refused_until_old_ones_expire() {
+        let series = ActiveSeries::default();
+        let start = Instant::now();
+        series
+            .admit("t", 2, &[profile(&["a", "b"])], start)
+            .unwrap();
+        // Known series always pass; a third is refused, and nothing of its request is kept.
+        series
+            .admit("t", 2, &[profile(&["a", "b"])], start)
+            .unwrap();
+        let refused = series
+            .admit("t", 2, &[profile(&["a", "c"])], start)
+            .unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "tenant t: push would make 3 active series, over max_series_per_tenant 2"
+        );
+        // Other tenants have their own count.
+        series
+            .admit("u", 2, &[profile(&["c", "d"])], start)
+            .unwrap();
+        // `b` not pushed for an hour no longer counts; `a` still does.
+        let later = start + ACTIVE_WINDOW;
+        series
+            .admit("t", 2, &[profile(&["a"])], start + Duration::from_secs(1))
+            .unwrap();
+        series.admit("t", 2, &[profile(&["c"])], later).unwrap();
+        assert!(series.admit("t", 2, &[profile(&["d"])], later).is_err());
+        // A limit of 0 turns it off.
+        series
+            .admit("t", 0, &[profile(&["e", "f", "g"])], later)
+            .unwrap();
+    }
+}

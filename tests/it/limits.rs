@@ -389,7 +389,10 @@ async fn size_and_series_limits_apply_per_tenant() {
     );
     let (status, message) = client.push("sized", service("svc"), &gzipped).await;
     assert_eq!(status, 413);
-    assert!(message.contains("max_body_bytes of 1000 bytes"), "{message}");
+    assert!(
+        message.contains("max_body_bytes of 1000 bytes"),
+        "{message}"
+    );
     assert_eq!(
         rejected(&server, "ingest", "sized", "body_too_large").await,
         1.0
@@ -424,7 +427,8 @@ async fn size_and_series_limits_apply_per_tenant() {
     let (status, message) = client.push("few", service("b"), &gzipped).await;
     assert_eq!(status, 400);
     assert!(
-        message.contains("tenant few: push would make 4 active series, over max_series_per_tenant 2"),
+        message
+            .contains("tenant few: push would make 4 active series, over max_series_per_tenant 2"),
         "{message}"
     );
     assert_eq!(discarded(&server, "few", "too_many_series").await, 1.0);

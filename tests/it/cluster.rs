@@ -195,7 +195,7 @@ async fn run_client(
 }
 
 /// The total of `profile_type` for `service`, as the querier merges it.
-async fn stored_total(querier: &KilnServer, profile_type: &str, service: &str) -> i64 {
+pub(crate) async fn stored_total(querier: &KilnServer, profile_type: &str, service: &str) -> i64 {
     let body = json!({
         "profileTypeID": profile_type,
         "labelSelector": format!("{{service_name=\"{service}\"}}"),

@@ -40,6 +40,15 @@ impl KilnServer {
     /// Starts `kiln server` and waits for its listeners only (a metastore node of a group is
     /// ready only once a quorum runs).
     pub(crate) fn spawn(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn_with_env(data_dir, extra, &[])
+    }
+
+    /// [`KilnServer::spawn`] with extra environment variables.
+    pub(crate) fn spawn_with_env(
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
             .arg("server")
             .arg("--data-dir")
@@ -54,6 +63,7 @@ impl KilnServer {
                 "127.0.0.1:0",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

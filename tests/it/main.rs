@@ -2,6 +2,7 @@
 //! network with real clients.
 
 mod bad_input;
+mod cloud_storage;
 mod cluster;
 mod formats;
 mod golden;

@@ -99,13 +99,16 @@ fn s3_flags(endpoint: &str, prefix: &str) -> Vec<String> {
 async fn put_latency(endpoint: &str, size: usize, count: usize) -> anyhow::Result<Histogram<u64>> {
     let storage = kiln_objstore::open(
         "s3://bench/put-latency",
-        &kiln_objstore::S3Options {
-            endpoint: Some(endpoint.to_string()),
-            region: Some("us-east-1".into()),
-            force_path_style: true,
-            allow_http: true,
-            access_key_id: Some("test".into()),
-            secret_access_key: Some("test".into()),
+        &kiln_objstore::StorageOptions {
+            s3: kiln_objstore::S3Options {
+                endpoint: Some(endpoint.to_string()),
+                region: Some("us-east-1".into()),
+                force_path_style: true,
+                allow_http: true,
+                access_key_id: Some("test".into()),
+                secret_access_key: Some("test".into()),
+            },
+            ..Default::default()
         },
     )?;
     let body = PutPayload::from(vec![7_u8; size]);

@@ -85,8 +85,8 @@ pub struct ServerArgs {
     )]
     pub otlp_http_addr: SocketAddr,
 
-    /// Object store URL: file:///dir, s3://bucket/prefix or memory://. Default:
-    /// file://<data-dir>/objects.
+    /// Object store URL: file:///dir, s3://bucket/prefix, gs://bucket/prefix,
+    /// az://container/prefix or memory://. Default: file://<data-dir>/objects.
     #[arg(long, env = "KILN_STORAGE")]
     pub storage: Option<String>,
 
@@ -124,6 +124,41 @@ pub struct ServerArgs {
         hide_env_values = true
     )]
     pub s3_secret_access_key: Option<String>,
+
+    /// Base URL of a GCS-compatible server (an emulator); Google's when unset.
+    #[arg(long = "storage.gcs.endpoint", env = "KILN_STORAGE_GCS_ENDPOINT")]
+    pub gcs_endpoint: Option<String>,
+
+    /// Service account JSON file for GCS (default: GOOGLE_SERVICE_ACCOUNT or
+    /// GOOGLE_APPLICATION_CREDENTIALS, else the metadata server). For an emulator, a file with
+    /// `"disable_oauth": true` sends requests without a token.
+    #[arg(
+        long = "storage.gcs.service-account-path",
+        env = "KILN_STORAGE_GCS_SERVICE_ACCOUNT_PATH"
+    )]
+    pub gcs_service_account_path: Option<String>,
+
+    /// Azure storage account (default: AZURE_STORAGE_ACCOUNT_NAME).
+    #[arg(long = "storage.azure.account", env = "KILN_STORAGE_AZURE_ACCOUNT")]
+    pub azure_account: Option<String>,
+
+    /// Azure storage account key (default: AZURE_STORAGE_ACCOUNT_KEY).
+    #[arg(
+        long = "storage.azure.access-key",
+        env = "KILN_STORAGE_AZURE_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    pub azure_access_key: Option<String>,
+
+    /// Azure blob endpoint, e.g. http://127.0.0.1:10000/devstoreaccount1 for Azurite.
+    #[arg(long = "storage.azure.endpoint", env = "KILN_STORAGE_AZURE_ENDPOINT")]
+    pub azure_endpoint: Option<String>,
+
+    /// Use the Azurite emulator's well-known account and key.
+    #[arg(long = "storage.azure.use-emulator", env = "KILN_STORAGE_AZURE_USE_EMULATOR",
+          num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false")]
+    pub azure_use_emulator: bool,
 
     /// Samples an ingester buffers at most; pushes beyond it are refused (HTTP 429 with
     /// Retry-After, gRPC RESOURCE_EXHAUSTED) instead of queueing without bound.

@@ -9,6 +9,8 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 
+mod cloud;
+
 pub use object_store;
 
 /// A configured object store and the prefix inside it under which Kiln keeps its objects.
@@ -56,6 +58,44 @@ pub struct S3Options {
     pub secret_access_key: Option<String>,
 }
 
+/// Google Cloud Storage settings (`gs://bucket/prefix`); credentials otherwise from the usual
+/// `GOOGLE_*` environment variables.
+#[derive(Clone, Debug, Default)]
+pub struct GcsOptions {
+    /// Base URL of a GCS-compatible server (an emulator); Google's when absent.
+    pub endpoint: Option<String>,
+    /// Path of a service account JSON file (else GOOGLE_SERVICE_ACCOUNT or
+    /// GOOGLE_APPLICATION_CREDENTIALS, else the metadata server); one with
+    /// `"disable_oauth": true` sends no token (emulators).
+    pub service_account_path: Option<String>,
+}
+
+/// Azure Blob Storage settings (`az://container/prefix`); credentials otherwise from the usual
+/// `AZURE_STORAGE_*` environment variables.
+#[derive(Clone, Debug, Default)]
+pub struct AzureOptions {
+    /// Storage account name.
+    pub account: Option<String>,
+    /// Storage account access key.
+    pub access_key: Option<String>,
+    /// Blob endpoint (e.g. a private endpoint); derived from the account when absent.
+    pub endpoint: Option<String>,
+    /// Use the Azurite emulator's well-known account (endpoint from AZURITE_BLOB_STORAGE_URL or
+    /// `endpoint`, default http://127.0.0.1:10000).
+    pub use_emulator: bool,
+}
+
+/// Settings of every kind of store; only the one the URL names is used.
+#[derive(Clone, Debug, Default)]
+pub struct StorageOptions {
+    /// For `s3://`.
+    pub s3: S3Options,
+    /// For `gs://`.
+    pub gcs: GcsOptions,
+    /// For `az://`.
+    pub azure: AzureOptions,
+}
+
 /// A storage URL that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -63,7 +103,7 @@ pub enum StorageError {
     #[error("invalid storage url {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
     /// The scheme is not one Kiln supports.
-    #[error("unsupported storage scheme {0:?}: use file://, memory:// or s3://")]
+    #[error("unsupported storage scheme {0:?}: use file://, s3://, gs://, az:// or memory://")]
     UnsupportedScheme(String),
     /// The store could not be set up.
     #[error("cannot open storage {url:?}: {source}")]
@@ -74,8 +114,24 @@ pub enum StorageError {
     },
 }
 
-/// Opens the store named by `url`: `file:///abs/dir`, `memory://`, or `s3://bucket/prefix`.
-pub fn open(url: &str, s3: &S3Options) -> Result<Storage, StorageError> {
+/// Each request is bounded, and failed ones are retried with backoff (object_store retries 5xx,
+/// timeouts and connection errors) within 30 s before the caller sees the error.
+pub(crate) fn client_options() -> (object_store::ClientOptions, object_store::RetryConfig) {
+    let client = object_store::ClientOptions::new()
+        .with_timeout(std::time::Duration::from_secs(10))
+        .with_connect_timeout(std::time::Duration::from_secs(2));
+    let retry = object_store::RetryConfig {
+        max_retries: 6,
+        retry_timeout: std::time::Duration::from_secs(30),
+        ..object_store::RetryConfig::default()
+    };
+    (client, retry)
+}
+
+/// Opens the store named by `url`: `file:///abs/dir`, `memory://`, `s3://bucket/prefix`,
+/// `gs://bucket/prefix` (also `gcs://`) or `az://container/prefix` (also `azure://`).
+pub fn open(url: &str, options: &StorageOptions) -> Result<Storage, StorageError> {
+    let s3 = &options.s3;
     let parsed = url::Url::parse(url).map_err(|e| StorageError::InvalidUrl {
         url: url.to_string(),
         reason: e.to_string(),
@@ -102,20 +158,8 @@ pub fn open(url: &str, s3: &S3Options) -> Result<Storage, StorageError> {
         }
         "memory" => Ok(Storage::in_memory()),
         "s3" => {
-            let bucket = parsed.host_str().ok_or_else(|| StorageError::InvalidUrl {
-                url: url.to_string(),
-                reason: "missing bucket".to_string(),
-            })?;
-            // Each request is bounded, and failed ones are retried with backoff (object_store
-            // retries 5xx, timeouts and connection errors) within 30 s before the caller sees it.
-            let client = object_store::ClientOptions::new()
-                .with_timeout(std::time::Duration::from_secs(10))
-                .with_connect_timeout(std::time::Duration::from_secs(2));
-            let retry = object_store::RetryConfig {
-                max_retries: 6,
-                retry_timeout: std::time::Duration::from_secs(30),
-                ..object_store::RetryConfig::default()
-            };
+            let bucket = bucket_of(&parsed, url)?;
+            let (client, retry) = client_options();
             let mut builder = AmazonS3Builder::from_env()
                 .with_client_options(client)
                 .with_retry(retry)
@@ -143,8 +187,35 @@ pub fn open(url: &str, s3: &S3Options) -> Result<Storage, StorageError> {
                 prefix: Path::from(parsed.path().trim_matches('/')),
             })
         }
+        "gs" | "gcs" => {
+            let bucket = bucket_of(&parsed, url)?;
+            let store = cloud::open_gcs(bucket, &options.gcs).map_err(open_err)?;
+            Ok(Storage {
+                store,
+                prefix: Path::from(parsed.path().trim_matches('/')),
+            })
+        }
+        "az" | "azure" => {
+            let container = bucket_of(&parsed, url)?;
+            let store = cloud::open_azure(container, &options.azure).map_err(open_err)?;
+            Ok(Storage {
+                store,
+                prefix: Path::from(parsed.path().trim_matches('/')),
+            })
+        }
         other => Err(StorageError::UnsupportedScheme(other.to_string())),
     }
+}
+
+/// The bucket (or container) of `scheme://bucket/prefix`.
+fn bucket_of<'a>(parsed: &'a url::Url, url: &str) -> Result<&'a str, StorageError> {
+    parsed
+        .host_str()
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| StorageError::InvalidUrl {
+            url: url.to_string(),
+            reason: "missing bucket".to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -157,7 +228,7 @@ mod tests {
     async fn file_store_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}/objects", dir.path().display());
-        let storage = open(&url, &S3Options::default()).unwrap();
+        let storage = open(&url, &StorageOptions::default()).unwrap();
         let path = storage.path("segments/0/a.bin");
         storage
             .store
@@ -178,11 +249,11 @@ mod tests {
 
     #[test]
     fn rejects_unknown_schemes() {
-        let err = open("ftp://x/y", &S3Options::default()).unwrap_err();
+        let err = open("ftp://x/y", &StorageOptions::default()).unwrap_err();
         assert!(
             err.to_string().contains("unsupported storage scheme"),
             "{err}"
         );
-        assert!(open("not a url", &S3Options::default()).is_err());
+        assert!(open("not a url", &StorageOptions::default()).is_err());
     }
 }

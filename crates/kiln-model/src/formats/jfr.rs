@@ -433,6 +433,25 @@ mod tests {
         std::fs::read(kiln_testdata::path(&format!("jfr/{name}"))).unwrap()
     }
 
+    /// Hostile recordings made from a real one are refused with an error: an event of size 0
+    /// (the JFR reader used to read it again forever; found by fuzzing) and a chunk smaller
+    /// than its header.
+    #[test]
+    fn damaged_recordings_are_refused_not_looped_on() {
+        let good = recording("java17-hotspot-profile.jfr");
+        // The first ordinary event of the chunk body (after two checkpoints and the metadata)
+        // gets size 0 and the type of a checkpoint (1), which the event iterator skips by size.
+        let mut empty_event = good.clone();
+        empty_event[105_147..105_149].copy_from_slice(&[0, 1]);
+        // A chunk smaller than its header.
+        let mut tiny_chunk = good.clone();
+        tiny_chunk[8..16].copy_from_slice(&0i64.to_be_bytes());
+        for (name, bytes) in [("empty event", empty_event), ("tiny chunk", tiny_chunk)] {
+            let error = parse_jfr(&bytes, None, Some(100), 5, 8).unwrap_err();
+            assert!(error.to_string().contains("JFR"), "{name}: {error}");
+        }
+    }
+
     /// Event counts as `jfr summary` prints them for the test recording.
     #[test]
     fn counts_every_event_of_a_hotspot_recording() {

@@ -28,8 +28,14 @@ impl ConstantPool {
         let mut constant_pool = Self::default();
         let mut offset = 0;
         let mut delta = header.constant_pool_offset;
+        // kiln: checkpoints chain by relative offsets; a chain that comes back to an offset it
+        // has read would loop forever.
+        let mut visited = std::collections::HashSet::new();
         while delta != 0 {
             offset += delta;
+            if !visited.insert(offset) {
+                return Err(Error::InvalidFormat);
+            }
             stream.seek(offset as u64)?;
             delta = Self::read_constant_pool_event(stream, &mut constant_pool, metadata)?;
         }

@@ -107,6 +107,10 @@ impl<'a, 'b> EventIterator<'a, 'b> {
             let event_offset = self.offset;
 
             let size = self.stream.read_i32()?;
+            // kiln: an event of no size would be read again forever.
+            if size <= 0 {
+                return Err(Error::InvalidFormat);
+            }
             let event_type = self.stream.read_i64()?;
             self.offset += size as u64;
 

@@ -165,6 +165,11 @@ impl<'a, T: Read + Seek> ChunkIterator<'a, T> {
         }
 
         let chunk_size = self.reader.stream.read_i64()?;
+        // kiln: a chunk smaller than its header would be read again forever (the next chunk
+        // starts `chunk_size` bytes on).
+        if chunk_size < 68 {
+            return Err(Error::InvalidFormat);
+        }
 
         // To reduce the overhead of read against the file, we load entire chunk into memory
         // and do all further operations on it.

@@ -242,6 +242,7 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         .data_dir
         .join(if args.smoke { "query-smoke" } else { "query" });
     let wanted = queries::Dataset {
+        generator: queries::GENERATOR,
         instances: if args.smoke { 1 } else { args.query_instances },
         minutes: if args.smoke {
             5
@@ -252,7 +253,8 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         samples_per_profile: if args.smoke { 200 } else { 1000 },
     };
     let existing = queries::Dataset::load(&dataset_dir).filter(|d| {
-        d.instances == wanted.instances
+        d.generator == wanted.generator
+            && d.instances == wanted.instances
             && d.minutes == wanted.minutes
             && d.samples_per_profile == wanted.samples_per_profile
     });

@@ -18,9 +18,16 @@ const NANOS: i64 = 1_000_000_000;
 /// Index of the service model used for the query data set.
 const SERVICE_INDEX: usize = 1000;
 
+/// Version 2: locations have one address per function name, as in a real binary (version 1
+/// gave them per-profile addresses, so merged pprof grew with every profile).
+pub(crate) const GENERATOR: u32 = 2;
+
 /// The data set's shape; stored beside the data so that a run reuses a matching one.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Dataset {
+    /// The generator's version: data sets of older generators are made again.
+    #[serde(default)]
+    pub(crate) generator: u32,
     pub(crate) instances: usize,
     pub(crate) minutes: i64,
     /// End of the data, unix seconds.
@@ -139,7 +146,8 @@ pub(crate) async fn measure(
 ) -> anyhow::Result<Vec<QueryLatency>> {
     let client = reqwest::Client::builder()
         .http2_prior_knowledge()
-        .timeout(Duration::from_secs(600))
+        // A 7-day merge takes over 10 minutes on 2 cores today.
+        .timeout(Duration::from_secs(3600))
         .build()?;
     let end_ms = dataset.end_seconds * 1000;
     let start_ms = end_ms - minutes * 60_000;
@@ -205,7 +213,11 @@ pub(crate) async fn measure(
                 "{kind} query over {minutes} min answered {status}: {}",
                 String::from_utf8_lossy(&body)
             );
-            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+            // Progress on stderr: a long suite shows where it is, and a failure later keeps
+            // what was measured.
+            eprintln!("{kind} over {minutes} min: {elapsed:.0} ms");
+            times.push(elapsed);
         }
         let cold = times[0];
         times.sort_by(f64::total_cmp);

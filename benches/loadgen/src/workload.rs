@@ -209,7 +209,8 @@ impl PprofBuilder {
         i
     }
 
-    /// One location per function (Go's pprof does the same for inlined-free code).
+    /// One location per function (Go's pprof does the same for inlined-free code), at an address
+    /// that depends only on the name, as code stays where the binary put it.
     fn function(&mut self, name: &str) -> u64 {
         if let Some(&id) = self.functions.get(name) {
             return id;
@@ -226,7 +227,7 @@ impl PprofBuilder {
         self.profile.location.push(Location {
             id,
             mapping_id: 0,
-            address: 0x400000 + id * 16,
+            address: 0x400000 + (stable_hash(name) & 0xf_ffff) * 16,
             line: vec![Line {
                 function_id: id,
                 line: 1,
@@ -270,6 +271,14 @@ impl PprofBuilder {
         self.profile.period = period;
         self.profile
     }
+}
+
+/// A hash that is the same in every run (SipHash with zero keys).
+fn stable_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]

@@ -220,16 +220,18 @@ fn cases() -> Vec<Case> {
             "invalid JSON for push.v1.PushRequest",
         ),
         pprof(
-            "a JFR recording that made the JFR reader panic (found by fuzzing)",
+            "a JFR recording with a negative array length (made the JFR reader panic; found by fuzzing)",
             "name=app&format=jfr",
-            std::fs::read(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
-                    "../../fuzz/artifacts/jfr/crash-b699f6d13f06394a036912a62cd6bf3ccfef23e4",
-                ),
-            )
-            .unwrap(),
+            jfr_artifact("crash-b699f6d13f06394a036912a62cd6bf3ccfef23e4"),
             400,
-            "invalid JFR recording: the reader failed on it",
+            "invalid JFR recording",
+        ),
+        pprof(
+            "a JFR recording with an array of 120 M elements (made the JFR reader reserve 3.8 GB; found by fuzzing)",
+            "name=app&format=jfr",
+            jfr_artifact("oom-798461312cb33ddf1eac8ecba5ccfaa0dcaea90b"),
+            400,
+            "invalid JFR recording",
         ),
         Case {
             name: "deeply nested OTLP/JSON",
@@ -336,4 +338,13 @@ async fn malformed_and_oversized_input_is_refused_and_nothing_is_lost() {
     assert_eq!(stored, expected);
     let rejected = server.metric("kiln_distributor_rejected_requests_total{protocol=\"ingest\",tenant=\"anonymous\",reason=\"body_too_large\"}").await;
     assert_eq!(rejected, 1.0);
+}
+
+fn jfr_artifact(name: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/artifacts/jfr")
+            .join(name),
+    )
+    .unwrap()
 }

@@ -84,8 +84,9 @@ pub fn parse_jfr(
     time_nanos: i64,
     duration_nanos: i64,
 ) -> Result<Vec<JfrProfile>> {
-    // jfrs trusts the counts in a recording and panics on some hostile ones (a negative array
-    // length overflows a Vec's capacity; found by fuzzing): such a recording is invalid input.
+    // The vendored jfrs bounds what a recording can make it allocate or loop on
+    // (vendor/jfrs/PATCHES.md); should a hostile recording still make it panic, that recording
+    // is invalid input, not a reason to lose the request's thread.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         parse_jfr_unguarded(recording, labels, sample_rate, time_nanos, duration_nanos)
     }))

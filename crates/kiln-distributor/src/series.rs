@@ -76,13 +76,19 @@ impl ActiveSeries {
             .iter()
             .filter(|key| !state.last_seen.get(key).is_some_and(active))
             .count();
-        let current = state.last_seen.values().filter(|seen| active(seen)).count();
-        if new > 0 && current + new > limit {
-            return Err(LimitError::TooManySeries {
-                tenant: tenant.to_string(),
-                series: current + new,
-                limit,
-            });
+        // Known entries bound the active ones from above, so most pushes pass without a count;
+        // only near the limit are expired entries dropped to count exactly.
+        if new > 0 && state.last_seen.len() + new > limit {
+            state.last_seen.retain(|_, seen| active(seen));
+            state.pruned = now;
+            let series = state.last_seen.len() + new;
+            if series > limit {
+                return Err(LimitError::TooManySeries {
+                    tenant: tenant.to_string(),
+                    series,
+                    limit,
+                });
+            }
         }
         for key in keys {
             state.last_seen.insert(key, now);

@@ -26,10 +26,7 @@ fn cloud_dir() -> PathBuf {
 impl Azurite {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
+        let port = crate::harness::free_port();
         let binary = cloud_dir().join("node_modules/.bin/azurite-blob");
         let child = Command::new(&binary)
             .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])

@@ -13,11 +13,11 @@ use kiln_metastore::Metastore;
 use kiln_proto::push::v1::PushRequest;
 use kiln_proto::push::v1::pusher_service_client::PusherServiceClient;
 use prost::Message;
-use serde_json::{Value, json};
 
-use crate::harness::{KilnServer, decode, go_profile_name, go_profiles, input_totals};
+use crate::harness::{
+    KilnServer, decode, flamegraph_json, go_profile_name, go_profiles, input_totals,
+};
 use crate::metastore_cluster::Cluster;
-use crate::query::UNTIL_SECONDS;
 use crate::reference::json_i64;
 use crate::s3::{S3Server, signal};
 
@@ -196,23 +196,8 @@ async fn run_client(
 
 /// The total of `profile_type` for `service`, as the querier merges it.
 pub(crate) async fn stored_total(querier: &KilnServer, profile_type: &str, service: &str) -> i64 {
-    let body = json!({
-        "profileTypeID": profile_type,
-        "labelSelector": format!("{{service_name=\"{service}\"}}"),
-        "start": "0",
-        "end": (UNTIL_SECONDS * 1000).to_string(),
-        "maxNodes": "1",
-    });
-    let response = reqwest::Client::new()
-        .post(querier.url("/querier.v1.QuerierService/SelectMergeStacktraces"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
+    flamegraph_json(querier, None, profile_type, service, 1)
         .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let answer: Value = response.json().await.unwrap();
-    answer["flamegraph"]
         .get("total")
         .map(json_i64)
         .unwrap_or_default()

@@ -338,3 +338,40 @@ impl KilnServer {
         blocks
     }
 }
+
+/// The `flamegraph` of a Connect JSON `SelectMergeStacktraces` over all time for one service,
+/// as `tenant` when given (else without a tenant header), with at most `max_nodes` nodes.
+pub(crate) async fn flamegraph_json(
+    server: &KilnServer,
+    tenant: Option<&str>,
+    profile_type: &str,
+    service: &str,
+    max_nodes: i64,
+) -> serde_json::Value {
+    let body = serde_json::json!({
+        "profileTypeID": profile_type,
+        "labelSelector": format!("{{service_name=\"{service}\"}}"),
+        "start": "0",
+        "end": (crate::query::UNTIL_SECONDS * 1000).to_string(),
+        "maxNodes": max_nodes.to_string(),
+    });
+    let mut request = reqwest::Client::new()
+        .post(server.url("/querier.v1.QuerierService/SelectMergeStacktraces"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(tenant) = tenant {
+        request = request.header("X-Scope-OrgID", tenant);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut answer: serde_json::Value = response.json().await.unwrap();
+    answer["flamegraph"].take()
+}
+
+/// A loopback port free now, for a test server that takes its port on the command line.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}

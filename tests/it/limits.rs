@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use prost::Message;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::harness::{KilnServer, cpu_profile, decode};
+use crate::harness::{KilnServer, cpu_profile, decode, flamegraph_json};
 use crate::query::UNTIL_SECONDS;
 use crate::reference::json_i64;
 
@@ -82,27 +82,7 @@ impl Client<'_> {
     }
 
     async fn flamegraph(&self, tenant: &str, service: &str) -> Value {
-        let body = json!({
-            "profileTypeID": CPU,
-            "labelSelector": format!("{{service_name=\"{service}\"}}"),
-            "start": "0",
-            "end": (UNTIL_SECONDS * 1000).to_string(),
-            "maxNodes": "0",
-        });
-        let response = self
-            .http
-            .post(
-                self.server
-                    .url("/querier.v1.QuerierService/SelectMergeStacktraces"),
-            )
-            .header("X-Scope-OrgID", tenant)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        response.json::<Value>().await.unwrap()["flamegraph"].clone()
+        flamegraph_json(self.server, Some(tenant), CPU, service, 0).await
     }
 }
 

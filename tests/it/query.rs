@@ -11,7 +11,7 @@ use kiln_proto::querier::v1::{SelectMergeStacktracesRequest, SelectMergeStacktra
 use prost::Message;
 use serde_json::{Value, json};
 
-use crate::harness::{KilnServer, decode, go_profile_name, go_profiles};
+use crate::harness::{KilnServer, decode, flamegraph_json, go_profile_name, go_profiles};
 use crate::reference::{
     FunctionTotals, flamegraph_function_totals, json_flamegraph_figures, json_i64,
     pprof_function_totals,
@@ -78,23 +78,7 @@ async fn via_connect_json(
     profile_type: &str,
     service: &str,
 ) -> FunctionTotals {
-    let body = json!({
-        "profileTypeID": profile_type,
-        "labelSelector": format!("{{service_name=\"{service}\"}}"),
-        "start": "0",
-        "end": (UNTIL_SECONDS * 1000).to_string(),
-        "maxNodes": "0",
-    });
-    let response = reqwest::Client::new()
-        .post(server.url("/querier.v1.QuerierService/SelectMergeStacktraces"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let answer: Value = response.json().await.unwrap();
-    json_flamegraph_figures(&answer["flamegraph"]).1
+    json_flamegraph_figures(&flamegraph_json(server, None, profile_type, service, 0).await).1
 }
 
 async fn via_connect_proto(

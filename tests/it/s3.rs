@@ -15,10 +15,7 @@ pub(crate) const BUCKET: &str = "kiln";
 
 impl S3Server {
     pub(crate) async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
+        let port = crate::harness::free_port();
         let binary = std::env::var_os("KILN_MOTO_SERVER")
             .map(PathBuf::from)
             .unwrap_or_else(|| {

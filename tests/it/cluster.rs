@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kiln_metastore::Metastore;
+use kiln_contract::metastore::Metastore;
 use kiln_proto::push::v1::PushRequest;
 use kiln_proto::push::v1::pusher_service_client::PusherServiceClient;
 use prost::Message;
@@ -74,7 +74,7 @@ impl KilnCluster {
         let client = self.metastores.client();
         let deadline = Instant::now() + Duration::from_secs(30);
         while client
-            .members(Some("ingester"))
+            .members(Some(kiln_contract::Role::Ingester))
             .await
             .map(|m| m.len())
             .unwrap_or(0)

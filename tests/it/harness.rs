@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use kiln_block::{BlockMeta, SegmentReader};
+use kiln_block::SegmentReader;
+use kiln_model::BlockMeta;
 use kiln_proto::google::v1::Profile;
 use prost::Message;
 
@@ -323,7 +324,7 @@ pub(crate) async fn stored_totals(
 impl KilnServer {
     /// Every block of every tenant, from the server's metastore over gRPC.
     pub(crate) async fn registered_blocks(&self) -> Vec<BlockMeta> {
-        use kiln_metastore::{BlockQuery, Metastore, MetastoreClient};
+        use kiln_contract::metastore::{BlockQuery, Metastore, MetastoreClient};
         let client =
             MetastoreClient::new(vec![self.grpc_addr.clone()], Duration::from_secs(10)).unwrap();
         let mut blocks = Vec::new();

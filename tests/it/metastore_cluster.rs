@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kiln_block::{BlockMeta, DatasetMeta};
-use kiln_metastore::{BlockQuery, Metastore, MetastoreClient};
+use kiln_contract::metastore::{BlockQuery, Metastore, MetastoreClient};
+use kiln_model::{BlockMeta, DatasetMeta};
 use kiln_proto::kiln::metastore::v1::StatusResponse;
 use tokio_util::sync::CancellationToken;
 

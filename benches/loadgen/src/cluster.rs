@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use kiln_metastore::{Metastore, MetastoreClient};
+use kiln_contract::metastore::{Metastore, MetastoreClient};
 use kiln_objstore::object_store::{ObjectStoreExt, PutPayload};
 
 use crate::driver::{self, LoadConfig, LoadResult};
@@ -247,7 +247,7 @@ pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let client = MetastoreClient::new(peers.clone(), Duration::from_secs(30))?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while client
-        .members(Some("ingester"))
+        .members(Some(kiln_contract::Role::Ingester))
         .await
         .map(|m| m.len())
         .unwrap_or(0)

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use kiln_block::{BlockMeta, DatasetMeta};
-use kiln_metastore::{BlockQuery, Metastore, MetastoreClient};
+use kiln_contract::metastore::{BlockQuery, Metastore, MetastoreClient};
+use kiln_model::{BlockMeta, DatasetMeta};
 
 use crate::figures::{Figures, kiln_binary};
 use crate::server::Server;
@@ -190,9 +190,9 @@ pub(crate) async fn run(args: MetastoreArgs) -> anyhow::Result<()> {
                 let start = (span_end - window) * q as i64 / args.queries as i64;
                 let mut query = BlockQuery::new("bench", start, start + window);
                 if matchers {
-                    query.matchers.push(kiln_metastore::LabelMatcher::new(
+                    query.matchers.push(kiln_model::LabelMatcher::new(
                         "service_name",
-                        kiln_metastore::MatchOp::Equal,
+                        kiln_model::MatchOp::Equal,
                         "service-3",
                     )?);
                 }

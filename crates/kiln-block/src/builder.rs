@@ -41,7 +41,11 @@ impl SegmentBuilder {
 
     /// The datasets, ordered by tenant then service for a stable layout.
     pub fn into_datasets(self) -> Vec<DatasetData> {
-        let mut datasets: Vec<DatasetData> = self.datasets.into_iter().map(|d| d.data).collect();
+        let mut datasets: Vec<DatasetData> = self
+            .datasets
+            .into_iter()
+            .map(DatasetBuilder::finish)
+            .collect();
         datasets.sort_by(|a, b| (&a.tenant, &a.service_name).cmp(&(&b.tenant, &b.service_name)));
         datasets
     }
@@ -72,8 +76,10 @@ impl<T: Clone + Eq + Hash> Interner<T> {
     }
 }
 
+/// Accumulates the profiles of one dataset (tenant and service), deduplicating its symbols and
+/// stacks. Datasets are independent, so writers can fill several at once.
 #[derive(Debug)]
-struct DatasetBuilder {
+pub struct DatasetBuilder {
     data: DatasetData,
     strings: Interner<String>,
     mappings: Interner<Mapping>,
@@ -84,7 +90,8 @@ struct DatasetBuilder {
 }
 
 impl DatasetBuilder {
-    fn new(tenant: &str, service_name: &str) -> Self {
+    /// An empty dataset of `service_name` of `tenant`.
+    pub fn new(tenant: &str, service_name: &str) -> Self {
         let mut builder = Self {
             data: DatasetData {
                 tenant: tenant.to_string(),
@@ -111,7 +118,9 @@ impl DatasetBuilder {
             .intern(s.to_string(), &mut self.data.symbols.strings, 0)
     }
 
-    fn add(&mut self, profile: &NormalizedProfile) {
+    /// Adds a normalized profile of this dataset's service. Its symbols must be valid (as
+    /// `normalize` and the ingester's wire decoding leave them).
+    pub fn add(&mut self, profile: &NormalizedProfile) {
         let mut symbols = SymbolMapper::new(&profile.symbols);
         for series in &profile.series {
             let series_id = match self.series.get(&series.labels) {
@@ -150,6 +159,16 @@ impl DatasetBuilder {
                 });
             }
         }
+    }
+
+    /// Number of samples added so far.
+    pub fn sample_count(&self) -> usize {
+        self.data.samples.len()
+    }
+
+    /// The dataset's rows and symbols.
+    pub fn finish(self) -> DatasetData {
+        self.data
     }
 }
 

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
 use crate::data::DatasetData;
-use crate::meta::{BlockMeta, DatasetMeta};
 use crate::sections::{self, SECTIONS};
 use crate::{BlockError, Result, SegmentBuilder};
+use kiln_model::{BlockMeta, DatasetMeta};
 
 const MAGIC: &[u8; 8] = b"KILNBLK1";
 const TRAILER_LEN: usize = 4 + 4 + MAGIC.len();
@@ -41,60 +41,70 @@ struct SectionRef {
 impl SegmentBuilder {
     /// Encodes the segment as one object and describes it; `None` when it holds no samples.
     pub fn finish(self, id: Ulid, shard: u32) -> Result<Option<(Bytes, BlockMeta)>> {
-        if self.is_empty() {
-            return Ok(None);
+        encode_segment(self.into_datasets(), id, shard)
+    }
+}
+
+/// Encodes `datasets` as one segment object and describes it; `None` when they hold no samples.
+/// Datasets are laid out by tenant, then service, for a stable layout.
+pub fn encode_segment(
+    mut datasets: Vec<DatasetData>,
+    id: Ulid,
+    shard: u32,
+) -> Result<Option<(Bytes, BlockMeta)>> {
+    if datasets.iter().all(|d| d.samples.is_empty()) {
+        return Ok(None);
+    }
+    datasets.sort_by(|a, b| (&a.tenant, &a.service_name).cmp(&(&b.tenant, &b.service_name)));
+    let mut body = MAGIC.to_vec();
+    let mut refs = Vec::new();
+    for (name, bytes) in sections::encode(&datasets)? {
+        refs.push(SectionRef {
+            name: name.to_string(),
+            offset: body.len() as u64,
+            length: bytes.len() as u64,
+        });
+        body.extend_from_slice(&bytes);
+    }
+    let mut meta = BlockMeta {
+        id: id.to_string(),
+        path: object_path(shard, &id),
+        shard,
+        compaction_level: 0,
+        min_time_nanos: i64::MAX,
+        max_time_nanos: i64::MIN,
+        size_bytes: 0,
+        datasets: datasets.iter().map(dataset_meta).collect(),
+    };
+    for dataset in &meta.datasets {
+        meta.min_time_nanos = meta.min_time_nanos.min(dataset.min_time_nanos);
+        meta.max_time_nanos = meta.max_time_nanos.max(dataset.max_time_nanos);
+    }
+    // The footer holds the final size, which depends on the footer's own length: encode
+    // once to learn it, then again with the size filled in (digits only grow, so retry).
+    loop {
+        let footer = serde_json::to_vec(&Footer {
+            format_version: FORMAT_VERSION,
+            sections: refs
+                .iter()
+                .map(|r| SectionRef {
+                    name: r.name.clone(),
+                    ..*r
+                })
+                .collect(),
+            meta: meta.clone(),
+        })
+        .map_err(|e| BlockError::Corrupt(format!("cannot encode footer: {e}")))?;
+        let total = (body.len() + footer.len() + TRAILER_LEN) as u64;
+        if total != meta.size_bytes {
+            meta.size_bytes = total;
+            continue;
         }
-        let datasets = self.into_datasets();
-        let mut body = MAGIC.to_vec();
-        let mut refs = Vec::new();
-        for (name, bytes) in sections::encode(&datasets)? {
-            refs.push(SectionRef {
-                name: name.to_string(),
-                offset: body.len() as u64,
-                length: bytes.len() as u64,
-            });
-            body.extend_from_slice(&bytes);
-        }
-        let mut meta = BlockMeta {
-            id: id.to_string(),
-            path: object_path(shard, &id),
-            shard,
-            compaction_level: 0,
-            min_time_nanos: i64::MAX,
-            max_time_nanos: i64::MIN,
-            size_bytes: 0,
-            datasets: datasets.iter().map(dataset_meta).collect(),
-        };
-        for dataset in &meta.datasets {
-            meta.min_time_nanos = meta.min_time_nanos.min(dataset.min_time_nanos);
-            meta.max_time_nanos = meta.max_time_nanos.max(dataset.max_time_nanos);
-        }
-        // The footer holds the final size, which depends on the footer's own length: encode
-        // once to learn it, then again with the size filled in (digits only grow, so retry).
-        loop {
-            let footer = serde_json::to_vec(&Footer {
-                format_version: FORMAT_VERSION,
-                sections: refs
-                    .iter()
-                    .map(|r| SectionRef {
-                        name: r.name.clone(),
-                        ..*r
-                    })
-                    .collect(),
-                meta: meta.clone(),
-            })
-            .map_err(|e| BlockError::Corrupt(format!("cannot encode footer: {e}")))?;
-            let total = (body.len() + footer.len() + TRAILER_LEN) as u64;
-            if total != meta.size_bytes {
-                meta.size_bytes = total;
-                continue;
-            }
-            body.extend_from_slice(&footer);
-            body.extend_from_slice(&(footer.len() as u32).to_le_bytes());
-            body.extend_from_slice(&crc32fast::hash(&footer).to_le_bytes());
-            body.extend_from_slice(MAGIC);
-            return Ok(Some((Bytes::from(body), meta)));
-        }
+        body.extend_from_slice(&footer);
+        body.extend_from_slice(&(footer.len() as u32).to_le_bytes());
+        body.extend_from_slice(&crc32fast::hash(&footer).to_le_bytes());
+        body.extend_from_slice(MAGIC);
+        return Ok(Some((Bytes::from(body), meta)));
     }
 }
 

@@ -23,6 +23,20 @@ pub enum Target {
     Compactor,
 }
 
+impl Target {
+    /// The target's name as `--target` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::All => "all",
+            Target::Distributor => "distributor",
+            Target::Ingester => "ingester",
+            Target::Metastore => "metastore",
+            Target::Querier => "querier",
+            Target::Compactor => "compactor",
+        }
+    }
+}
+
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {

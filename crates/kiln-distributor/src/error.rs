@@ -1,6 +1,6 @@
 use http::StatusCode;
 use kiln_api::RequestError;
-use kiln_ingester::IngestError;
+use kiln_contract::ingester::IngestError;
 use kiln_model::ModelError;
 use thiserror::Error;
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::post;
-use kiln_ingester::Ingester;
+use kiln_contract::ingester::Ingester;
 
 pub use error::DistributorError;
 pub use kiln_api::{TENANT_HEADER, TenantResolver};

@@ -4,12 +4,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use kiln_config::{Limits, RuntimeConfig};
 use kiln_model::NormalizedProfile;
+use kiln_runtime::{FirstTick, spawn_every};
+use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
@@ -287,7 +289,7 @@ impl TenantLimits {
 
     /// The limits of `tenant` now.
     pub fn limits(&self, tenant: &str) -> Limits {
-        let runtime = self.runtime.read().expect("runtime config lock");
+        let runtime = self.runtime.read();
         runtime
             .resolved
             .get(tenant)
@@ -297,11 +299,7 @@ impl TenantLimits {
 
     /// The overrides in force.
     pub fn runtime_config(&self) -> RuntimeConfig {
-        self.runtime
-            .read()
-            .expect("runtime config lock")
-            .config
-            .clone()
+        self.runtime.read().config.clone()
     }
 
     /// The defaults of every tenant.
@@ -322,7 +320,7 @@ impl TenantLimits {
         let invalid = |e: String| format!("invalid runtime config {}: {e}", path.display());
         let config = RuntimeConfig::parse(&text, &self.defaults).map_err(invalid)?;
         let resolved = config.resolve(&self.defaults).map_err(invalid)?;
-        let mut current = self.runtime.write().expect("runtime config lock");
+        let mut current = self.runtime.write();
         let changed = current.config != config;
         *current = Runtime { config, resolved };
         Ok(changed)
@@ -337,20 +335,13 @@ impl TenantLimits {
     ) -> Result<(), String> {
         self.load(&path)?;
         let limits = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(period);
-            ticks.tick().await;
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = ticks.tick() => {}
-                }
-                match limits.load(&path) {
-                    Ok(true) => tracing::info!(path = %path.display(), "runtime config reloaded"),
-                    Ok(false) => {}
-                    Err(e) => tracing::error!(error = %e, "keeping the previous runtime config"),
-                }
+        spawn_every(period, FirstTick::AfterPeriod, stop, move || {
+            match limits.load(&path) {
+                Ok(true) => tracing::info!(path = %path.display(), "runtime config reloaded"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "keeping the previous runtime config"),
             }
+            std::future::ready(())
         });
         Ok(())
     }
@@ -370,7 +361,7 @@ impl TenantLimits {
         }
         let share = self.live_distributors.load(Ordering::Relaxed) as f64;
         let rate = limits.ingestion_rate_mb * 1e6 / share;
-        let mut buckets = self.buckets.lock().expect("buckets lock");
+        let mut buckets = self.buckets.lock();
         let now = Instant::now();
         let bucket = buckets.entry(tenant.to_string()).or_insert(Bucket {
             tokens: burst,

@@ -8,13 +8,16 @@
 //! seconds, so a dead one is routed around before its heartbeats expire.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use kiln_ingester::{IngestError, Ingester, IngesterClient};
-use kiln_metastore::Metastore;
+use kiln_contract::ingester::{IngestError, Ingester, IngesterClient};
+use kiln_contract::metastore::Metastore;
+use kiln_contract::{ChannelPool, Role};
 use kiln_model::{NormalizedProfile, TenantId};
+use kiln_runtime::{FirstTick, spawn_every};
+use parking_lot::{Mutex, RwLock};
 use tokio_util::sync::CancellationToken;
 
 /// How long an ingester that failed a push is tried after the others.
@@ -24,6 +27,7 @@ const SUSPECT_FOR: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct IngesterRing {
     metastore: Arc<dyn Metastore>,
+    channels: ChannelPool,
     ingesters: RwLock<Vec<IngesterClient>>,
     suspects: Mutex<HashMap<String, Instant>>,
     push_timeout: Duration,
@@ -60,19 +64,16 @@ impl IngesterRing {
     ) -> Arc<Self> {
         let ring = Arc::new(Self {
             metastore,
+            channels: ChannelPool::default(),
             ingesters: RwLock::default(),
             suspects: Mutex::default(),
             push_timeout,
         });
         let refreshing = Arc::clone(&ring);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = ticks.tick() => {}
-                }
-                if let Err(e) = refreshing.refresh().await {
+        spawn_every(Duration::from_secs(1), FirstTick::Now, stop, move || {
+            let ring = Arc::clone(&refreshing);
+            async move {
+                if let Err(e) = ring.refresh().await {
                     tracing::warn!(error = %e, "cannot refresh the ingester membership");
                 }
             }
@@ -84,13 +85,12 @@ impl IngesterRing {
     pub async fn refresh(&self) -> Result<usize, IngestError> {
         let members = self
             .metastore
-            .members(Some("ingester"))
+            .members(Some(Role::Ingester))
             .await
             .map_err(|e| IngestError::Unavailable(format!("membership: {e}")))?;
         let mut current: BTreeMap<String, IngesterClient> = self
             .ingesters
             .read()
-            .expect("ring lock")
             .iter()
             .map(|c| (c.addr().to_string(), c.clone()))
             .collect();
@@ -98,27 +98,27 @@ impl IngesterRing {
         for member in members {
             let client = match current.remove(&member.addr) {
                 Some(client) => client,
-                None => IngesterClient::new(&member.addr, self.push_timeout)?,
+                None => IngesterClient::new(&self.channels, &member.addr, self.push_timeout)?,
             };
             next.push(client);
         }
         next.sort_by(|a, b| a.addr().cmp(b.addr()));
         let count = next.len();
-        *self.ingesters.write().expect("ring lock") = next;
+        *self.ingesters.write() = next;
         Ok(count)
     }
 
     /// The ingesters to try for (tenant, service): its own first, then around the ring, with
     /// recently failed ones last.
     fn candidates(&self, tenant: &str, service: &str) -> Vec<IngesterClient> {
-        let ingesters = self.ingesters.read().expect("ring lock").clone();
+        let ingesters = self.ingesters.read().clone();
         if ingesters.is_empty() {
             return ingesters;
         }
         let first = jump_hash(placement_key(tenant, service), ingesters.len());
         let ordered =
             (0..ingesters.len()).map(|i| ingesters[(first + i) % ingesters.len()].clone());
-        let suspects = self.suspects.lock().expect("suspects lock");
+        let suspects = self.suspects.lock();
         let suspect = |c: &IngesterClient| {
             suspects
                 .get(c.addr())
@@ -150,7 +150,6 @@ impl IngesterRing {
                     } else {
                         self.suspects
                             .lock()
-                            .expect("suspects lock")
                             .insert(ingester.addr().to_string(), Instant::now());
                     }
                     tracing::debug!(ingester = ingester.addr(), error = %e, "push failed; trying the next ingester");

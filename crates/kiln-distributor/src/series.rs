@@ -7,10 +7,10 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kiln_model::NormalizedProfile;
+use parking_lot::Mutex;
 
 use crate::limits::LimitError;
 
@@ -43,7 +43,7 @@ impl ActiveSeries {
         profiles: &[NormalizedProfile],
         now: Instant,
     ) -> Result<(), LimitError> {
-        let mut tenants = self.tenants.lock().expect("active series lock");
+        let mut tenants = self.tenants.lock();
         if limit == 0 {
             tenants.remove(tenant);
             return Ok(());

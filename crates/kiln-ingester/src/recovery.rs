@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use kiln_block::BlockMeta;
-use kiln_metastore::Metastore;
+use kiln_contract::metastore::Metastore;
+use kiln_model::BlockMeta;
 use kiln_objstore::Storage;
 use kiln_objstore::object_store::{ObjectStoreExt, PutPayload};
+use kiln_runtime::{FirstTick, spawn_every};
 use tokio_util::sync::CancellationToken;
 
 const PREFIX: &str = "recovery";
@@ -77,13 +78,9 @@ pub fn spawn_sweeper(
     interval: Duration,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
+    spawn_every(interval, FirstTick::Now, stop, move || {
+        let (storage, metastore) = (storage.clone(), Arc::clone(&metastore));
+        async move {
             match sweep(&storage, metastore.as_ref()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(

@@ -1,19 +1,22 @@
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use kiln_block::SegmentBuilder;
-use kiln_metastore::Metastore;
+use kiln_block::{DatasetBuilder, DatasetData, encode_segment};
+use kiln_contract::ingester::{IngestError, Ingester};
+use kiln_contract::metastore::Metastore;
 use kiln_model::{NormalizedProfile, TenantId};
 use kiln_objstore::Storage;
 use kiln_objstore::object_store::{ObjectStoreExt, PutPayload};
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use ulid::Ulid;
 
-use crate::{IngestError, Ingester, IngesterMetrics};
+use crate::IngesterMetrics;
 
 /// Settings of a segment writer.
 #[derive(Clone, Debug)]
@@ -41,11 +44,115 @@ impl Default for SegmentWriterConfig {
 
 type Waiter = oneshot::Sender<Result<(), IngestError>>;
 
+/// The builder of one dataset, locked on its own so that pushes of other datasets go on.
+type SharedDataset = Arc<Mutex<DatasetBuilder>>;
+
+/// The datasets and waiting pushes of the segment being filled.
+///
+/// Pushes fill it under a read lock of [`Buffer::state`] (so pushes of different services run in
+/// parallel, each locking only its own dataset); the flush swaps it for an empty one under the
+/// write lock, which therefore waits until every push that started adding has finished and
+/// registered its waiter. Locks are `parking_lot`'s: a panic while one is held cannot poison it
+/// and take every later push down with it.
 #[derive(Debug, Default)]
-struct Pending {
-    builder: SegmentBuilder,
-    waiters: Vec<Waiter>,
+struct Generation {
+    datasets: Mutex<HashMap<(TenantId, String), SharedDataset>>,
+    waiters: Mutex<Vec<Waiter>>,
+    samples: AtomicUsize,
+}
+
+impl Generation {
+    /// The builder of `service` of `tenant`, created when new.
+    fn dataset(&self, tenant: &TenantId, service: &str) -> SharedDataset {
+        let mut datasets = self.datasets.lock();
+        if let Some(dataset) = datasets.get(&(tenant.clone(), service.to_string())) {
+            return Arc::clone(dataset);
+        }
+        let dataset = Arc::new(Mutex::new(DatasetBuilder::new(tenant.as_str(), service)));
+        datasets.insert((tenant.clone(), service.to_string()), Arc::clone(&dataset));
+        dataset
+    }
+
+    /// The finished datasets; called once no push can reach this generation any more.
+    fn into_datasets(self) -> Vec<DatasetData> {
+        self.datasets
+            .into_inner()
+            .into_iter()
+            .map(
+                |((tenant, service), dataset)| match Arc::try_unwrap(dataset) {
+                    Ok(dataset) => dataset.into_inner().finish(),
+                    // Pushes drop their handle before they release the read lock, so this is never
+                    // taken; if it were, the data is still moved out rather than lost.
+                    Err(shared) => std::mem::replace(
+                        &mut *shared.lock(),
+                        DatasetBuilder::new(tenant.as_str(), &service),
+                    )
+                    .finish(),
+                },
+            )
+            .collect()
+    }
+}
+
+#[derive(Debug, Default)]
+struct BufferState {
+    generation: Generation,
     closed: bool,
+}
+
+/// What pushes and the flush loop share.
+#[derive(Debug, Default)]
+struct Buffer {
+    state: RwLock<BufferState>,
+}
+
+impl Buffer {
+    /// Adds the profiles to the open segment and returns the receiver of their acknowledgement.
+    /// CPU work (symbol interning): runs on a blocking thread.
+    fn add(
+        &self,
+        tenant: &TenantId,
+        profiles: &[NormalizedProfile],
+        samples: usize,
+        limit: usize,
+    ) -> Result<oneshot::Receiver<Result<(), IngestError>>, IngestError> {
+        let state = self.state.read();
+        if state.closed {
+            return Err(IngestError::ShuttingDown);
+        }
+        let generation = &state.generation;
+        generation
+            .samples
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |buffered| {
+                (buffered == 0 || buffered + samples <= limit).then_some(buffered + samples)
+            })
+            .map_err(|buffered| IngestError::Overloaded { buffered, limit })?;
+        let mut start = 0;
+        while start < profiles.len() {
+            // Consecutive profiles of one service share one lock of their dataset.
+            let service = &profiles[start].service_name;
+            let end = profiles[start..]
+                .iter()
+                .position(|p| &p.service_name != service)
+                .map_or(profiles.len(), |n| start + n);
+            let dataset = generation.dataset(tenant, service);
+            let mut dataset = dataset.lock();
+            for profile in &profiles[start..end] {
+                dataset.add(profile);
+            }
+            start = end;
+        }
+        let (sender, receiver) = oneshot::channel();
+        generation.waiters.lock().push(sender);
+        Ok(receiver)
+    }
+
+    /// Takes the open segment, leaving an empty one; `close` refuses every later push.
+    fn take(&self, close: bool) -> Generation {
+        let mut state = self.state.write();
+        state.closed |= close;
+        std::mem::take(&mut state.generation)
+    }
 }
 
 /// Buffers pushes and flushes them as segments on a timer; see the crate docs.
@@ -53,7 +160,7 @@ struct Pending {
 pub struct SegmentWriter {
     config: SegmentWriterConfig,
     metrics: IngesterMetrics,
-    pending: Arc<Mutex<Pending>>,
+    buffer: Arc<Buffer>,
     shutdown: CancellationToken,
     flusher: Mutex<Option<JoinHandle<()>>>,
     draining: AtomicBool,
@@ -63,7 +170,7 @@ pub struct SegmentWriter {
 struct Flusher {
     config: SegmentWriterConfig,
     flush_now: Arc<Notify>,
-    pending: Arc<Mutex<Pending>>,
+    buffer: Arc<Buffer>,
     storage: Storage,
     metastore: Arc<dyn Metastore>,
     metrics: IngesterMetrics,
@@ -77,13 +184,13 @@ impl SegmentWriter {
         metastore: Arc<dyn Metastore>,
         metrics: IngesterMetrics,
     ) -> Arc<Self> {
-        let pending = Arc::new(Mutex::new(Pending::default()));
+        let buffer = Arc::new(Buffer::default());
         let shutdown = CancellationToken::new();
         let flush_now = Arc::new(Notify::new());
         let flusher = Flusher {
             config: config.clone(),
             flush_now: Arc::clone(&flush_now),
-            pending: Arc::clone(&pending),
+            buffer: Arc::clone(&buffer),
             storage,
             metastore,
             metrics: metrics.clone(),
@@ -92,7 +199,7 @@ impl SegmentWriter {
         Arc::new(Self {
             config,
             metrics,
-            pending,
+            buffer,
             shutdown,
             flusher: Mutex::new(Some(handle)),
             draining: AtomicBool::new(false),
@@ -111,7 +218,7 @@ impl SegmentWriter {
     /// Refuses new pushes, flushes what is buffered, and waits for the flush loop to end.
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
-        let handle = self.flusher.lock().expect("flusher lock").take();
+        let handle = self.flusher.lock().take();
         if let Some(handle) = handle
             && let Err(e) = handle.await
         {
@@ -131,26 +238,15 @@ impl Ingester for SegmentWriter {
         if samples == 0 {
             return Ok(());
         }
-        let receiver = {
-            let mut pending = self.pending.lock().expect("pending lock");
-            if pending.closed {
-                return Err(IngestError::ShuttingDown);
-            }
-            let buffered = pending.builder.sample_count();
-            if buffered > 0 && buffered + samples > self.config.max_buffered_samples {
-                return Err(IngestError::Overloaded {
-                    buffered,
-                    limit: self.config.max_buffered_samples,
-                });
-            }
-            for profile in &profiles {
-                pending.builder.add(&tenant, profile);
-            }
-            let (sender, receiver) = oneshot::channel();
-            pending.waiters.push(sender);
-            self.metrics.buffered_samples.inc_by(samples as i64);
-            receiver
-        };
+        let buffer = Arc::clone(&self.buffer);
+        let limit = self.config.max_buffered_samples;
+        let receiver =
+            tokio::task::spawn_blocking(move || buffer.add(&tenant, &profiles, samples, limit))
+                .await
+                .map_err(|e| {
+                    IngestError::Invalid(format!("the push could not be buffered: {e}"))
+                })??;
+        self.metrics.buffered_samples.inc_by(samples as i64);
         if self.draining.load(Ordering::SeqCst) {
             self.flush_now.notify_one();
         }
@@ -166,36 +262,34 @@ impl Flusher {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = interval.tick() => self.flush().await,
-                _ = self.flush_now.notified() => self.flush().await,
+                _ = interval.tick() => self.flush(false).await,
+                _ = self.flush_now.notified() => self.flush(false).await,
                 _ = shutdown.cancelled() => break,
             }
         }
-        self.pending.lock().expect("pending lock").closed = true;
-        self.flush().await;
+        self.flush(true).await;
     }
 
-    async fn flush(&self) {
-        let Pending {
-            builder, waiters, ..
-        } = {
-            let mut pending = self.pending.lock().expect("pending lock");
-            let closed = pending.closed;
-            std::mem::replace(
-                &mut *pending,
-                Pending {
-                    closed,
-                    ..Pending::default()
-                },
-            )
+    /// Writes what is buffered as one segment and answers its pushes; `close` refuses every
+    /// later push.
+    async fn flush(&self, close: bool) {
+        let buffer = Arc::clone(&self.buffer);
+        // Taking the buffer waits for pushes that are adding: off the async executor.
+        let generation = match tokio::task::spawn_blocking(move || buffer.take(close)).await {
+            Ok(generation) => generation,
+            Err(e) => {
+                tracing::error!(error = %e, "taking the segment buffer failed");
+                return;
+            }
         };
+        let waiters = std::mem::take(&mut *generation.waiters.lock());
         if waiters.is_empty() {
             return;
         }
         let started = Instant::now();
-        let samples = builder.sample_count();
+        let samples = generation.samples.load(Ordering::SeqCst);
         self.metrics.buffered_samples.dec_by(samples as i64);
-        let result = self.write_segment(builder).await;
+        let result = self.write_segment(generation).await;
         match &result {
             Ok(bytes) => {
                 self.metrics.segments_flushed.inc();
@@ -217,13 +311,15 @@ impl Flusher {
     }
 
     /// Encodes, uploads and registers one segment; returns its size.
-    async fn write_segment(&self, builder: SegmentBuilder) -> Result<u64, IngestError> {
+    async fn write_segment(&self, generation: Generation) -> Result<u64, IngestError> {
         let id = Ulid::new();
         let shard = self.config.shard;
-        let encoded = tokio::task::spawn_blocking(move || builder.finish(id, shard))
-            .await
-            .map_err(|e| IngestError::Storage(format!("segment encoding panicked: {e}")))?
-            .map_err(|e| IngestError::Storage(e.to_string()))?;
+        let encoded = tokio::task::spawn_blocking(move || {
+            encode_segment(generation.into_datasets(), id, shard)
+        })
+        .await
+        .map_err(|e| IngestError::Storage(format!("segment encoding panicked: {e}")))?
+        .map_err(|e| IngestError::Storage(e.to_string()))?;
         let Some((bytes, meta)) = encoded else {
             return Ok(0);
         };

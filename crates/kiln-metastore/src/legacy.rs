@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use kiln_block::BlockMeta;
+use kiln_contract::metastore::MetastoreError;
+use kiln_model::BlockMeta;
 
-use crate::MetastoreError;
 use crate::node::MetastoreNode;
 
 const LEGACY_FILE: &str = "blocks.jsonl";

@@ -3,29 +3,16 @@
 //! interval of the members.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A member is alive while its last heartbeat is younger than this.
-pub const MEMBER_TTL: Duration = Duration::from_secs(10);
-
-/// A role instance known from its heartbeats.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Member {
-    /// distributor, ingester, querier or compactor.
-    pub role: String,
-    /// The member's gRPC address.
-    pub addr: String,
-    /// Unix milliseconds of its first heartbeat seen by this leader.
-    pub first_seen_millis: i64,
-    /// Unix milliseconds of its latest heartbeat.
-    pub last_seen_millis: i64,
-}
+use kiln_contract::Role;
+use kiln_contract::metastore::{MEMBER_TTL, Member};
+use parking_lot::Mutex;
 
 /// The heartbeat table.
 #[derive(Debug, Default)]
 pub(crate) struct Members {
-    by_key: Mutex<HashMap<(String, String), Member>>,
+    by_key: Mutex<HashMap<(Role, String), Member>>,
 }
 
 fn now_millis() -> i64 {
@@ -36,14 +23,14 @@ fn now_millis() -> i64 {
 }
 
 impl Members {
-    pub(crate) fn heartbeat(&self, role: &str, addr: &str) {
+    pub(crate) fn heartbeat(&self, role: Role, addr: &str) {
         let now = now_millis();
-        let mut members = self.by_key.lock().expect("members lock");
+        let mut members = self.by_key.lock();
         members
-            .entry((role.to_string(), addr.to_string()))
+            .entry((role, addr.to_string()))
             .and_modify(|m| m.last_seen_millis = now)
             .or_insert_with(|| Member {
-                role: role.to_string(),
+                role,
                 addr: addr.to_string(),
                 first_seen_millis: now,
                 last_seen_millis: now,
@@ -51,13 +38,13 @@ impl Members {
     }
 
     /// Members alive now, of one role or all, ordered by role and address. Expired ones go.
-    pub(crate) fn alive(&self, role: Option<&str>) -> Vec<Member> {
+    pub(crate) fn alive(&self, role: Option<Role>) -> Vec<Member> {
         let oldest = now_millis() - MEMBER_TTL.as_millis() as i64;
-        let mut members = self.by_key.lock().expect("members lock");
+        let mut members = self.by_key.lock();
         members.retain(|_, m| m.last_seen_millis >= oldest);
         let mut alive: Vec<Member> = members
             .values()
-            .filter(|m| role.is_none_or(|r| r.is_empty() || m.role == r))
+            .filter(|m| role.is_none_or(|r| m.role == r))
             .cloned()
             .collect();
         alive.sort_by(|a, b| (&a.role, &a.addr).cmp(&(&b.role, &b.addr)));
@@ -72,11 +59,11 @@ mod tests {
     #[test]
     fn heartbeats_are_listed_by_role() {
         let members = Members::default();
-        members.heartbeat("ingester", "b:9095");
-        members.heartbeat("ingester", "a:9095");
-        members.heartbeat("querier", "c:9095");
-        members.heartbeat("ingester", "a:9095");
-        let ingesters = members.alive(Some("ingester"));
+        members.heartbeat(Role::Ingester, "b:9095");
+        members.heartbeat(Role::Ingester, "a:9095");
+        members.heartbeat(Role::Querier, "c:9095");
+        members.heartbeat(Role::Ingester, "a:9095");
+        let ingesters = members.alive(Some(Role::Ingester));
         assert_eq!(
             ingesters
                 .iter()

@@ -1,10 +1,7 @@
 //! Raft traffic between metastore nodes over gRPC: the client side (openraft's network factory)
 //! and the server side (`kiln.raft.v1.RaftService`).
 
-use std::collections::HashMap;
 use std::error::Error;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use kiln_proto::kiln::raft::v1::RaftPayload;
@@ -20,43 +17,11 @@ use openraft::raft::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
+use kiln_contract::ChannelPool;
+
 use crate::types::{NodeId, NodeInfo, Raft, TypeConfig};
-
-/// Opens one lazily connected channel per peer address and reuses it for every RPC.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct ChannelPool {
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
-    local_ip: Option<IpAddr>,
-}
-
-impl ChannelPool {
-    /// A pool whose connections leave from `local_ip` when given: a node's Raft traffic then
-    /// comes from its own address, which is what lets a test proxy cut one node off.
-    pub(crate) fn new(local_ip: Option<IpAddr>) -> Self {
-        Self {
-            channels: Arc::default(),
-            local_ip,
-        }
-    }
-
-    /// The channel to `addr` (host:port).
-    pub(crate) fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
-        let mut channels = self.channels.lock().expect("channel pool lock");
-        if let Some(channel) = channels.get(addr) {
-            return Ok(channel.clone());
-        }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))?
-            .connect_timeout(std::time::Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .local_address(self.local_ip)
-            .connect_lazy();
-        channels.insert(addr.to_string(), channel.clone());
-        Ok(channel)
-    }
-}
 
 /// Openraft's network factory: one [`PeerClient`] per target node.
 #[derive(Clone, Debug)]

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kiln_block::BlockMeta;
+use kiln_contract::metastore::{BlockQuery, Member, MetastoreError, TenantInfo, wire};
+use kiln_contract::{ChannelPool, Role};
+use kiln_model::BlockMeta;
 use kiln_proto::kiln::metastore::v1 as pb;
 use kiln_proto::kiln::metastore::v1::metastore_admin_service_client::MetastoreAdminServiceClient;
 use kiln_proto::kiln::metastore::v1::metastore_service_client::MetastoreServiceClient;
@@ -14,15 +16,12 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, Raf
 use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
 use redb::{Database, ReadableDatabase, TableDefinition};
 
-use crate::convert;
 use crate::legacy;
 use crate::log_store::LogStore;
 use crate::members::Members;
-use crate::network::{ChannelPool, Network};
-use crate::state::TenantInfo;
+use crate::network::Network;
 use crate::state_machine::StateMachine;
 use crate::types::{Command, CommandResponse, NodeId, NodeInfo, Raft, node_id_of};
-use crate::{BlockQuery, Member, MetastoreError};
 
 const IDENTITY: TableDefinition<'_, &str, u64> = TableDefinition::new("node_identity");
 
@@ -199,7 +198,7 @@ impl MetastoreNode {
                 let mut client = MetastoreServiceClient::new(self.channel(&leader)?);
                 let reply = client
                     .add_blocks(pb::AddBlocksRequest {
-                        blocks: blocks.iter().map(convert::block_to_pb).collect(),
+                        blocks: blocks.iter().map(wire::block_to_pb).collect(),
                     })
                     .await
                     .map_err(|s| forwarded("add blocks", &leader, s))?;
@@ -281,7 +280,7 @@ impl MetastoreNode {
     }
 
     /// Records a heartbeat on the leader (forwarded from followers). No Raft write.
-    pub async fn heartbeat(&self, role: &str, addr: &str) -> Result<(), MetastoreError> {
+    pub async fn heartbeat(&self, role: Role, addr: &str) -> Result<(), MetastoreError> {
         match self.leader_or_forward().await? {
             None => {
                 self.members.heartbeat(role, addr);
@@ -291,7 +290,7 @@ impl MetastoreNode {
                 let mut client = MetastoreServiceClient::new(self.channel(&leader)?);
                 client
                     .heartbeat(pb::HeartbeatRequest {
-                        role: role.to_string(),
+                        role: role.as_str().to_string(),
                         addr: addr.to_string(),
                     })
                     .await
@@ -302,23 +301,23 @@ impl MetastoreNode {
     }
 
     /// The members alive according to the leader.
-    pub async fn members(&self, role: Option<&str>) -> Result<Vec<Member>, MetastoreError> {
+    pub async fn members(&self, role: Option<Role>) -> Result<Vec<Member>, MetastoreError> {
         match self.leader_or_forward().await? {
             None => Ok(self.members.alive(role)),
             Some(leader) => {
                 let mut client = MetastoreServiceClient::new(self.channel(&leader)?);
                 let reply = client
                     .list_members(pb::ListMembersRequest {
-                        role: role.unwrap_or_default().to_string(),
+                        role: role.map(Role::as_str).unwrap_or_default().to_string(),
                     })
                     .await
                     .map_err(|s| forwarded("list members", &leader, s))?;
-                Ok(reply
+                reply
                     .into_inner()
                     .members
                     .into_iter()
-                    .map(convert::member_from_pb)
-                    .collect())
+                    .map(wire::member_from_pb)
+                    .collect()
             }
         }
     }

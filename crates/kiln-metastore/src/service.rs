@@ -13,7 +13,8 @@ use kiln_proto::kiln::metastore::v1::metastore_service_server::{
 use kiln_proto::kiln::raft::v1::raft_service_server::RaftServiceServer;
 use tonic::{Request, Response, Status};
 
-use crate::convert;
+use kiln_contract::metastore::wire;
+
 use crate::network::RaftGrpc;
 use crate::node::MetastoreNode;
 
@@ -55,7 +56,7 @@ impl MetastoreService for MetastoreGrpc {
             .into_inner()
             .blocks
             .into_iter()
-            .map(convert::block_from_pb)
+            .map(wire::block_from_pb)
             .collect::<Result<Vec<_>, _>>()?;
         let added = self.node.add_blocks(blocks).await?;
         Ok(Response::new(pb::AddBlocksResponse { added }))
@@ -65,10 +66,10 @@ impl MetastoreService for MetastoreGrpc {
         &self,
         request: Request<pb::QueryBlocksRequest>,
     ) -> Result<Response<pb::QueryBlocksResponse>, Status> {
-        let query = convert::query_from_pb(request.into_inner())?;
+        let query = wire::query_from_pb(request.into_inner())?;
         let blocks = self.node.query_blocks(&query).await?;
         Ok(Response::new(pb::QueryBlocksResponse {
-            blocks: blocks.iter().map(convert::block_to_pb).collect(),
+            blocks: blocks.iter().map(wire::block_to_pb).collect(),
         }))
     }
 
@@ -78,7 +79,7 @@ impl MetastoreService for MetastoreGrpc {
     ) -> Result<Response<pb::ListTenantsResponse>, Status> {
         let tenants = self.node.tenants().await?;
         Ok(Response::new(pb::ListTenantsResponse {
-            tenants: tenants.into_iter().map(convert::tenant_to_pb).collect(),
+            tenants: tenants.into_iter().map(wire::tenant_to_pb).collect(),
         }))
     }
 
@@ -92,7 +93,8 @@ impl MetastoreService for MetastoreGrpc {
                 "a heartbeat needs a role and an address",
             ));
         }
-        self.node.heartbeat(&request.role, &request.addr).await?;
+        let role = wire::role_from_pb(&request.role)?;
+        self.node.heartbeat(role, &request.addr).await?;
         Ok(Response::new(pb::HeartbeatResponse {}))
     }
 
@@ -101,9 +103,13 @@ impl MetastoreService for MetastoreGrpc {
         request: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
         let role = request.into_inner().role;
-        let members = self.node.members(Some(&role)).await?;
+        let role = match role.as_str() {
+            "" => None,
+            name => Some(wire::role_from_pb(name)?),
+        };
+        let members = self.node.members(role).await?;
         Ok(Response::new(pb::ListMembersResponse {
-            members: members.into_iter().map(convert::member_to_pb).collect(),
+            members: members.into_iter().map(wire::member_to_pb).collect(),
         }))
     }
 

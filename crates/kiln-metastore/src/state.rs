@@ -4,26 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use kiln_block::BlockMeta;
+use kiln_contract::metastore::TenantInfo;
+use kiln_model::{BlockMeta, LabelMatcher};
 use serde::{Deserialize, Serialize};
 
-use crate::matcher::LabelMatcher;
 use crate::types::{Command, CommandResponse};
-
-/// A tenant as the index saw it appear, with its totals.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TenantInfo {
-    /// The tenant id.
-    pub id: String,
-    /// Earliest profile time seen, unix nanoseconds.
-    pub first_seen_nanos: i64,
-    /// Blocks holding data of the tenant.
-    pub blocks: u64,
-    /// Profiles of the tenant over all its blocks.
-    pub profiles: u64,
-    /// Samples of the tenant over all its blocks.
-    pub samples: u64,
-}
 
 /// The blocks of one tenant ordered by the start of the tenant's data in them.
 #[derive(Debug, Default)]
@@ -222,10 +207,10 @@ fn tenant_span(block: &BlockMeta, tenant: &str) -> (i64, i64) {
 
 #[cfg(test)]
 mod tests {
-    use kiln_block::DatasetMeta;
+    use kiln_model::DatasetMeta;
 
     use super::*;
-    use crate::matcher::MatchOp;
+    use kiln_model::MatchOp;
 
     pub(crate) fn block(id: &str, datasets: &[(&str, &str, i64, i64)]) -> BlockMeta {
         BlockMeta {

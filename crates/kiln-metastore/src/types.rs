@@ -2,7 +2,7 @@
 
 use std::io::Cursor;
 
-use kiln_block::BlockMeta;
+use kiln_model::BlockMeta;
 use serde::{Deserialize, Serialize};
 
 openraft::declare_raft_types!(

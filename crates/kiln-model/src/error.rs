@@ -42,6 +42,13 @@ pub enum ModelError {
     /// A timestamp parameter cannot be parsed.
     #[error("invalid time {value:?}: {reason}")]
     InvalidTime { value: String, reason: String },
+    /// A label matcher's regular expression does not compile.
+    #[error("invalid regex {pattern:?} for label {name}: {reason}")]
+    InvalidMatcher {
+        name: String,
+        pattern: String,
+        reason: String,
+    },
     /// The series has no service name after defaults were applied.
     #[error("missing service_name label")]
     MissingServiceName,

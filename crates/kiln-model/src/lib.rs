@@ -3,24 +3,30 @@
 //! A profile arrives in one of the wire formats (pprof today), is decoded within byte limits,
 //! validated, and normalized into [`NormalizedProfile`]: one [`SeriesProfile`] per profile type
 //! and label set, with the symbols of the original pprof kept for the ingester to deduplicate.
+//! [`BlockMeta`] describes a stored object for the block index, without its storage format.
 
+mod block_meta;
 mod decode;
 mod error;
 pub mod formats;
 mod labels;
+mod matcher;
 mod normalize;
 mod profile_type;
 mod tenant;
 mod time;
 
+pub use block_meta::{BlockMeta, DatasetMeta};
 pub use decode::{DecodeLimits, decode_pprof, decompress};
 pub use error::{ModelError, Result};
 pub use labels::{
     LABEL_NAME, LABEL_PROFILE_TYPE, LABEL_SERVICE_NAME, Labels, MAX_LABEL_NAME_LEN,
     MAX_LABEL_VALUE_LEN, parse_app_name, validate_label_name, validate_label_value,
 };
+pub use matcher::{LabelMatcher, MatchOp};
 pub use normalize::{
     NormalizeOptions, NormalizedProfile, NormalizedSample, SampleLabels, SeriesProfile, normalize,
+    validate_references,
 };
 pub use profile_type::{ProfileType, profile_name_for};
 pub use tenant::{ANONYMOUS_TENANT, TenantId};

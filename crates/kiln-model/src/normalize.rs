@@ -235,8 +235,10 @@ pub fn normalize(
     })
 }
 
-/// Checks every index and id reference so that later stages can index without checks.
-fn validate_references(profile: &Profile) -> Result<()> {
+/// Checks every index and id reference of a pprof so that later stages can index without
+/// checks: strings, mappings, functions and locations resolve, and every sample has one value per
+/// sample type.
+pub fn validate_references(profile: &Profile) -> Result<()> {
     let invalid = |what: String| Err(ModelError::InvalidPprof(what));
     let strings = profile.string_table.len() as i64;
     if profile.string_table.first().is_some_and(|s| !s.is_empty()) {

@@ -13,7 +13,7 @@ pub enum QuerierError {
     Request(#[from] RequestError),
     /// The block index could not be consulted.
     #[error("metastore error: {0}")]
-    Metastore(#[from] kiln_metastore::MetastoreError),
+    Metastore(#[from] kiln_contract::metastore::MetastoreError),
     /// A block could not be read from object storage or decoded.
     #[error("cannot read block {block}: {reason}")]
     Block { block: String, reason: String },

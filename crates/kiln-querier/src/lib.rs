@@ -19,7 +19,7 @@ mod timeseries;
 use std::sync::Arc;
 
 use kiln_api::TenantResolver;
-use kiln_metastore::Metastore;
+use kiln_contract::metastore::Metastore;
 use kiln_objstore::Storage;
 
 pub use error::QuerierError;

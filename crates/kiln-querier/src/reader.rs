@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use kiln_block::{BlockMeta, DatasetData, SegmentReader};
+use kiln_block::{DatasetData, SegmentReader};
+use kiln_model::BlockMeta;
 use kiln_objstore::Storage;
 use kiln_objstore::object_store::ObjectStoreExt;
 use moka::future::Cache;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use kiln_block::DatasetData;
-use kiln_metastore::{BlockQuery, LabelMatcher};
+use kiln_contract::metastore::BlockQuery;
+use kiln_model::LabelMatcher;
 use kiln_model::{LABEL_SERVICE_NAME, Labels};
 
 use crate::reader::BlockData;

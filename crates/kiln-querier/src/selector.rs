@@ -5,11 +5,11 @@ use kiln_model::Labels;
 
 use crate::QuerierError;
 
-pub use kiln_metastore::MatchOp;
+pub use kiln_model::MatchOp;
 
 /// One `name op "value"` condition, the same as the metastore prunes blocks with. An absent
 /// label has the value "".
-pub use kiln_metastore::LabelMatcher as Matcher;
+pub use kiln_model::LabelMatcher as Matcher;
 
 /// A conjunction of matchers; empty matches everything.
 #[derive(Clone, Debug, Default)]

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use kiln_metastore::BlockQuery;
+use kiln_contract::metastore::BlockQuery;
 use kiln_model::{Labels, ProfileType, TenantId};
 use kiln_proto::google::v1::Profile;
 use kiln_proto::querier::v1::{

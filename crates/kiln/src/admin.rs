@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use kiln_metastore::MetastoreClient;
+use kiln_contract::metastore::MetastoreClient;
 use kiln_proto::kiln::metastore::v1::{Node, StatusResponse};
 
 /// `kiln admin` commands.

@@ -2,7 +2,8 @@
 
 mod admin;
 mod cli;
-mod metastore;
+mod ops;
+mod roles;
 mod server;
 mod telemetry;
 

@@ -1,9 +1,8 @@
-//! Label matchers that prune blocks by their dataset summaries.
+//! Label matchers of query selectors; they also prune blocks by their dataset summaries.
 
-use kiln_block::DatasetMeta;
 use regex::Regex;
 
-use crate::MetastoreError;
+use crate::{DatasetMeta, ModelError};
 
 /// How a matcher compares a label's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,13 +31,15 @@ pub struct LabelMatcher {
 
 impl LabelMatcher {
     /// Builds a matcher, compiling the pattern of regex matchers (anchored, as in PromQL).
-    pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Self, MetastoreError> {
+    pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Self, ModelError> {
         let regex = match op {
             MatchOp::Regex | MatchOp::NotRegex => {
                 Some(Regex::new(&format!("^(?:{value})$")).map_err(|e| {
-                    MetastoreError::InvalidArgument(format!(
-                        "invalid regex {value:?} for label {name}: {e}"
-                    ))
+                    ModelError::InvalidMatcher {
+                        name: name.to_string(),
+                        pattern: value.to_string(),
+                        reason: e.to_string(),
+                    }
                 })?)
             }
             MatchOp::Equal | MatchOp::NotEqual => None,

@@ -1,14 +1,14 @@
-//! Conversions between the client API's protobuf messages and the metastore's own types.
+//! Conversions between the metastore API's protobuf messages and the contract's types, used by
+//! the client here and by the metastore's gRPC service.
 
-use kiln_block::{BlockMeta, DatasetMeta};
+use kiln_model::{BlockMeta, DatasetMeta, LabelMatcher, MatchOp};
 use kiln_proto::kiln::metastore::v1 as pb;
 
-use crate::matcher::{LabelMatcher, MatchOp};
-use crate::state::TenantInfo;
-use crate::{BlockQuery, Member, MetastoreError};
+use super::{BlockQuery, Member, MetastoreError, TenantInfo};
+use crate::Role;
 
 /// A block as sent over the wire.
-pub(crate) fn block_to_pb(block: &BlockMeta) -> pb::Block {
+pub fn block_to_pb(block: &BlockMeta) -> pb::Block {
     pb::Block {
         id: block.id.clone(),
         path: block.path.clone(),
@@ -36,7 +36,7 @@ pub(crate) fn block_to_pb(block: &BlockMeta) -> pb::Block {
 }
 
 /// A block received over the wire, checked for what the index relies on.
-pub(crate) fn block_from_pb(block: pb::Block) -> Result<BlockMeta, MetastoreError> {
+pub fn block_from_pb(block: pb::Block) -> Result<BlockMeta, MetastoreError> {
     if block.id.is_empty() {
         return Err(MetastoreError::InvalidArgument(
             "a block has an empty id".into(),
@@ -81,7 +81,7 @@ pub(crate) fn block_from_pb(block: pb::Block) -> Result<BlockMeta, MetastoreErro
 }
 
 /// A block query as sent over the wire.
-pub(crate) fn query_to_pb(query: &BlockQuery) -> pb::QueryBlocksRequest {
+pub fn query_to_pb(query: &BlockQuery) -> pb::QueryBlocksRequest {
     pb::QueryBlocksRequest {
         tenant: query.tenant.clone(),
         start_nanos: query.start_nanos,
@@ -104,7 +104,7 @@ pub(crate) fn query_to_pb(query: &BlockQuery) -> pb::QueryBlocksRequest {
 }
 
 /// A block query received over the wire, its regexes compiled.
-pub(crate) fn query_from_pb(request: pb::QueryBlocksRequest) -> Result<BlockQuery, MetastoreError> {
+pub fn query_from_pb(request: pb::QueryBlocksRequest) -> Result<BlockQuery, MetastoreError> {
     let mut matchers = Vec::with_capacity(request.matchers.len());
     for m in request.matchers {
         let op = match pb::MatchOp::try_from(m.op) {
@@ -119,7 +119,10 @@ pub(crate) fn query_from_pb(request: pb::QueryBlocksRequest) -> Result<BlockQuer
                 )));
             }
         };
-        matchers.push(LabelMatcher::new(&m.name, op, &m.value)?);
+        matchers.push(
+            LabelMatcher::new(&m.name, op, &m.value)
+                .map_err(|e| MetastoreError::InvalidArgument(e.to_string()))?,
+        );
     }
     Ok(BlockQuery {
         tenant: request.tenant,
@@ -130,7 +133,7 @@ pub(crate) fn query_from_pb(request: pb::QueryBlocksRequest) -> Result<BlockQuer
 }
 
 /// A tenant as sent over the wire.
-pub(crate) fn tenant_to_pb(tenant: TenantInfo) -> pb::Tenant {
+pub fn tenant_to_pb(tenant: TenantInfo) -> pb::Tenant {
     pb::Tenant {
         id: tenant.id,
         first_seen_nanos: tenant.first_seen_nanos,
@@ -141,7 +144,7 @@ pub(crate) fn tenant_to_pb(tenant: TenantInfo) -> pb::Tenant {
 }
 
 /// A tenant received over the wire.
-pub(crate) fn tenant_from_pb(tenant: pb::Tenant) -> TenantInfo {
+pub fn tenant_from_pb(tenant: pb::Tenant) -> TenantInfo {
     TenantInfo {
         id: tenant.id,
         first_seen_nanos: tenant.first_seen_nanos,
@@ -152,21 +155,27 @@ pub(crate) fn tenant_from_pb(tenant: pb::Tenant) -> TenantInfo {
 }
 
 /// A member as sent over the wire.
-pub(crate) fn member_to_pb(member: Member) -> pb::Member {
+pub fn member_to_pb(member: Member) -> pb::Member {
     pb::Member {
-        role: member.role,
+        role: member.role.as_str().to_string(),
         addr: member.addr,
         first_seen_millis: member.first_seen_millis,
         last_seen_millis: member.last_seen_millis,
     }
 }
 
-/// A member received over the wire.
-pub(crate) fn member_from_pb(member: pb::Member) -> Member {
-    Member {
-        role: member.role,
+/// A member received over the wire; its role must be one Kiln knows.
+pub fn member_from_pb(member: pb::Member) -> Result<Member, MetastoreError> {
+    Ok(Member {
+        role: role_from_pb(&member.role)?,
         addr: member.addr,
         first_seen_millis: member.first_seen_millis,
         last_seen_millis: member.last_seen_millis,
-    }
+    })
+}
+
+/// A role name received over the wire: empty means none, anything else must be a known role.
+pub fn role_from_pb(name: &str) -> Result<Role, MetastoreError> {
+    name.parse()
+        .map_err(|e: crate::UnknownRole| MetastoreError::InvalidArgument(e.to_string()))
 }

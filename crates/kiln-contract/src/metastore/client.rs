@@ -6,16 +6,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use kiln_block::BlockMeta;
+use kiln_model::BlockMeta;
 use kiln_proto::kiln::metastore::v1 as pb;
 use kiln_proto::kiln::metastore::v1::metastore_admin_service_client::MetastoreAdminServiceClient;
 use kiln_proto::kiln::metastore::v1::metastore_service_client::MetastoreServiceClient;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use crate::network::ChannelPool;
-use crate::state::TenantInfo;
-use crate::{BlockQuery, Member, Metastore, MetastoreError, convert};
+use super::wire;
+use super::{BlockQuery, Member, Metastore, MetastoreError, TenantInfo};
+use crate::{ChannelPool, Role};
 
 /// How long one attempt on one node may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -143,7 +143,7 @@ fn service(channel: Channel) -> MetastoreServiceClient<Channel> {
 impl Metastore for MetastoreClient {
     async fn add_blocks(&self, blocks: Vec<BlockMeta>) -> Result<u32, MetastoreError> {
         let request = pb::AddBlocksRequest {
-            blocks: blocks.iter().map(convert::block_to_pb).collect(),
+            blocks: blocks.iter().map(wire::block_to_pb).collect(),
         };
         self.call("add blocks", |channel| {
             let request = request.clone();
@@ -159,7 +159,7 @@ impl Metastore for MetastoreClient {
     }
 
     async fn query_blocks(&self, query: &BlockQuery) -> Result<Vec<BlockMeta>, MetastoreError> {
-        let request = convert::query_to_pb(query);
+        let request = wire::query_to_pb(query);
         let blocks = self
             .call("query blocks", |channel| {
                 let request = request.clone();
@@ -172,7 +172,7 @@ impl Metastore for MetastoreClient {
                 }
             })
             .await?;
-        blocks.into_iter().map(convert::block_from_pb).collect()
+        blocks.into_iter().map(wire::block_from_pb).collect()
     }
 
     async fn tenants(&self) -> Result<Vec<TenantInfo>, MetastoreError> {
@@ -185,12 +185,12 @@ impl Metastore for MetastoreClient {
                     .tenants)
             })
             .await?;
-        Ok(tenants.into_iter().map(convert::tenant_from_pb).collect())
+        Ok(tenants.into_iter().map(wire::tenant_from_pb).collect())
     }
 
-    async fn heartbeat(&self, role: &str, addr: &str) -> Result<(), MetastoreError> {
+    async fn heartbeat(&self, role: Role, addr: &str) -> Result<(), MetastoreError> {
         let request = pb::HeartbeatRequest {
-            role: role.to_string(),
+            role: role.as_str().to_string(),
             addr: addr.to_string(),
         };
         self.call("heartbeat", |channel| {
@@ -203,9 +203,9 @@ impl Metastore for MetastoreClient {
         .await
     }
 
-    async fn members(&self, role: Option<&str>) -> Result<Vec<Member>, MetastoreError> {
+    async fn members(&self, role: Option<Role>) -> Result<Vec<Member>, MetastoreError> {
         let request = pb::ListMembersRequest {
-            role: role.unwrap_or_default().to_string(),
+            role: role.map(Role::as_str).unwrap_or_default().to_string(),
         };
         let members = self
             .call("list members", |channel| {
@@ -219,7 +219,7 @@ impl Metastore for MetastoreClient {
                 }
             })
             .await?;
-        Ok(members.into_iter().map(convert::member_from_pb).collect())
+        members.into_iter().map(wire::member_from_pb).collect()
     }
 
     async fn is_ready(&self) -> bool {
@@ -233,80 +233,5 @@ impl Metastore for MetastoreClient {
         })
         .await
         .is_ok()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use kiln_block::{BlockMeta, DatasetMeta};
-    use tonic::transport::server::TcpIncoming;
-
-    use super::*;
-    use crate::{MetastoreGrpc, MetastoreNode, NodeConfig};
-
-    fn block(id: &str) -> BlockMeta {
-        BlockMeta {
-            id: id.to_string(),
-            path: format!("segments/0/{id}/block.bin"),
-            shard: 0,
-            compaction_level: 0,
-            min_time_nanos: 1,
-            max_time_nanos: 2,
-            size_bytes: 1,
-            datasets: vec![DatasetMeta {
-                tenant: "t".into(),
-                service_name: "s".into(),
-                min_time_nanos: 1,
-                max_time_nanos: 2,
-                profile_types: vec![],
-                label_names: vec![],
-                series: 1,
-                profiles: 1,
-                samples: 1,
-            }],
-        }
-    }
-
-    /// Addresses that refuse connections: listeners bound and dropped.
-    fn dead_addr() -> String {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().to_string()
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn calls_keep_rotating_until_a_node_answers() {
-        // The only node comes up after the client has gone around the list once, at a position
-        // the rotation must reach again.
-        let late = dead_addr();
-        let peers = vec![dead_addr(), late.clone(), dead_addr()];
-        let client = Arc::new(MetastoreClient::new(peers, Duration::from_secs(20)).unwrap());
-        let first = tokio::spawn({
-            let client = Arc::clone(&client);
-            async move { client.add_block(block("b0")).await }
-        });
-        tokio::time::sleep(Duration::from_millis(500)).await;
-
-        let dir = tempfile::tempdir().unwrap();
-        let listener = tokio::net::TcpListener::bind(&late).await.unwrap();
-        let node = MetastoreNode::start(NodeConfig::single(dir.path(), &late))
-            .await
-            .unwrap();
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_routes(MetastoreGrpc::routes(Arc::clone(&node)))
-                .serve_with_incoming(TcpIncoming::from(listener)),
-        );
-        first.await.unwrap().unwrap();
-        for n in 1..8 {
-            client.add_block(block(&format!("b{n}"))).await.unwrap();
-        }
-        let found = client
-            .query_blocks(&BlockQuery::new("t", 0, 10))
-            .await
-            .unwrap();
-        assert_eq!(found.len(), 8);
-        node.shutdown().await;
     }
 }

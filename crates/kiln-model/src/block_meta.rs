@@ -1,3 +1,6 @@
+//! What the block index knows about a stored object (segment or block), shared by the writers
+//! and the index without the block format itself (no Arrow or Parquet).
+
 use serde::{Deserialize, Serialize};
 
 /// What the block index knows about one object: enough to plan a query without opening it.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use kiln_model::{
     Labels, NormalizedProfile, NormalizedSample, ProfileType, SampleLabels, SeriesProfile,
+    validate_references,
 };
 use kiln_proto::google::v1::Profile;
 use kiln_proto::kiln::ingester::v1 as pb;
@@ -52,25 +53,31 @@ fn non_empty(value: String) -> Option<String> {
     (!value.is_empty()).then_some(value)
 }
 
+use super::IngestError;
+
 /// A normalized profile received from a distributor, checked so that nothing in it can make the
-/// segment builder index out of bounds: every location a sample names exists in the symbols.
-pub fn profile_from_pb(profile: pb::NormalizedProfile) -> Result<NormalizedProfile, String> {
+/// segment builder index out of bounds: every reference inside the symbols resolves (strings,
+/// functions, mappings) and every location a sample names exists.
+pub fn profile_from_pb(profile: pb::NormalizedProfile) -> Result<NormalizedProfile, IngestError> {
+    let invalid = IngestError::Invalid;
     let symbols = profile
         .symbols
-        .ok_or_else(|| format!("profile {} has no symbols", profile.profile_id))?;
+        .ok_or_else(|| invalid(format!("profile {} has no symbols", profile.profile_id)))?;
+    validate_references(&symbols)
+        .map_err(|e| invalid(format!("profile {}: {e}", profile.profile_id)))?;
     let known: HashSet<u64> = symbols.location.iter().map(|l| l.id).collect();
     let mut shared_labels: HashMap<SampleLabels, Arc<SampleLabels>> = HashMap::new();
     let mut series = Vec::with_capacity(profile.series.len());
     for s in profile.series {
         let profile_type = ProfileType::parse(&s.profile_type)
-            .ok_or_else(|| format!("invalid profile type {:?}", s.profile_type))?;
+            .ok_or_else(|| invalid(format!("invalid profile type {:?}", s.profile_type)))?;
         let mut samples = Vec::with_capacity(s.samples.len());
         for sample in s.samples {
             if let Some(id) = sample.locations.iter().find(|id| !known.contains(id)) {
-                return Err(format!(
+                return Err(invalid(format!(
                     "profile {} names location {id}, which its symbols lack",
                     profile.profile_id
-                ));
+                )));
             }
             let labels = SampleLabels {
                 span_id: non_empty(sample.span_id),
@@ -147,13 +154,14 @@ mod tests {
         let profile = normalized().remove(0);
         let mut wire = profile_to_pb(&profile);
         wire.series[0].samples[0].locations.push(u64::MAX);
-        let error = profile_from_pb(wire).unwrap_err();
+        let error = profile_from_pb(wire).unwrap_err().to_string();
         assert!(error.contains(&format!("location {}", u64::MAX)), "{error}");
         let mut wire = profile_to_pb(&profile);
         wire.series[0].profile_type = "nonsense".into();
         assert!(
             profile_from_pb(wire)
                 .unwrap_err()
+                .to_string()
                 .contains("invalid profile type")
         );
     }

@@ -1,11 +1,77 @@
-//! Starting this process's metastore node: peers from flags or DNS, the advertised address.
+//! The metastore role: this process's node of the Raft group, or a client of the group when
+//! the process runs other roles only. Peers come from flags or DNS.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use kiln_config::ServerArgs;
-use kiln_metastore::{MetastoreNode, NodeConfig};
+use kiln_config::{ServerArgs, Target};
+use kiln_contract::metastore::{Metastore, MetastoreClient};
+use kiln_metastore::{MetastoreGrpc, MetastoreNode, NodeConfig};
+
+/// The metastore as this process sees it.
+#[derive(Debug)]
+pub(crate) struct MetastoreRole {
+    /// This process's node of the group, when it runs the metastore role.
+    pub(crate) node: Option<Arc<MetastoreNode>>,
+    /// What the other roles call: the node itself (no network hop) or a client of the group.
+    pub(crate) handle: Arc<dyn Metastore>,
+}
+
+impl MetastoreRole {
+    /// The gRPC services a node serves to the other nodes and roles (none for a client).
+    pub(crate) fn routes(&self) -> Option<tonic::service::Routes> {
+        self.node
+            .as_ref()
+            .map(|node| MetastoreGrpc::routes(Arc::clone(node)))
+    }
+
+    /// Stops the node, if this process runs one.
+    pub(crate) async fn shutdown(self) {
+        if let Some(node) = self.node {
+            node.shutdown().await;
+        }
+    }
+}
+
+/// Starts this process's metastore node (`grpc_addr` is the bound gRPC listener), or connects to
+/// the group named by `--metastore.peers` when the process does not run the metastore.
+pub(crate) async fn start(
+    args: &ServerArgs,
+    grpc_addr: SocketAddr,
+) -> anyhow::Result<MetastoreRole> {
+    if args.runs(Target::Metastore) {
+        let node = start_node(args, grpc_addr).await?;
+        return Ok(MetastoreRole {
+            handle: Arc::clone(&node) as Arc<dyn Metastore>,
+            node: Some(node),
+        });
+    }
+    let peers = resolve_peers(&args.metastore_peers).await?;
+    if peers.is_empty() {
+        bail!(
+            "--target {} without the metastore needs --metastore.peers (the metastore nodes' gRPC addresses)",
+            targets(&args.target)
+        );
+    }
+    // Long enough to ride out a leader election; short enough that an ingester parks its
+    // registrations soon when the metastore is down.
+    let client = MetastoreClient::new(peers, Duration::from_secs(4))?;
+    Ok(MetastoreRole {
+        node: None,
+        handle: Arc::new(client),
+    })
+}
+
+/// The targets as given on the command line, e.g. `distributor,querier`.
+pub(crate) fn targets(targets: &[Target]) -> String {
+    targets
+        .iter()
+        .map(|t| t.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 /// Resolves `--metastore.peers`: host:port entries as given, `dns+NAME:PORT` to every address
 /// the name resolves to, sorted so that every node sees the same list.
@@ -29,7 +95,7 @@ pub(crate) async fn resolve_peers(peers: &[String]) -> anyhow::Result<Vec<String
 }
 
 /// Starts the metastore node of this process. `grpc_addr` is the bound gRPC listener.
-pub(crate) async fn start_node(
+async fn start_node(
     args: &ServerArgs,
     grpc_addr: SocketAddr,
 ) -> anyhow::Result<Arc<MetastoreNode>> {

@@ -1,0 +1,96 @@
+//! The distributor role: every ingest protocol, limits, and placement onto ingesters.
+
+use std::sync::Arc;
+
+use axum::Router;
+use kiln_config::{ServerArgs, Target};
+use kiln_contract::Role;
+use kiln_contract::ingester::Ingester;
+use kiln_contract::metastore::Metastore;
+use kiln_distributor::{
+    Distributor, DistributorConfig, DistributorMetrics, IngesterRing, TenantLimits,
+};
+use kiln_runtime::{FirstTick, spawn_every};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use super::heartbeat::HEARTBEAT_INTERVAL;
+use super::ingester::IngesterRole;
+
+/// A running distributor: its routes for the main HTTP listener and for the OTLP listeners.
+#[derive(Debug)]
+pub(crate) struct DistributorRole {
+    /// Ingest endpoints served on `--http-addr`.
+    pub(crate) router: Router,
+    /// OTLP endpoints served on `--otlp-grpc-addr` and `--otlp-http-addr`.
+    pub(crate) otlp_router: Router,
+}
+
+/// Starts a distributor that pushes to the ingester of this process, or, without one, to the
+/// cluster's ingesters found through the metastore.
+pub(crate) fn start(
+    args: &ServerArgs,
+    local_ingester: Option<&IngesterRole>,
+    metastore: &Arc<dyn Metastore>,
+    registry: &mut Registry,
+    stop: &CancellationToken,
+) -> anyhow::Result<DistributorRole> {
+    let target: Arc<dyn Ingester> = match local_ingester {
+        Some(ingester) => Arc::clone(&ingester.writer) as Arc<dyn Ingester>,
+        None => IngesterRing::start(
+            Arc::clone(metastore),
+            args.distributor_ingester_timeout,
+            stop.clone(),
+        ),
+    };
+    let limits = TenantLimits::new(args.limits.clone());
+    if let Some(path) = &args.runtime_config {
+        limits
+            .watch(
+                path.clone(),
+                args.runtime_config_reload_period,
+                stop.clone(),
+            )
+            .map_err(anyhow::Error::msg)?;
+    }
+    // All-in-one is the only distributor of its cluster.
+    if !args.runs(Target::All) {
+        count_live_distributors(metastore, &limits, stop);
+    }
+    let distributor = Distributor::new(
+        DistributorConfig {
+            max_body_bytes: args.limits.max_body_bytes,
+            max_decompressed_bytes: args.limits.max_decompressed_bytes,
+            multitenancy_enabled: args.multitenancy_enabled,
+            limits,
+        },
+        target,
+        DistributorMetrics::new(registry),
+    );
+    Ok(DistributorRole {
+        router: distributor.router(),
+        otlp_router: distributor.otlp_router(),
+    })
+}
+
+/// Keeps the count of live distributors, which share each tenant's ingestion rate.
+fn count_live_distributors(
+    metastore: &Arc<dyn Metastore>,
+    limits: &Arc<TenantLimits>,
+    stop: &CancellationToken,
+) {
+    let (metastore, limits) = (Arc::clone(metastore), Arc::clone(limits));
+    spawn_every(
+        HEARTBEAT_INTERVAL,
+        FirstTick::Now,
+        stop.clone(),
+        move || {
+            let (metastore, limits) = (Arc::clone(&metastore), Arc::clone(&limits));
+            async move {
+                if let Ok(members) = metastore.members(Some(Role::Distributor)).await {
+                    limits.set_live_distributors(members.len());
+                }
+            }
+        },
+    );
+}

@@ -1,0 +1,23 @@
+//! The querier role: Pyroscope's query API over the blocks of the index.
+
+use std::sync::Arc;
+
+use axum::Router;
+use kiln_config::ServerArgs;
+use kiln_contract::metastore::Metastore;
+use kiln_objstore::Storage;
+use kiln_querier::{Querier, QuerierConfig};
+
+/// Starts a querier reading `storage`; returns its routes for the main HTTP listener.
+pub(crate) fn start(args: &ServerArgs, storage: Storage, metastore: &Arc<dyn Metastore>) -> Router {
+    let querier = Querier::new(
+        QuerierConfig {
+            max_nodes_default: args.querier_max_flamegraph_nodes,
+            cache_bytes: args.querier_cache_bytes as u64,
+            multitenancy_enabled: args.multitenancy_enabled,
+        },
+        Arc::clone(metastore),
+        storage,
+    );
+    querier.router()
+}

@@ -235,19 +235,19 @@ pub(crate) fn cpu_profile() -> Bytes {
 
 /// A file of the shared test data (`../shared/testdata` beside the repository).
 pub(crate) fn testdata(relative: &str) -> PathBuf {
-    kiln_testdata::path(relative)
+    kiln_testkit::testdata::path(relative)
 }
 
 /// The Go pprof files of the test data: (file name, gzipped bytes).
 pub(crate) fn go_profiles() -> Vec<(String, Bytes)> {
-    let files: Vec<(String, Bytes)> = kiln_testdata::pprof_files()
+    let files: Vec<(String, Bytes)> = kiln_testkit::testdata::pprof_files()
         .into_iter()
         .map(|(name, bytes)| (name, Bytes::from(bytes)))
         .collect();
     assert!(
         files.len() >= 20,
         "expected the Go CPU and heap profiles in {}",
-        kiln_testdata::dir().display()
+        kiln_testkit::testdata::dir().display()
     );
     files
 }

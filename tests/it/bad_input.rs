@@ -12,7 +12,7 @@ use kiln_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
 use kiln_proto::types::v1::LabelPair;
 use prost::Message;
 
-use crate::harness::{KilnServer, decode, go_profiles, input_totals, stored_totals};
+use crate::support::{decode, go_profiles, input_totals, kiln, stored_totals};
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
@@ -264,17 +264,15 @@ fn deeply_nested_json() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_oversized_input_is_refused_and_nothing_is_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = KilnServer::start(
-        dir.path(),
-        &[
+    let server = kiln()
+        .args([
             "--ingester.flush-interval=50ms",
             "--limits.max-body-bytes=1MiB",
             "--limits.max-decompressed-bytes=4MiB",
-        ],
-    )
-    .await
-    .unwrap();
+        ])
+        .start()
+        .await
+        .unwrap();
     let client = reqwest::Client::new();
     let (_, good) = &go_profiles()[0];
     let acknowledged = |client: &reqwest::Client| {
@@ -330,13 +328,9 @@ async fn malformed_and_oversized_input_is_refused_and_nothing_is_lost() {
         .values()
         .map(|v| v * 2)
         .collect();
-    let stored: Vec<i64> = stored_totals(&server, dir.path())
-        .await
-        .values()
-        .copied()
-        .collect();
+    let stored: Vec<i64> = stored_totals(&server).await.values().copied().collect();
     assert_eq!(stored, expected);
-    let rejected = server.metric("kiln_distributor_rejected_requests_total{protocol=\"ingest\",tenant=\"anonymous\",reason=\"body_too_large\"}").await;
+    let rejected = server.metric("kiln_distributor_rejected_requests_total{protocol=\"ingest\",tenant=\"anonymous\",reason=\"body_too_large\"}").await.unwrap();
     assert_eq!(rejected, 1.0);
 }
 

@@ -12,80 +12,49 @@ use bytes::Bytes;
 use kiln_contract::metastore::Metastore;
 use kiln_proto::push::v1::PushRequest;
 use kiln_proto::push::v1::pusher_service_client::PusherServiceClient;
+use kiln_testkit::cluster::{Cluster, Network};
+use kiln_testkit::emulators::Moto;
 use prost::Message;
 
-use crate::harness::{
-    KilnServer, decode, flamegraph_json, go_profile_name, go_profiles, input_totals,
-};
-use crate::metastore_cluster::Cluster;
-use crate::reference::json_i64;
-use crate::s3::{S3Server, signal};
+use crate::support::metastore::{GroupStatus, RAFT_TIMERS};
+use crate::support::{decode, go_profile_name, go_profiles, input_totals, kiln, stored_total};
 
-/// Every role in its own process.
-struct KilnCluster {
-    _dir: tempfile::TempDir,
-    s3: S3Server,
-    metastores: Cluster,
-    ingesters: Vec<Option<KilnServer>>,
-    distributors: Vec<KilnServer>,
-    querier: KilnServer,
+/// Every role in its own process, on a moto S3 server: three metastore nodes, two ingesters,
+/// two distributors and a querier.
+async fn start_cluster() -> (Moto, Cluster) {
+    let s3 = Moto::start("kiln").await.unwrap();
+    let storage = s3.kiln_flags("data");
+    let storage: Vec<&str> = storage.iter().map(String::as_str).collect();
+    let mut ingester_flags = storage.clone();
+    ingester_flags.push("--ingester.flush-interval=200ms");
+    let cluster = Cluster::builder(&kiln())
+        .metastores(3, Network::Proxied, &RAFT_TIMERS)
+        .ingesters(2, &ingester_flags)
+        .distributors(2, &[])
+        .queriers(1, &storage)
+        .start()
+        .await
+        .unwrap();
+    wait_for_ingesters(&cluster, 2).await;
+    (s3, cluster)
 }
 
-impl KilnCluster {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let s3 = S3Server::start().await;
-        let metastores = Cluster::start(3, &[]).await;
-        let peers = format!("--metastore.peers={}", metastores.peers.join(","));
-        let storage = s3.flags();
-        let role = async |name: &str, target: &str, extra: &[&str]| {
-            let mut args = vec!["--target", target, peers.as_str()];
-            args.extend_from_slice(extra);
-            KilnServer::start(&dir.path().join(name), &args).await
-        };
-        let storage: Vec<&str> = storage.iter().map(String::as_str).collect();
-        let mut ingester_flags = storage.clone();
-        ingester_flags.push("--ingester.flush-interval=200ms");
-        let mut ingesters = Vec::new();
-        for i in 0..2 {
-            let name = format!("ingester-{i}");
-            let ingester = role(&name, "ingester", &ingester_flags).await.unwrap();
-            ingesters.push(Some(ingester));
-        }
-        let distributors = vec![
-            role("distributor-0", "distributor", &[]).await.unwrap(),
-            role("distributor-1", "distributor", &[]).await.unwrap(),
-        ];
-        let querier = role("querier", "querier", &storage).await.unwrap();
-        let cluster = Self {
-            _dir: dir,
-            s3,
-            metastores,
-            ingesters,
-            distributors,
-            querier,
-        };
-        cluster.wait_for_ingesters(2).await;
-        cluster
-    }
-
-    /// Waits until the metastore lists `n` live ingesters.
-    async fn wait_for_ingesters(&self, n: usize) {
-        let client = self.metastores.client();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while client
-            .members(Some(kiln_contract::Role::Ingester))
-            .await
-            .map(|m| m.len())
-            .unwrap_or(0)
-            != n
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the ingesters never announced themselves"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+/// Waits until the metastore lists `n` live ingesters.
+async fn wait_for_ingesters(cluster: &Cluster, n: usize) {
+    let client = cluster.metastores.client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client
+        .members(Some(kiln_contract::Role::Ingester))
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0)
+        != n
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the ingesters never announced themselves"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -118,7 +87,7 @@ struct Outcome {
 }
 
 fn push_request(service: &str, name: &str, id: &str, gzipped: &Bytes) -> PushRequest {
-    crate::harness::push_request(
+    crate::support::push_request(
         &[("service_name", service), ("__name__", name)],
         gzipped,
         id,
@@ -194,15 +163,6 @@ async fn run_client(
     outcome
 }
 
-/// The total of `profile_type` for `service`, as the querier merges it.
-pub(crate) async fn stored_total(querier: &KilnServer, profile_type: &str, service: &str) -> i64 {
-    flamegraph_json(querier, None, profile_type, service, 1)
-        .await
-        .get("total")
-        .map(json_i64)
-        .unwrap_or_default()
-}
-
 async fn wait_for_progress(progress: &AtomicUsize, at_least: usize) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while progress.load(Ordering::SeqCst) < at_least {
@@ -217,7 +177,7 @@ async fn wait_for_progress(progress: &AtomicUsize, at_least: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_profile_survives_ingester_and_metastore_failures() {
-    let mut cluster = KilnCluster::start().await;
+    let (s3, mut cluster) = start_cluster().await;
     let progress = Arc::new(AtomicUsize::new(0));
     let clients = [
         (Client::Connect, cluster.distributors[0].url("")),
@@ -232,7 +192,7 @@ async fn every_acknowledged_profile_survives_ingester_and_metastore_failures() {
     wait_for_progress(&progress, 15).await;
     cluster.ingesters[0].take().unwrap().kill();
     // OTLP through the other distributor while the others push on.
-    let otlp_target = format!("http://{}", cluster.distributors[0].otlp_http_addr);
+    let otlp_target = format!("http://{}", cluster.distributors[0].otlp_http_addr());
     let otlp = tokio::task::spawn_blocking(move || {
         crate::otlp::send("http-proto", &otlp_target, "ebpf-cpu", false)
     });
@@ -241,9 +201,9 @@ async fn every_acknowledged_profile_survives_ingester_and_metastore_failures() {
     cluster.metastores.nodes[leader].take().unwrap().kill();
     wait_for_progress(&progress, 80).await;
     // Object storage freezes for a while: pushes wait or fail retryably, then go on.
-    cluster.s3.pause();
+    s3.pause().unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    cluster.s3.resume();
+    s3.resume().unwrap();
 
     let mut expected = BTreeMap::new();
     let mut maybe = BTreeMap::new();
@@ -252,10 +212,10 @@ async fn every_acknowledged_profile_survives_ingester_and_metastore_failures() {
         expected.extend(outcome.acked);
         maybe.extend(outcome.unacked);
     }
-    crate::otlp::check_scenario(&cluster.querier, &otlp.await.unwrap()).await;
+    crate::otlp::check_scenario(&cluster.queriers[0], &otlp.await.unwrap()).await;
 
     for ((service, profile_type), acked) in &expected {
-        let stored = stored_total(&cluster.querier, profile_type, service).await;
+        let stored = stored_total(&cluster.queriers[0], profile_type, service).await;
         let unacked = maybe
             .get(&(service.clone(), profile_type.clone()))
             .copied()
@@ -274,26 +234,19 @@ async fn every_acknowledged_profile_survives_ingester_and_metastore_failures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_while_the_metastore_is_down_are_registered_when_it_returns() {
-    let cluster = KilnCluster::start().await;
+    let (_s3, cluster) = start_cluster().await;
     let base = cluster.distributors[0].url("");
     let files = go_profiles();
     let (_, gzipped) = &files[0];
     assert!(push_once(Client::Connect, &base, "before", "before-1", gzipped).await);
 
     // Every metastore node frozen: the ingester parks the registration and acknowledges.
-    let pids: Vec<u32> = cluster
-        .metastores
-        .nodes
-        .iter()
-        .flatten()
-        .map(KilnServer::pid)
-        .collect();
-    for pid in &pids {
-        signal(*pid, "-STOP");
+    for node in cluster.metastores.nodes.iter().flatten() {
+        node.pause().unwrap();
     }
     let acked = push_once(Client::Connect, &base, "during", "during-1", gzipped).await;
-    for pid in &pids {
-        signal(*pid, "-CONT");
+    for node in cluster.metastores.nodes.iter().flatten() {
+        node.resume().unwrap();
     }
     assert!(
         acked,
@@ -304,7 +257,7 @@ async fn pushes_while_the_metastore_is_down_are_registered_when_it_returns() {
     let (profile_type, total) = expected.iter().next().unwrap();
     let deadline = resumed + Duration::from_secs(30);
     loop {
-        if stored_total(&cluster.querier, profile_type, "during").await == *total {
+        if stored_total(&cluster.queriers[0], profile_type, "during").await == *total {
             break;
         }
         assert!(
@@ -322,6 +275,10 @@ async fn pushes_while_the_metastore_is_down_are_registered_when_it_returns() {
         .iter()
         .flatten()
         .map(|i| async move { i.metric("kiln_ingester_segments_parked_total").await });
-    let parked: f64 = futures::future::join_all(parked).await.into_iter().sum();
+    let parked: f64 = futures::future::join_all(parked)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .sum();
     assert!(parked >= 1.0, "no segment went through the recovery area");
 }

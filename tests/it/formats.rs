@@ -7,9 +7,8 @@ use std::process::Command;
 use prost::Message;
 use serde_json::{Value, json};
 
-use crate::harness::{KilnServer, decode, go_profiles, testdata};
-use crate::query::UNTIL_SECONDS;
-use crate::reference::{FunctionTotals, json_flamegraph_figures, pprof_function_totals};
+use crate::support::reference::{FunctionTotals, json_flamegraph_figures, pprof_function_totals};
+use crate::support::{KilnServer, UNTIL_SECONDS, decode, go_profiles, kiln, testdata};
 
 async fn graph(server: &KilnServer, profile_type: &str, selector: &str) -> (i64, FunctionTotals) {
     let body = json!({
@@ -114,8 +113,9 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jfr_totals_match_the_jdks_own_reading() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = KilnServer::start(dir.path(), &["--ingester.flush-interval=50ms"])
+    let server = kiln()
+        .arg("--ingester.flush-interval=50ms")
+        .start()
         .await
         .unwrap();
     let file = testdata("jfr/java17-cpu-alloc-locks.jfr");
@@ -226,8 +226,9 @@ async fn jfr_totals_match_the_jdks_own_reading() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn folded_lines_and_legacy_names_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = KilnServer::start(dir.path(), &["--ingester.flush-interval=50ms"])
+    let server = kiln()
+        .arg("--ingester.flush-interval=50ms")
+        .start()
         .await
         .unwrap();
     let client = reqwest::Client::new();
@@ -311,8 +312,9 @@ async fn folded_lines_and_legacy_names_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prev_profile_turns_cumulative_heap_profiles_into_deltas() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = KilnServer::start(dir.path(), &["--ingester.flush-interval=50ms"])
+    let server = kiln()
+        .arg("--ingester.flush-interval=50ms")
+        .start()
         .await
         .unwrap();
     let (_, gzipped) = go_profiles()

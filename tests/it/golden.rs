@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use crate::harness::{KilnServer, decode, go_profiles};
 use crate::query::url_encode;
-use crate::reference::{json_i64, sample_frames};
+use crate::support::reference::{json_i64, sample_frames};
+use crate::support::{decode, go_profiles, kiln};
 
 fn golden_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../tests/golden/{name}.json"))
@@ -58,8 +58,9 @@ fn pprof_summary(profile: &kiln_proto::google::v1::Profile) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_matches_its_golden_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = KilnServer::start(dir.path(), &["--ingester.flush-interval=50ms"])
+    let server = kiln()
+        .arg("--ingester.flush-interval=50ms")
+        .start()
         .await
         .unwrap();
     let client = reqwest::Client::new();

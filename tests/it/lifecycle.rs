@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{KilnServer, decode, go_profiles, input_totals, stored_totals};
+use crate::support::{decode, go_profiles, input_totals, kiln, stored_totals};
 
 #[test]
 fn help_and_version_describe_the_binary() {
@@ -45,14 +45,9 @@ fn help_and_version_describe_the_binary() {
 
 #[test]
 fn roles_that_cannot_run_are_refused_clearly() {
-    let dir = tempfile::tempdir().unwrap();
+    let kiln = kiln();
     let refused = |target: &str| {
-        let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .args(["server", "--target", target, "--http-addr", "127.0.0.1:0"])
-            .args(["--grpc-addr", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
+        let output = kiln.clone().args(["--target", target]).output().unwrap();
         assert!(!output.status.success(), "--target {target} started");
         String::from_utf8(output.stderr).unwrap()
     };
@@ -68,16 +63,16 @@ fn roles_that_cannot_run_are_refused_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_ingester_answers_429_with_retry_after_and_keeps_what_it_took() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = KilnServer::start(
-        dir.path(),
-        &[
+    let kiln = kiln();
+    let server = kiln
+        .clone()
+        .args([
             "--ingester.flush-interval=1h",
             "--ingester.max-buffered-samples=100",
-        ],
-    )
-    .await
-    .unwrap();
+        ])
+        .start()
+        .await
+        .unwrap();
     let (_, gzipped) = go_profiles().remove(0);
     let first = tokio::spawn(
         reqwest::Client::new()
@@ -86,7 +81,12 @@ async fn a_full_ingester_answers_429_with_retry_after_and_keeps_what_it_took() {
             .send(),
     );
     let deadline = Instant::now() + Duration::from_secs(30);
-    while server.metric("kiln_ingester_buffered_samples").await == 0.0 {
+    while server
+        .metric("kiln_ingester_buffered_samples")
+        .await
+        .unwrap()
+        == 0.0
+    {
         assert!(
             Instant::now() < deadline,
             "the first push never reached the buffer"
@@ -131,16 +131,17 @@ async fn a_full_ingester_answers_429_with_retry_after_and_keeps_what_it_took() {
         .metric(
             "kiln_distributor_rejected_requests_total{protocol=\"ingest\",tenant=\"anonymous\",reason=\"overloaded\"}",
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(rejected, 1.0);
 
     // The push that was taken is acknowledged on shutdown, and only it is stored.
-    server.terminate();
+    server.terminate().unwrap();
     assert_eq!(first.await.unwrap().unwrap().status(), 200);
     let mut server = server;
     assert!(server.wait().unwrap().success());
-    let server = KilnServer::start(dir.path(), &[]).await.unwrap();
-    let stored = stored_totals(&server, dir.path()).await;
+    let server = kiln.start().await.unwrap();
+    let stored = stored_totals(&server).await;
     assert!(
         stored.keys().all(|(_, service, _)| service == "first"),
         "{stored:?}"
@@ -151,9 +152,12 @@ async fn a_full_ingester_answers_429_with_retry_after_and_keeps_what_it_took() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_acknowledges_requests_in_flight_and_exits_zero() {
-    let dir = tempfile::tempdir().unwrap();
+    let kiln = kiln();
     // A long flush interval keeps the push waiting in the buffer when SIGTERM arrives.
-    let server = KilnServer::start(dir.path(), &["--ingester.flush-interval=1h"])
+    let server = kiln
+        .clone()
+        .arg("--ingester.flush-interval=1h")
+        .start()
         .await
         .unwrap();
     let (_, gzipped) = go_profiles().remove(0);
@@ -164,34 +168,36 @@ async fn sigterm_acknowledges_requests_in_flight_and_exits_zero() {
     let pending = tokio::spawn(request);
 
     let deadline = Instant::now() + Duration::from_secs(30);
-    while server.metric("kiln_ingester_buffered_samples").await == 0.0 {
+    while server
+        .metric("kiln_ingester_buffered_samples")
+        .await
+        .unwrap()
+        == 0.0
+    {
         assert!(
             Instant::now() < deadline,
             "the push never reached the buffer"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    server.terminate();
+    server.terminate().unwrap();
     let response = pending.await.unwrap().unwrap();
     assert_eq!(response.status(), 200);
     let mut server = server;
     assert!(server.wait().unwrap().success());
 
     // What was acknowledged is there after a restart.
-    let server = KilnServer::start(dir.path(), &[]).await.unwrap();
-    let stored: Vec<i64> = stored_totals(&server, dir.path())
-        .await
-        .values()
-        .copied()
-        .collect();
+    let server = kiln.start().await.unwrap();
+    let stored: Vec<i64> = stored_totals(&server).await.values().copied().collect();
     let expected: Vec<i64> = input_totals(&decode(&gzipped)).into_values().collect();
     assert_eq!(stored, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_metrics_and_empty_profiles() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = KilnServer::start(dir.path(), &["--ingester.flush-interval=50ms"])
+    let server = kiln()
+        .arg("--ingester.flush-interval=50ms")
+        .start()
         .await
         .unwrap();
     let ready = reqwest::get(server.url("/ready")).await.unwrap();
@@ -209,7 +215,7 @@ async fn ready_metrics_and_empty_profiles() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(stored_totals(&server, dir.path()).await.is_empty());
+    assert!(stored_totals(&server).await.is_empty());
 
     let metrics = reqwest::get(server.url("/metrics"))
         .await
@@ -228,12 +234,9 @@ async fn ready_metrics_and_empty_profiles() {
 async fn a_request_that_never_finishes_does_not_block_shutdown_past_the_timeout() {
     use std::io::Write;
 
-    let dir = tempfile::tempdir().unwrap();
-    let server = KilnServer::start(dir.path(), &["--shutdown-timeout=1s"])
-        .await
-        .unwrap();
+    let server = kiln().arg("--shutdown-timeout=1s").start().await.unwrap();
     // A client that announces a body it never sends keeps its request in flight.
-    let mut stalled = std::net::TcpStream::connect(&server.addr).unwrap();
+    let mut stalled = std::net::TcpStream::connect(server.http_addr()).unwrap();
     write!(
         stalled,
         "POST /ingest?name=stalled&format=pprof HTTP/1.1\r\nHost: kiln\r\nContent-Length: 1000\r\n\r\npartial"
@@ -246,7 +249,7 @@ async fn a_request_that_never_finishes_does_not_block_shutdown_past_the_timeout(
         reqwest::get(server.url("/ready")).await.unwrap().status(),
         200
     );
-    server.terminate();
+    server.terminate().unwrap();
     let mut server = server;
     let status = server.wait().unwrap();
     assert!(status.success(), "kiln exited with {status}");

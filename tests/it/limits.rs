@@ -7,9 +7,9 @@ use bytes::Bytes;
 use prost::Message;
 use serde_json::Value;
 
-use crate::harness::{KilnServer, cpu_profile, decode, flamegraph_json};
-use crate::query::UNTIL_SECONDS;
-use crate::reference::json_i64;
+use crate::support::UNTIL_SECONDS;
+use crate::support::reference::json_i64;
+use crate::support::{KilnServer, cpu_profile, decode, flamegraph_json, kiln};
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
@@ -51,7 +51,7 @@ impl Client<'_> {
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str()))
             .collect();
-        let request = crate::harness::push_request(&pairs, body, "");
+        let request = crate::support::push_request(&pairs, body, "");
         let response = self
             .http
             .post(self.server.url("/push.v1.PusherService/Push"))
@@ -92,6 +92,7 @@ async fn discarded(server: &KilnServer, tenant: &str, reason: &str) -> f64 {
             "kiln_distributor_discarded_profiles_total{{tenant=\"{tenant}\",reason=\"{reason}\"}}"
         ))
         .await
+        .unwrap()
 }
 
 fn write_runtime_config(path: &std::path::Path, text: &str) {
@@ -103,10 +104,10 @@ fn write_runtime_config(path: &std::path::Path, text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_limit_refuses_or_truncates_with_a_message_and_a_metric() {
-    let dir = tempfile::tempdir().unwrap();
+    let kiln = kiln();
     let gzipped = cpu_profile();
     let samples = decode(&gzipped).sample.len();
-    let runtime = dir.path().join("runtime.yaml");
+    let runtime = kiln.data_dir().join("runtime.yaml");
     write_runtime_config(
         &runtime,
         &format!(
@@ -115,18 +116,17 @@ async fn every_limit_refuses_or_truncates_with_a_message_and_a_metric() {
             gzipped.len() as f64 * 1.5 / 1e6,
         ),
     );
-    let server = KilnServer::start(
-        dir.path(),
-        &[
+    let server = kiln
+        .args([
             "--auth.multitenancy-enabled",
             "--limits.max-stack-depth=3",
             "--limits.max-symbol-length=12",
             &format!("--runtime-config={}", runtime.display()),
             "--runtime-config.reload-period=100ms",
-        ],
-    )
-    .await
-    .unwrap();
+        ])
+        .start()
+        .await
+        .unwrap();
     let client = Client {
         server: &server,
         http: reqwest::Client::new(),
@@ -275,12 +275,14 @@ async fn every_limit_refuses_or_truncates_with_a_message_and_a_metric() {
         server
             .metric("kiln_distributor_truncated_total{tenant=\"other\",what=\"stack_depth\"}")
             .await
+            .unwrap()
             > 0.0
     );
     assert!(
         server
             .metric("kiln_distributor_truncated_total{tenant=\"other\",what=\"symbol_length\"}")
             .await
+            .unwrap()
             > 0.0
     );
 
@@ -326,17 +328,18 @@ async fn rejected(server: &KilnServer, protocol: &str, tenant: &str, reason: &st
             "kiln_distributor_rejected_requests_total{{protocol=\"{protocol}\",tenant=\"{tenant}\",reason=\"{reason}\"}}"
         ))
         .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn size_and_series_limits_apply_per_tenant() {
-    let dir = tempfile::tempdir().unwrap();
+    let kiln = kiln();
     let gzipped = cpu_profile();
     let mut raw = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gzipped[..]), &mut raw).unwrap();
     let inflated = raw.len();
     assert!(gzipped.len() > 1000 && inflated > 2 * gzipped.len());
-    let runtime = dir.path().join("runtime.yaml");
+    let runtime = kiln.data_dir().join("runtime.yaml");
     write_runtime_config(
         &runtime,
         &format!(
@@ -344,15 +347,14 @@ async fn size_and_series_limits_apply_per_tenant() {
             inflated - 1
         ),
     );
-    let server = KilnServer::start(
-        dir.path(),
-        &[
+    let server = kiln
+        .args([
             "--auth.multitenancy-enabled",
             &format!("--runtime-config={}", runtime.display()),
-        ],
-    )
-    .await
-    .unwrap();
+        ])
+        .start()
+        .await
+        .unwrap();
     let client = Client {
         server: &server,
         http: reqwest::Client::new(),

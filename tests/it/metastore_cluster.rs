@@ -2,155 +2,26 @@
 //! loss under load, catch-up from a snapshot, node replacement, and a partitioned leader.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kiln_contract::metastore::{BlockQuery, Metastore, MetastoreClient};
 use kiln_model::{BlockMeta, DatasetMeta};
-use kiln_proto::kiln::metastore::v1::StatusResponse;
+use kiln_testkit::cluster::{MetastoreGroup, Network};
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::KilnServer;
-use crate::proxy::Proxy;
+use crate::support::kiln;
+use crate::support::metastore::{FAILOVER_BOUND, GroupStatus, RAFT_TIMERS};
 
 const TENANT: &str = "raft-test";
-/// How long the group may take to elect a leader and serve again (the bound).
-const FAILOVER_BOUND: Duration = Duration::from_secs(15);
 
-/// A metastore group: one process and one proxy per node.
-pub(crate) struct Cluster {
-    dir: tempfile::TempDir,
-    pub(crate) nodes: Vec<Option<KilnServer>>,
-    proxies: Vec<Proxy>,
-    pub(crate) peers: Vec<String>,
-    extra: Vec<String>,
-}
-
-fn node_ip(index: usize) -> IpAddr {
-    format!("127.0.1.{}", index + 1).parse().unwrap()
-}
-
-impl Cluster {
-    pub(crate) async fn start(size: usize, extra: &[&str]) -> Self {
-        let mut proxies = Vec::new();
-        for index in 0..size {
-            proxies.push(Proxy::bind(&node_ip(index).to_string()).await);
-        }
-        let peers: Vec<String> = proxies.iter().map(|p| p.addr.to_string()).collect();
-        let mut cluster = Self {
-            dir: tempfile::tempdir().unwrap(),
-            nodes: Vec::new(),
-            proxies,
-            peers,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        for index in 0..size {
-            let node = cluster.spawn(index, &cluster.peers.join(","));
-            cluster.nodes.push(Some(node));
-        }
-        for node in cluster.nodes.iter().flatten() {
-            node.wait_ready().await.unwrap();
-        }
-        cluster
-    }
-
-    fn data_dir(&self, index: usize) -> PathBuf {
-        self.dir.path().join(format!("node-{index}"))
-    }
-
-    /// Starts node `index` (its data dir survives restarts) and points its proxy at it.
-    fn spawn(&self, index: usize, peers: &str) -> KilnServer {
-        let mut args = vec![
-            "--target".to_string(),
-            "metastore".to_string(),
-            format!("--metastore.peers={peers}"),
-            format!("--metastore.advertise-addr={}", self.proxies[index].addr),
-            "--metastore.heartbeat-interval=100ms".to_string(),
-            "--metastore.election-timeout=500ms".to_string(),
-        ];
-        args.extend(self.extra.iter().cloned());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let node = KilnServer::spawn(&self.data_dir(index), &args).unwrap();
-        self.proxies[index].set_target(&node.grpc_addr);
-        node
-    }
-
-    /// A client of the whole group, through the proxies.
-    pub(crate) fn client(&self) -> MetastoreClient {
-        MetastoreClient::new(self.peers.clone(), Duration::from_secs(30)).unwrap()
-    }
-
-    /// A client of one node only.
-    fn client_of(&self, index: usize, retry_for: Duration) -> MetastoreClient {
-        MetastoreClient::new(vec![self.peers[index].clone()], retry_for).unwrap()
-    }
-
-    async fn status(&self, index: usize) -> Option<StatusResponse> {
-        MetastoreClient::status_of(&self.peers[index]).await.ok()
-    }
-
-    /// Waits until a node other than those in `excluded` leads and can serve a linearizable read.
-    pub(crate) async fn wait_for_leader(&self, excluded: &[usize]) -> usize {
-        let deadline = Instant::now() + FAILOVER_BOUND;
-        loop {
-            for index in 0..self.proxies.len() {
-                if excluded.contains(&index) || self.nodes.get(index).is_none_or(Option::is_none) {
-                    continue;
-                }
-                if let Some(status) = self.status(index).await
-                    && status.state == "leader"
-                    && status.ready
-                {
-                    return index;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no leader within {FAILOVER_BOUND:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Waits until `check` holds for node `index`'s status.
-    async fn wait_status(&self, index: usize, what: &str, check: impl Fn(&StatusResponse) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.status(index).await
-                && check(&status)
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {index}: {what} never happened"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Cuts node `index` off from every other node, both ways.
-    fn partition(&self, index: usize) {
-        for (other, proxy) in self.proxies.iter().enumerate() {
-            if other == index {
-                for peer in 0..self.proxies.len() {
-                    if peer != index {
-                        proxy.block(node_ip(peer));
-                    }
-                }
-            } else {
-                proxy.block(node_ip(index));
-            }
-        }
-    }
-
-    fn heal(&self) {
-        for proxy in &self.proxies {
-            proxy.heal();
-        }
-    }
+/// A group of `size` nodes behind proxies (so a test can partition it), with short Raft timers
+/// and `extra` flags.
+async fn start_group(size: usize, extra: &[&str]) -> MetastoreGroup {
+    let command = kiln().args(RAFT_TIMERS).args(extra);
+    MetastoreGroup::start(&command, size, Network::Proxied)
+        .await
+        .unwrap()
 }
 
 fn block(id: &str) -> BlockMeta {
@@ -258,7 +129,7 @@ async fn assert_index_holds(client: &MetastoreClient, acked: &[String]) -> usize
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_leader_is_replaced_and_nothing_acknowledged_is_lost() {
-    let mut cluster = Cluster::start(3, &[]).await;
+    let mut cluster = start_group(3, &[]).await;
     let writer = Writer::start(cluster.client(), "kill");
     writer.wait_for_more(50).await;
 
@@ -278,16 +149,14 @@ async fn a_killed_leader_is_replaced_and_nothing_acknowledged_is_lost() {
     assert!(stored >= acked.len());
 
     // The killed node comes back and serves the same index from its own state.
-    let node = cluster.spawn(leader, &cluster.peers.join(","));
-    node.wait_ready().await.unwrap();
-    cluster.nodes[leader] = Some(node);
+    cluster.restart_node(leader).await.unwrap();
     let only_it = cluster.client_of(leader, Duration::from_secs(30));
     assert_eq!(assert_index_holds(&only_it, &acked).await, stored);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_after_log_compaction_catches_up_from_a_snapshot() {
-    let mut cluster = Cluster::start(3, &["--metastore.snapshot-logs=20"]).await;
+    let mut cluster = start_group(3, &["--metastore.snapshot-logs=20"]).await;
     let client = cluster.client();
     for n in 0..10 {
         client
@@ -313,9 +182,7 @@ async fn a_node_restarted_after_log_compaction_catches_up_from_a_snapshot() {
         })
         .await;
 
-    let node = cluster.spawn(follower, &cluster.peers.join(","));
-    node.wait_ready().await.unwrap();
-    cluster.nodes[follower] = Some(node);
+    cluster.restart_node(follower).await.unwrap();
     let status = cluster.status(follower).await.unwrap();
     assert!(
         status.snapshots_installed >= 1,
@@ -328,7 +195,7 @@ async fn a_node_restarted_after_log_compaction_catches_up_from_a_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_is_replaced_under_load() {
-    let mut cluster = Cluster::start(3, &[]).await;
+    let mut cluster = start_group(3, &[]).await;
     let writer = Writer::start(cluster.client(), "replace");
     writer.wait_for_more(30).await;
     let leader = cluster.wait_for_leader(&[]).await;
@@ -347,33 +214,28 @@ async fn a_node_is_replaced_under_load() {
         );
         String::from_utf8(output.stdout).unwrap()
     };
-    let peers = format!("--metastore.peers={}", cluster.peers.join(","));
-    let removed = admin(&["remove", &cluster.peers[leaving], &peers]);
+    let peers = cluster.peers_flag();
+    let removed = admin(&["remove", &cluster.peers()[leaving], &peers]);
     assert!(removed.contains("removed"), "{removed}");
     cluster.nodes[leaving].take().unwrap().kill();
     writer.wait_for_more(30).await;
 
     // A fresh node, started with the current group as its peers, waits to be added.
-    cluster
-        .proxies
-        .push(Proxy::bind(&node_ip(3).to_string()).await);
-    cluster.peers.push(cluster.proxies[3].addr.to_string());
     let survivors: Vec<String> = (0..3)
         .filter(|i| *i != leaving)
-        .map(|i| cluster.peers[i].clone())
+        .map(|i| cluster.peers()[i].clone())
         .collect();
-    let fresh = cluster.spawn(3, &survivors.join(","));
-    cluster.nodes.push(Some(fresh));
-    let added = admin(&["add", &cluster.peers[3], &peers]);
+    let fresh = cluster.add_node(&survivors).await.unwrap();
+    let added = admin(&["add", &cluster.peers()[fresh], &peers]);
     assert!(added.contains("added"), "{added}");
     writer.wait_for_more(30).await;
     let acked = writer.finish().await;
 
-    let status = cluster.status(3).await.unwrap();
+    let status = cluster.status(fresh).await.unwrap();
     let mut voters: Vec<String> = status.voters.iter().map(|n| n.addr.clone()).collect();
     voters.sort();
     let mut expected = survivors.clone();
-    expected.push(cluster.peers[3].clone());
+    expected.push(cluster.peers()[fresh].clone());
     expected.sort();
     assert_eq!(voters, expected);
     let status_table = admin(&[
@@ -389,13 +251,13 @@ async fn a_node_is_replaced_under_load() {
         "{status_table}"
     );
 
-    let only_fresh = cluster.client_of(3, Duration::from_secs(30));
+    let only_fresh = cluster.client_of(fresh, Duration::from_secs(30));
     assert_index_holds(&only_fresh, &acked).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_leader_steps_down_without_split_brain_or_loss() {
-    let cluster = Cluster::start(3, &[]).await;
+    let cluster = start_group(3, &[]).await;
     let writer = Writer::start(cluster.client(), "partition");
     writer.wait_for_more(30).await;
     let old_leader = cluster.wait_for_leader(&[]).await;

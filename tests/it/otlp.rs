@@ -7,9 +7,8 @@ use std::process::Command;
 use prost::Message;
 use serde_json::{Value, json};
 
-use crate::harness::KilnServer;
-use crate::query::UNTIL_SECONDS;
-use crate::reference::{FunctionTotals, json_flamegraph_figures, json_i64};
+use crate::support::reference::{FunctionTotals, json_flamegraph_figures, json_i64};
+use crate::support::{KilnServer, UNTIL_SECONDS, kiln};
 
 fn otlp_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/otlp")
@@ -48,10 +47,10 @@ fn accepted(report: &Value) -> bool {
 /// Where each transport reaches the server: the OTLP listeners, or the main HTTP listener.
 fn target(server: &KilnServer, transport: &str, main_port: bool) -> String {
     match (transport, main_port) {
-        ("grpc", false) => server.otlp_grpc_addr.clone(),
-        ("grpc", true) => server.addr.clone(),
-        (_, false) => format!("http://{}", server.otlp_http_addr),
-        (_, true) => format!("http://{}", server.addr),
+        ("grpc", false) => server.otlp_grpc_addr().to_string(),
+        ("grpc", true) => server.http_addr().to_string(),
+        (_, false) => format!("http://{}", server.otlp_http_addr()),
+        (_, true) => format!("http://{}", server.http_addr()),
     }
 }
 
@@ -176,8 +175,9 @@ async fn otlp_profiles_are_stored_exactly_over_every_transport() {
         ("http-proto", true, true),
         ("http-json", false, true),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let server = KilnServer::start(dir.path(), &["--ingester.flush-interval=50ms"])
+        let server = kiln()
+            .arg("--ingester.flush-interval=50ms")
+            .start()
             .await
             .unwrap();
         let target = target(&server, transport, main_port);
@@ -205,11 +205,12 @@ async fn otlp_profiles_are_stored_exactly_over_every_transport() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_bad_requests_get_clear_errors_and_the_server_keeps_serving() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = KilnServer::start(dir.path(), &["--ingester.flush-interval=50ms"])
+    let server = kiln()
+        .arg("--ingester.flush-interval=50ms")
+        .start()
         .await
         .unwrap();
-    let first = send("grpc", &server.otlp_grpc_addr, "ebpf-cpu", false);
+    let first = send("grpc", server.otlp_grpc_addr(), "ebpf-cpu", false);
     check_scenario(&server, &first).await;
 
     let cases = [
@@ -258,7 +259,7 @@ async fn otlp_bad_requests_get_clear_errors_and_the_server_keeps_serving() {
     use kiln_proto::opentelemetry::proto::collector::profiles::v1development::{
         ExportProfilesServiceRequest, ExportProfilesServiceResponse,
     };
-    let dump = dir.path().join("request.pb");
+    let dump = server.data_dir().join("request.pb");
     let output = Command::new(otlp_dir().join(".venv/bin/python"))
         .arg(otlp_dir().join("otlp_send.py"))
         .args(["http-proto", "http://127.0.0.1:9", "ebpf-cpu", "--dump"])
@@ -275,7 +276,7 @@ async fn otlp_bad_requests_get_clear_errors_and_the_server_keeps_serving() {
     let response = reqwest::Client::new()
         .post(format!(
             "http://{}/v1development/profiles",
-            server.otlp_http_addr
+            server.otlp_http_addr()
         ))
         .header("content-type", "application/x-protobuf")
         .body(request.encode_to_vec())
@@ -302,17 +303,15 @@ async fn otlp_bad_requests_get_clear_errors_and_the_server_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_over_the_size_limits_is_resource_exhausted() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = KilnServer::start(
-        dir.path(),
-        &[
+    let server = kiln()
+        .args([
             "--limits.max-body-bytes=512",
             "--limits.max-decompressed-bytes=512",
-        ],
-    )
-    .await
-    .unwrap();
-    let grpc = send("grpc", &server.otlp_grpc_addr, "ebpf-cpu", false);
+        ])
+        .start()
+        .await
+        .unwrap();
+    let grpc = send("grpc", server.otlp_grpc_addr(), "ebpf-cpu", false);
     assert_eq!(grpc["status"], json!("RESOURCE_EXHAUSTED"), "{grpc}");
     let http = send(
         "http-json",

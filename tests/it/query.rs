@@ -11,14 +11,13 @@ use kiln_proto::querier::v1::{SelectMergeStacktracesRequest, SelectMergeStacktra
 use prost::Message;
 use serde_json::{Value, json};
 
-use crate::harness::{KilnServer, decode, flamegraph_json, go_profile_name, go_profiles};
-use crate::reference::{
+use crate::support::reference::{
     FunctionTotals, flamegraph_function_totals, json_flamegraph_figures, json_i64,
     pprof_function_totals,
 };
-
-/// End of every query range (2100-01-01), far after the test data.
-pub(crate) const UNTIL_SECONDS: i64 = 4_102_444_800;
+use crate::support::{
+    KilnServer, UNTIL_SECONDS, decode, flamegraph_json, go_profile_name, go_profiles, kiln,
+};
 
 /// Pushes every Go test profile as its own service (the file name) and returns them decoded.
 pub(crate) async fn push_every_profile(server: &KilnServer) -> Vec<(String, Profile)> {
@@ -212,8 +211,9 @@ async fn via_pprof(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_surface_returns_exact_function_figures() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = KilnServer::start(dir.path(), &["--ingester.flush-interval=50ms"])
+    let server = kiln()
+        .arg("--ingester.flush-interval=50ms")
+        .start()
         .await
         .unwrap();
     let profiles = push_every_profile(&server).await;
@@ -265,8 +265,9 @@ async fn every_surface_returns_exact_function_figures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merges_across_profiles_and_counts_a_profile_id_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = KilnServer::start(dir.path(), &["--ingester.flush-interval=50ms"])
+    let server = kiln()
+        .arg("--ingester.flush-interval=50ms")
+        .start()
         .await
         .unwrap();
     let profiles = push_every_profile(&server).await;
@@ -374,8 +375,9 @@ async fn merges_across_profiles_and_counts_a_profile_id_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labels_series_and_time_series() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = KilnServer::start(dir.path(), &["--ingester.flush-interval=50ms"])
+    let server = kiln()
+        .arg("--ingester.flush-interval=50ms")
+        .start()
         .await
         .unwrap();
     let profiles = push_every_profile(&server).await;

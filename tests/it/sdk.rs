@@ -6,8 +6,8 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::harness::KilnServer;
-use crate::reference::json_i64;
+use crate::support::reference::json_i64;
+use crate::support::{KilnServer, kiln};
 
 fn sdk_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/sdk")
@@ -96,8 +96,9 @@ async fn the_python_sdk_pushes_flame_graphs() {
     let python = std::env::var_os("KILN_SDK_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| sdk_dir().join(".venv/bin/python"));
-    let dir = tempfile::tempdir().unwrap();
-    let server = KilnServer::start(dir.path(), &["--ingester.flush-interval=50ms"])
+    let server = kiln()
+        .arg("--ingester.flush-interval=50ms")
+        .start()
         .await
         .unwrap();
     run_sdk(&python, "python_push.py", &server, "python-sdk");
@@ -115,8 +116,9 @@ async fn the_python_sdk_pushes_flame_graphs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_nodejs_sdk_pushes_flame_graphs() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = KilnServer::start(dir.path(), &["--ingester.flush-interval=50ms"])
+    let server = kiln()
+        .arg("--ingester.flush-interval=50ms")
+        .start()
         .await
         .unwrap();
     run_sdk(Path::new("node"), "node_push.js", &server, "node-sdk");

@@ -6,14 +6,13 @@ use kiln_proto::push::v1::PushRequest;
 use kiln_proto::push::v1::pusher_service_client::PusherServiceClient;
 use serde_json::{Value, json};
 
-use crate::harness::{KilnServer, cpu_profile, decode, input_totals};
-use crate::query::UNTIL_SECONDS;
-use crate::reference::json_i64;
+use crate::support::reference::json_i64;
+use crate::support::{KilnServer, UNTIL_SECONDS, cpu_profile, decode, input_totals, kiln};
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
 fn push_request(service: &str, gzipped: &Bytes) -> PushRequest {
-    crate::harness::push_request(
+    crate::support::push_request(
         &[("service_name", service), ("team_b_only", "yes")],
         gzipped,
         "",
@@ -100,8 +99,9 @@ async fn everything_seen_by(server: &KilnServer, tenant: &str) -> Vec<(&'static 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_see_only_their_own_data_and_need_a_valid_header() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = KilnServer::start(dir.path(), &["--auth.multitenancy-enabled"])
+    let server = kiln()
+        .arg("--auth.multitenancy-enabled")
+        .start()
         .await
         .unwrap();
     let gzipped = cpu_profile();
@@ -146,7 +146,7 @@ async fn tenants_see_only_their_own_data_and_need_a_valid_header() {
     let otlp = client
         .post(format!(
             "http://{}/v1development/profiles",
-            server.otlp_http_addr
+            server.otlp_http_addr()
         ))
         .header("content-type", "application/x-protobuf")
         .body(Vec::new())

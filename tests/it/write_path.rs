@@ -8,8 +8,8 @@ use kiln_proto::push::v1::PushRequest;
 use kiln_proto::push::v1::pusher_service_client::PusherServiceClient;
 use prost::Message;
 
-use crate::harness::{
-    KilnServer, decode, go_profile_name, go_profiles, input_totals, stored_totals,
+use crate::support::{
+    KilnServer, decode, go_profile_name, go_profiles, input_totals, kiln, stored_totals,
 };
 
 /// The ways a profile reaches Kiln; each test run uses one service name per way.
@@ -43,7 +43,7 @@ impl Protocol {
 }
 
 fn push_request(service: &str, name: &str, gzipped: &Bytes) -> PushRequest {
-    crate::harness::push_request(
+    crate::support::push_request(
         &[("service_name", service), ("__name__", name)],
         gzipped,
         "",
@@ -110,8 +110,11 @@ async fn push(server: &KilnServer, protocol: Protocol, gzipped: Bytes) -> (u16, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_protocol_stores_exact_totals_that_survive_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = KilnServer::start(dir.path(), &["--ingester.flush-interval=50ms"])
+    let kiln = kiln();
+    let server = kiln
+        .clone()
+        .arg("--ingester.flush-interval=50ms")
+        .start()
         .await
         .unwrap();
     let files = go_profiles();
@@ -139,7 +142,7 @@ async fn every_protocol_stores_exact_totals_that_survive_a_restart() {
     // 5 protocols x (2 CPU + 4 heap sample types).
     assert_eq!(expected.len(), 5 * 6);
     assert_eq!(
-        stored_totals(&server, dir.path()).await,
+        stored_totals(&server).await,
         expected,
         "stored totals before restart"
     );
@@ -147,9 +150,9 @@ async fn every_protocol_stores_exact_totals_that_survive_a_restart() {
     let status = server.stop().unwrap();
     assert!(status.success(), "kiln exited with {status}");
 
-    let server = KilnServer::start(dir.path(), &[]).await.unwrap();
+    let server = kiln.start().await.unwrap();
     assert_eq!(
-        stored_totals(&server, dir.path()).await,
+        stored_totals(&server).await,
         expected,
         "stored totals after restart"
     );
@@ -166,7 +169,7 @@ async fn every_protocol_stores_exact_totals_that_survive_a_restart() {
         *expected.get_mut(&key).unwrap() += total;
     }
     assert_eq!(
-        stored_totals(&server, dir.path()).await,
+        stored_totals(&server).await,
         expected,
         "stored totals after a push on restart"
     );

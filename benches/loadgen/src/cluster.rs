@@ -2,20 +2,21 @@
 //! nodes, 2 ingesters, 2 distributors) on a real S3-compatible server, beside an all-in-one
 //! server on the same S3 server and the S3 server's own PUT latency, all in one run.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use hdrhistogram::Histogram;
 use kiln_contract::metastore::{Metastore, MetastoreClient};
 use kiln_objstore::object_store::{ObjectStoreExt, PutPayload};
+use kiln_testkit::cluster::{Cluster, Network};
+use kiln_testkit::emulators::Moto;
+use kiln_testkit::process::KilnServer;
 
 use crate::driver::{self, LoadConfig, LoadResult};
 use crate::figures::{Figures, kiln_binary};
 use crate::push::Protocol;
-use crate::server::Server;
+use crate::server;
 use crate::workload::WorkloadConfig;
 
 /// Flags of the cluster benchmark.
@@ -39,60 +40,6 @@ pub(crate) struct ClusterArgs {
     /// Write the results as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
-}
-
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn start_moto(binary: &Path) -> anyhow::Result<Moto> {
-    let port = free_port()?;
-    let child = Command::new(binary)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot start {}", binary.display()))?;
-    let moto = Moto {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-    };
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = client.put(format!("{}/bench", moto.endpoint)).send().await
-            && r.status().is_success()
-        {
-            return Ok(moto);
-        }
-        anyhow::ensure!(Instant::now() < deadline, "moto_server never answered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn s3_flags(endpoint: &str, prefix: &str) -> Vec<String> {
-    vec![
-        format!("--storage=s3://bench/{prefix}"),
-        format!("--storage.s3.endpoint={endpoint}"),
-        "--storage.s3.force-path-style".into(),
-        "--storage.s3.allow-http".into(),
-        "--storage.s3.access-key-id=test".into(),
-        "--storage.s3.secret-access-key=test".into(),
-    ]
 }
 
 /// PUT latency of the S3 server itself for objects of `size` bytes, through object_store.
@@ -124,14 +71,14 @@ async fn put_latency(endpoint: &str, size: usize, count: usize) -> anyhow::Resul
     Ok(histogram)
 }
 
-async fn metric(server: &Server, name: &str) -> f64 {
-    let Ok(response) = reqwest::get(format!("{}/metrics", server.base)).await else {
-        return 0.0;
-    };
-    let text = response.text().await.unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+/// A metric of `server`'s, 0 when it cannot be read.
+async fn metric(server: &KilnServer, name: &str) -> f64 {
+    server.metric(name).await.unwrap_or(0.0)
+}
+
+/// CPU seconds the servers have used so far, together.
+fn cpu<'a>(servers: impl IntoIterator<Item = &'a KilnServer>) -> f64 {
+    servers.into_iter().map(server::cpu_seconds).sum()
 }
 
 fn load(seconds: u64, concurrency: usize) -> LoadConfig {
@@ -151,14 +98,14 @@ pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let binary = kiln_binary(args.kiln_bin.as_ref())?;
     let _ = std::fs::remove_dir_all(&args.data_dir);
     std::fs::create_dir_all(&args.data_dir)?;
-    let moto = start_moto(&args.moto_server).await?;
+    let moto = Moto::start_with(&args.moto_server, "bench").await?;
     let mut figures = Figures::default();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos() as i64;
 
     // The S3 server alone: PUTs of a typical segment size.
-    let puts = put_latency(&moto.endpoint, 512 << 10, 200).await?;
+    let puts = put_latency(moto.endpoint(), 512 << 10, 200).await?;
     figures.add(
         "S3 server PUT 512 KiB p50",
         puts.value_at_quantile(0.5) as f64 / 1000.0,
@@ -171,80 +118,42 @@ pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     );
 
     // All-in-one on the same S3 server.
-    let flags = s3_flags(&moto.endpoint, "all-in-one");
-    let mut all_args: Vec<&str> = vec![
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--otlp-grpc-addr",
-        "127.0.0.1:0",
-        "--otlp-http-addr",
-        "127.0.0.1:0",
-    ];
-    all_args.extend(flags.iter().map(String::as_str));
-    let server = Server::start_with(&binary, &args.data_dir.join("all-in-one"), &all_args)?;
+    let server = server::command(&binary, &args.data_dir.join("all-in-one"))
+        .args(moto.kiln_flags("all-in-one"))
+        .start()
+        .await?;
     let config = load(args.seconds, args.concurrency);
     let payloads = Arc::new(driver::payload_pool(&config, now));
-    let cpu = server.cpu_seconds();
-    let result = driver::run(&server.base, &config, Arc::clone(&payloads)).await;
-    let cpu = server.cpu_seconds() - cpu;
-    report_ingest(&mut figures, "all-in-one", &[&result], cpu);
-    figures.add("all-in-one peak RSS", server.peak_rss_mib(), "MiB");
+    let cpu_before = server::cpu_seconds(&server);
+    let result = driver::run(&server.url(""), &config, Arc::clone(&payloads)).await;
+    let cpu_spent = server::cpu_seconds(&server) - cpu_before;
+    report_ingest(&mut figures, "all-in-one", &[&result], cpu_spent);
+    figures.add("all-in-one peak RSS", server::peak_rss_mib(&server), "MiB");
     let segments = metric(&server, "kiln_ingester_segments_flushed_total").await;
     figures.add(
         "all-in-one objects written/s",
         segments / result.seconds,
         "objects/s",
     );
-    server.stop();
+    server::stop(server);
 
     // The cluster.
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
-    let peers: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let peers_flag = format!("--metastore.peers={}", peers.join(","));
-    let mut metastores = Vec::new();
-    for (i, peer) in peers.iter().enumerate() {
-        let grpc = format!("--grpc-addr={peer}");
-        metastores.push(Server::start_with(
-            &binary,
-            &args.data_dir.join(format!("metastore-{i}")),
-            &["--target", "metastore", &grpc, &peers_flag],
-        )?);
-    }
-    let flags = s3_flags(&moto.endpoint, "cluster");
-    let mut ingesters = Vec::new();
-    for i in 0..2 {
-        let mut role: Vec<&str> = vec![
-            "--target",
-            "ingester",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            &peers_flag,
-        ];
-        role.extend(flags.iter().map(String::as_str));
-        ingesters.push(Server::start_with(
-            &binary,
-            &args.data_dir.join(format!("ingester-{i}")),
-            &role,
-        )?);
-    }
-    let mut distributors = Vec::new();
-    for i in 0..2 {
-        let role = [
-            "--target",
-            "distributor",
-            "--otlp-grpc-addr",
-            "127.0.0.1:0",
-            "--otlp-http-addr",
-            "127.0.0.1:0",
-            &peers_flag,
-        ];
-        distributors.push(Server::start_with(
-            &binary,
-            &args.data_dir.join(format!("distributor-{i}")),
-            &role,
-        )?);
-    }
-    let client = MetastoreClient::new(peers.clone(), Duration::from_secs(30))?;
+    let flags = moto.kiln_flags("cluster");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let Cluster {
+        ingesters,
+        distributors,
+        metastores,
+        ..
+    } = Cluster::builder(&server::command(&binary, &args.data_dir))
+        .metastores(3, Network::Direct, &[])
+        .ingesters(2, &flags)
+        .distributors(2, &[])
+        .start()
+        .await?;
+    let ingesters: Vec<KilnServer> = ingesters.into_iter().flatten().collect();
+    let client = MetastoreClient::new(metastores.peers().to_vec(), Duration::from_secs(30))?;
+    let metastores: Vec<KilnServer> = metastores.nodes.into_iter().flatten().collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     while client
         .members(Some(kiln_contract::Role::Ingester))
@@ -259,12 +168,12 @@ pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     // Distributors refresh their ingester list every second.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let cpu = |servers: &[Server]| servers.iter().map(Server::cpu_seconds).sum::<f64>();
     let before = (cpu(&distributors), cpu(&ingesters), cpu(&metastores));
     let half = load(args.seconds, args.concurrency / 2);
+    let bases = [distributors[0].url(""), distributors[1].url("")];
     let (a, b) = tokio::join!(
-        driver::run(&distributors[0].base, &half, Arc::clone(&payloads)),
-        driver::run(&distributors[1].base, &half, Arc::clone(&payloads)),
+        driver::run(&bases[0], &half, Arc::clone(&payloads)),
+        driver::run(&bases[1], &half, Arc::clone(&payloads)),
     );
     let spent = (
         cpu(&distributors) - before.0,
@@ -283,14 +192,14 @@ pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     for (i, s) in distributors.iter().enumerate() {
         figures.add(
             format!("cluster distributor {i} peak RSS"),
-            s.peak_rss_mib(),
+            server::peak_rss_mib(s),
             "MiB",
         );
     }
     for (i, s) in ingesters.iter().enumerate() {
         figures.add(
             format!("cluster ingester {i} peak RSS"),
-            s.peak_rss_mib(),
+            server::peak_rss_mib(s),
             "MiB",
         );
     }
@@ -306,7 +215,7 @@ pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
 
     figures.write_json(args.json.as_deref())?;
     for s in distributors.into_iter().chain(ingesters).chain(metastores) {
-        s.stop();
+        server::stop(s);
     }
     Ok(())
 }

@@ -203,7 +203,7 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
             .data_dir
             .join(format!("ingest-{label}").replace([' ', ',', '/', '.'], "_"));
         let _ = std::fs::remove_dir_all(&dir);
-        let server = server::Server::start(&binary, &dir)?;
+        let server = server::start(&binary, &dir).await?;
         let config = LoadConfig {
             protocol,
             services: 4,
@@ -220,21 +220,21 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
             report.decode_baseline_mb_s =
                 baseline::decode_mb_per_second(&payloads, if args.smoke { 0.2 } else { 2.0 });
         }
-        let cpu_before = server.cpu_seconds();
-        let result = driver::run(&server.base, &config, payloads).await;
-        let cpu = server.cpu_seconds() - cpu_before;
+        let cpu_before = server::cpu_seconds(&server);
+        let result = driver::run(&server.url(""), &config, payloads).await;
+        let cpu = server::cpu_seconds(&server) - cpu_before;
         // Let the last flush land before measuring storage.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let (objects, metastore) = server.stored_bytes();
+        let (objects, metastore) = server::stored_bytes(&server);
         report.ingest(
             label,
             result,
             cpu,
-            server.peak_rss_mib(),
+            server::peak_rss_mib(&server),
             objects,
             metastore,
         );
-        server.stop();
+        server::stop(server);
     }
 
     // Queries over the reused data set.
@@ -267,21 +267,21 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
                 end_seconds: now_nanos() / 1_000_000_000 / 3600 * 3600,
                 ..wanted
             };
-            let server = server::Server::start(&binary, &dataset_dir)?;
+            let server = server::start(&binary, &dataset_dir).await?;
             let started = std::time::Instant::now();
             let samples = dataset
-                .generate(&server.base, &dataset_dir)
+                .generate(&server.url(""), &dataset_dir)
                 .await
                 .context("generating the query data set")?;
             eprintln!(
                 "generated the query data set: {samples} samples in {:.0} s",
                 started.elapsed().as_secs_f64()
             );
-            server.stop();
+            server::stop(server);
             dataset
         }
     };
-    let server = server::Server::start(&binary, &dataset_dir)?;
+    let server = server::start(&binary, &dataset_dir).await?;
     let runs = args.query_runs.max(1);
     let ranges: Vec<(i64, usize)> = [(60, runs * 2), (24 * 60, runs), (7 * 24 * 60, runs)]
         .into_iter()
@@ -293,12 +293,12 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         ranges
     };
     for &(minutes, runs) in &ranges {
-        for latency in queries::measure(&server.base, &dataset, minutes, runs).await? {
+        for latency in queries::measure(&server.url(""), &dataset, minutes, runs).await? {
             report.queries.push(latency);
         }
     }
-    report.query_peak_rss_mib = server.peak_rss_mib();
-    server.stop();
+    report.query_peak_rss_mib = server::peak_rss_mib(&server);
+    server::stop(server);
 
     // The merge peer: go tool pprof merging the same profiles as the flame graph queries.
     for &(minutes, _) in ranges

@@ -1,17 +1,17 @@
 //! `kiln-loadgen metastore`: block registrations per second on a loopback metastore group, single
 //! and batched, and index query latency with a large index.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use hdrhistogram::Histogram;
 use kiln_contract::metastore::{BlockQuery, Metastore, MetastoreClient};
 use kiln_model::{BlockMeta, DatasetMeta};
+use kiln_testkit::cluster::{MetastoreGroup, Network};
 
 use crate::figures::{Figures, kiln_binary};
-use crate::server::Server;
+use crate::server;
 
 /// Flags of the metastore benchmark.
 #[derive(Debug, clap::Args)]
@@ -111,9 +111,14 @@ pub(crate) async fn run(args: MetastoreArgs) -> anyhow::Result<()> {
     let binary = kiln_binary(args.kiln_bin.as_ref())?;
     let _ = std::fs::remove_dir_all(&args.data_dir);
     std::fs::create_dir_all(&args.data_dir)?;
-    let (servers, peers) = start_group(&binary, &args.data_dir, args.nodes)?;
+    let metastores = MetastoreGroup::start(
+        &server::command(&binary, &args.data_dir),
+        args.nodes,
+        Network::Direct,
+    )
+    .await?;
     let client = Arc::new(MetastoreClient::new(
-        peers.clone(),
+        metastores.peers().to_vec(),
         Duration::from_secs(60),
     )?);
     wait_ready(&client).await?;
@@ -218,51 +223,20 @@ pub(crate) async fn run(args: MetastoreArgs) -> anyhow::Result<()> {
             );
         }
     }
-    for (index, server) in servers.iter().enumerate() {
+    let nodes: Vec<_> = metastores.nodes.into_iter().flatten().collect();
+    for (index, node) in nodes.iter().enumerate() {
         figures.add(
             format!("node {index} peak RSS"),
-            server.peak_rss_mib(),
+            server::peak_rss_mib(node),
             "MiB",
         );
-        figures.add(format!("node {index} CPU"), server.cpu_seconds(), "s");
+        figures.add(format!("node {index} CPU"), server::cpu_seconds(node), "s");
     }
     figures.write_json(args.json.as_deref())?;
-    for server in servers {
-        server.stop();
+    for node in nodes {
+        server::stop(node);
     }
     Ok(())
-}
-
-fn start_group(
-    binary: &Path,
-    dir: &Path,
-    nodes: usize,
-) -> anyhow::Result<(Vec<Server>, Vec<String>)> {
-    // Free ports for the peer list, which every node needs before any starts.
-    let ports: Vec<u16> = (0..nodes)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-        })
-        .collect::<Result<_, _>>()?;
-    let peers: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let list = peers.join(",");
-    let mut servers = Vec::new();
-    for (index, peer) in peers.iter().enumerate() {
-        let data_dir = dir.join(format!("node-{index}"));
-        let grpc = format!("--grpc-addr={peer}");
-        let peers_flag = format!("--metastore.peers={list}");
-        servers.push(
-            Server::start_with(
-                binary,
-                &data_dir,
-                &["--target", "metastore", &grpc, &peers_flag],
-            )
-            .with_context(|| format!("metastore node {index}"))?,
-        );
-    }
-    Ok((servers, peers))
 }
 
 async fn wait_ready(client: &MetastoreClient) -> anyhow::Result<()> {

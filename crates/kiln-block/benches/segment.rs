@@ -11,7 +11,7 @@ use prost::Message;
 use ulid::Ulid;
 
 fn profiles() -> Vec<NormalizedProfile> {
-    kiln_testdata::pprof_files()
+    kiln_testkit::testdata::pprof_files()
         .into_iter()
         .map(|(_, gzipped)| {
             let mut raw = Vec::new();

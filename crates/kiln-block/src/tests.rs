@@ -15,7 +15,7 @@ use crate::{DatasetData, SegmentBuilder, SegmentReader};
 type StackTotals = BTreeMap<(String, String, String, Vec<String>), i64>;
 
 fn load_profiles() -> Vec<(String, Profile)> {
-    kiln_testdata::pprof_files()
+    kiln_testkit::testdata::pprof_files()
         .into_iter()
         .map(|(name, gzipped)| {
             let mut raw = Vec::new();

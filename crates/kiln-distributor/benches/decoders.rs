@@ -13,7 +13,7 @@ use kiln_proto::opentelemetry::proto::profiles::v1development as otlp;
 use prost::Message;
 
 fn go_profiles() -> Vec<Profile> {
-    kiln_testdata::pprof_files()
+    kiln_testkit::testdata::pprof_files()
         .into_iter()
         .map(|(_, gzipped)| {
             let mut raw = Vec::new();
@@ -247,7 +247,8 @@ fn bench_decoders(c: &mut Criterion) {
     }
 
     for file in ["java17-cpu-alloc-locks.jfr", "java17-hotspot-profile.jfr"] {
-        let recording = std::fs::read(kiln_testdata::path(&format!("jfr/{file}"))).unwrap();
+        let recording =
+            std::fs::read(kiln_testkit::testdata::path(&format!("jfr/{file}"))).unwrap();
         let mut group = c.benchmark_group(format!("jfr_decode/{file}"));
         group.throughput(Throughput::Bytes(recording.len() as u64));
         group.sample_size(20);

@@ -10,7 +10,7 @@ use kiln_proto::google::v1::Profile;
 use prost::Message;
 
 fn testdata() -> Vec<Bytes> {
-    kiln_testdata::pprof_files()
+    kiln_testkit::testdata::pprof_files()
         .into_iter()
         .map(|(_, bytes)| Bytes::from(bytes))
         .collect()

@@ -13,7 +13,7 @@ use ulid::Ulid;
 
 fn datasets() -> Vec<kiln_block::DatasetData> {
     let mut builder = SegmentBuilder::default();
-    let files = kiln_testdata::pprof_files();
+    let files = kiln_testkit::testdata::pprof_files();
     for (_, gzipped) in files.iter().filter(|(name, _)| name.contains(".cpu.")) {
         let mut raw = Vec::new();
         flate2::read::GzDecoder::new(gzipped.as_slice())

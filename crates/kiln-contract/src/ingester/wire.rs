@@ -121,7 +121,7 @@ mod tests {
     use super::*;
 
     fn normalized() -> Vec<NormalizedProfile> {
-        kiln_testdata::pprof_files()
+        kiln_testkit::testdata::pprof_files()
             .into_iter()
             .map(|(name, gzipped)| {
                 let profile = decode_pprof(Bytes::from(gzipped), DecodeLimits::default()).unwrap();

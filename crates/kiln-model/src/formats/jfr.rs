@@ -431,7 +431,7 @@ mod tests {
     use super::*;
 
     fn recording(name: &str) -> Vec<u8> {
-        std::fs::read(kiln_testdata::path(&format!("jfr/{name}"))).unwrap()
+        std::fs::read(kiln_testkit::testdata::path(&format!("jfr/{name}"))).unwrap()
     }
 
     /// Hostile recordings made from a real one are refused with an error: an event of size 0

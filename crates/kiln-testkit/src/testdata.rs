@@ -1,5 +1,4 @@
-//! The shared test data (`../shared/testdata` beside the repository, or `KILN_TESTDATA`), for
-//! tests and benchmarks only.
+//! The shared test data (`../shared/testdata` beside the repository, or `KILN_TESTDATA`).
 
 use std::path::PathBuf;
 
@@ -8,12 +7,7 @@ pub fn dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("KILN_TESTDATA") {
         return PathBuf::from(dir);
     }
-    // cargo and nextest set the running crate's manifest dir at run time; a build reused from a
-    // checkout at another path would carry that path in the compile-time value.
-    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    manifest_dir.join("../../../shared/testdata")
+    crate::workspace_dir().join("../shared/testdata")
 }
 
 /// A file of the test data, by its path inside the folder (`jfr/recording.jfr`).

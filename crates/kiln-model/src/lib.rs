@@ -10,6 +10,7 @@ pub mod formats;
 mod labels;
 mod normalize;
 mod profile_type;
+mod string_table;
 mod tenant;
 mod time;
 
@@ -23,5 +24,6 @@ pub use normalize::{
     NormalizeOptions, NormalizedProfile, NormalizedSample, SampleLabels, SeriesProfile, normalize,
 };
 pub use profile_type::{ProfileType, profile_name_for};
+pub use string_table::StringTable;
 pub use tenant::{ANONYMOUS_TENANT, TenantId};
 pub use time::{parse_time_nanos, timestamp_to_nanos};

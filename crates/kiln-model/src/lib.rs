@@ -1,8 +1,9 @@
 //! Kiln's profile model, shared by every role.
 //!
-//! A profile arrives in one of the wire formats (pprof today), is decoded within byte limits,
-//! validated, and normalized into [`NormalizedProfile`]: one [`SeriesProfile`] per profile type
-//! and label set, with the symbols of the original pprof kept for the ingester to deduplicate.
+//! A profile arrives in one of the wire formats (pprof, or JFR, folded, lines and OTLP, which
+//! [`formats`] converts to pprof), is decoded within byte limits, validated, and normalized
+//! into [`NormalizedProfile`]: one [`SeriesProfile`] per profile type and label set, with the
+//! symbols of the original pprof kept for the ingester to deduplicate.
 
 mod decode;
 mod error;

@@ -3,13 +3,14 @@
 //! exist for fuzzing and for replaying the fuzz corpora as tests; servers do not call them.
 
 use bytes::Bytes;
+use kiln_model::formats::otlp::convert_request;
 use kiln_model::{DecodeLimits, Labels, NormalizeOptions, decode_pprof, normalize};
 use kiln_proto::opentelemetry::proto::collector::profiles::v1development::ExportProfilesServiceRequest;
 use kiln_proto::push::v1::PushRequest;
 use prost::Message;
 
 use crate::ingest::{Upload, read_form};
-use crate::otlp::{REQUEST_TYPE, convert, json};
+use crate::otlp::{REQUEST_TYPE, json};
 
 /// Small limits keep a fuzzer from spending its time on legitimately huge inputs.
 const LIMIT: usize = 4 << 20;
@@ -70,9 +71,7 @@ pub fn otlp(data: &[u8]) -> usize {
     let Ok(request) = ExportProfilesServiceRequest::decode(data) else {
         return 0;
     };
-    convert::convert_request(request, 1_000_000_000)
-        .profiles
-        .len()
+    convert_request(request, 1_000_000_000).profiles.len()
 }
 
 /// An OTLP profiles export, JSON (hex ids).
@@ -83,9 +82,7 @@ pub fn otlp_json(data: &[u8]) -> usize {
     json::hex_ids_to_base64(&mut value);
     let text = serde_json::to_vec(&value).expect("a JSON value serializes");
     match kiln_proto::json::from_json::<ExportProfilesServiceRequest>(REQUEST_TYPE, &text) {
-        Ok(request) => convert::convert_request(request, 1_000_000_000)
-            .profiles
-            .len(),
+        Ok(request) => convert_request(request, 1_000_000_000).profiles.len(),
         Err(_) => 0,
     }
 }

@@ -1,8 +1,8 @@
 //! OTLP profiles: gRPC `ProfilesService/Export` and OTLP/HTTP `POST /v1development/profiles`.
 
-pub(crate) mod convert;
 pub(crate) mod json;
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::Router;
@@ -12,6 +12,7 @@ use axum::routing::post;
 use http::{HeaderMap, StatusCode, header};
 use kiln_api::RequestError;
 use kiln_model::TenantId;
+use kiln_model::formats::otlp;
 use kiln_proto::opentelemetry::proto::collector::profiles::v1development::profiles_service_server::{
     ProfilesService, ProfilesServiceServer,
 };
@@ -36,8 +37,9 @@ pub const HTTP_PATH: &str = "/v1development/profiles";
 const MAX_ERROR_MESSAGE: usize = 4096;
 
 impl Distributor {
-    /// Converts and stores an OTLP export. Profiles that cannot be used are listed in the
-    /// partial success; when none can be used the request fails as a whole.
+    /// Converts ([`otlp::convert_request`]) and stores an OTLP export. Profiles that cannot be
+    /// used are listed in the partial success; when none can be used the request fails as a
+    /// whole (400 / INVALID_ARGUMENT).
     pub async fn export_otlp(
         &self,
         tenant: TenantId,
@@ -45,18 +47,10 @@ impl Distributor {
     ) -> Result<ExportProfilesServiceResponse, DistributorError> {
         let bytes = request.encoded_len() as u64;
         let now = now_nanos();
-        let converted = tokio::task::spawn_blocking(move || convert::convert_request(request, now))
+        let converted = tokio::task::spawn_blocking(move || otlp::convert_request(request, now))
             .await
             .map_err(|e| RequestError::BadRequest(format!("conversion panicked: {e}")))?;
-        let mut message = String::new();
-        for rejected in &converted.rejected {
-            if message.len() < MAX_ERROR_MESSAGE {
-                if !message.is_empty() {
-                    message.push_str("; ");
-                }
-                message.push_str(&rejected.reason);
-            }
-        }
+        let message = rejection_message(&converted.rejected);
         if converted.total > 0 && converted.rejected.len() == converted.total {
             return Err(
                 RequestError::BadRequest(format!("every profile was rejected: {message}")).into(),
@@ -102,6 +96,22 @@ impl Distributor {
             )
             .with_state(Arc::clone(self))
     }
+}
+
+/// The reasons of the rejected profiles, `; `-separated, for the partial success or the 400.
+/// Every [`otlp::OtlpError`] is the sender's fault: the transport's status is decided by how
+/// many profiles were rejected, not by which error.
+fn rejection_message(rejected: &[otlp::Rejected]) -> String {
+    let mut message = String::new();
+    for rejected in rejected {
+        if message.len() < MAX_ERROR_MESSAGE {
+            if !message.is_empty() {
+                message.push_str("; ");
+            }
+            let _ = write!(message, "{rejected}");
+        }
+    }
+    message
 }
 
 /// How an OTLP/HTTP body is encoded.

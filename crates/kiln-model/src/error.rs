@@ -4,7 +4,7 @@ use thiserror::Error;
 ///
 /// Every variant is the client's fault; [`ModelError::is_too_large`] tells the size-limit ones
 /// apart so that transports can answer 413 / RESOURCE_EXHAUSTED instead of 400.
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 pub enum ModelError {
     /// The compressed stream is not valid gzip.
     #[error("invalid gzip body: {0}")]

@@ -1,9 +1,10 @@
 //! Kiln's profile model, shared by every role.
 //!
-//! A profile arrives in one of the wire formats (pprof today), is decoded within byte limits,
-//! validated, and normalized into [`NormalizedProfile`]: one [`SeriesProfile`] per profile type
-//! and label set, with the symbols of the original pprof kept for the ingester to deduplicate.
-//! [`BlockMeta`] describes a stored object for the block index, without its storage format.
+//! A profile arrives in one of the wire formats (pprof, or JFR, folded, lines and OTLP, which
+//! [`formats`] converts to pprof), is decoded within byte limits, validated, and normalized
+//! into [`NormalizedProfile`]: one [`SeriesProfile`] per profile type and label set, with the
+//! symbols of the original pprof kept for the ingester to deduplicate. [`BlockMeta`] describes a
+//! stored object for the block index, without its storage format.
 
 mod block_meta;
 mod decode;
@@ -13,6 +14,7 @@ mod labels;
 mod matcher;
 mod normalize;
 mod profile_type;
+mod string_table;
 mod tenant;
 mod time;
 
@@ -29,5 +31,6 @@ pub use normalize::{
     validate_references,
 };
 pub use profile_type::{ProfileType, profile_name_for};
+pub use string_table::StringTable;
 pub use tenant::{ANONYMOUS_TENANT, TenantId};
 pub use time::{parse_time_nanos, timestamp_to_nanos};

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use kiln_block::{DatasetData, Symbols};
-use kiln_model::ProfileType;
+use kiln_model::{ProfileType, StringTable};
 use kiln_proto::google::v1::{Function, Line, Location, Mapping, Profile, Sample, ValueType};
 
 use crate::select::SelectedDataset;
@@ -14,8 +14,7 @@ type LocationKey = (u64, u64, Vec<(u64, i64)>, bool);
 /// Builds a merged pprof, deduplicating symbols across datasets by content.
 #[derive(Debug, Default)]
 pub struct PprofBuilder {
-    strings: Vec<String>,
-    string_ids: HashMap<String, i64>,
+    strings: StringTable,
     functions: HashMap<(i64, i64, i64, i64), u64>,
     mappings: HashMap<(u64, u64, u64, i64, i64), u64>,
     locations: HashMap<LocationKey, u64>,
@@ -23,20 +22,6 @@ pub struct PprofBuilder {
 }
 
 impl PprofBuilder {
-    fn string(&mut self, s: &str) -> i64 {
-        if self.strings.is_empty() {
-            self.strings.push(String::new());
-            self.string_ids.insert(String::new(), 0);
-        }
-        if let Some(&id) = self.string_ids.get(s) {
-            return id;
-        }
-        let id = self.strings.len() as i64;
-        self.strings.push(s.to_string());
-        self.string_ids.insert(s.to_string(), id);
-        id
-    }
-
     /// Adds the selected samples of one dataset.
     pub fn add_selected(&mut self, dataset: &SelectedDataset) {
         self.add_stacks(dataset.data(), dataset.stack_values());
@@ -72,8 +57,8 @@ impl PprofBuilder {
                     m.memory_start,
                     m.memory_limit,
                     m.file_offset,
-                    self.string(symbols.string(m.filename)),
-                    self.string(symbols.string(m.build_id)),
+                    self.strings.intern(symbols.string(m.filename)),
+                    self.strings.intern(symbols.string(m.build_id)),
                 );
                 let next = self.mappings.len() as u64 + 1;
                 *self.mappings.entry(key).or_insert(next)
@@ -85,9 +70,9 @@ impl PprofBuilder {
             .map(|(function, line)| {
                 let f = &symbols.functions[*function as usize];
                 let key = (
-                    self.string(symbols.string(f.name)),
-                    self.string(symbols.string(f.system_name)),
-                    self.string(symbols.string(f.filename)),
+                    self.strings.intern(symbols.string(f.name)),
+                    self.strings.intern(symbols.string(f.system_name)),
+                    self.strings.intern(symbols.string(f.filename)),
                     f.start_line,
                 );
                 let next = self.functions.len() as u64 + 1;
@@ -110,12 +95,12 @@ impl PprofBuilder {
         end_nanos: i64,
     ) -> Profile {
         let sample_type = ValueType {
-            r#type: self.string(&profile_type.sample_type),
-            unit: self.string(&profile_type.sample_unit),
+            r#type: self.strings.intern(&profile_type.sample_type),
+            unit: self.strings.intern(&profile_type.sample_unit),
         };
         let period_type = ValueType {
-            r#type: self.string(&profile_type.period_type),
-            unit: self.string(&profile_type.period_unit),
+            r#type: self.strings.intern(&profile_type.period_type),
+            unit: self.strings.intern(&profile_type.period_unit),
         };
         let mut profile = Profile {
             sample_type: vec![sample_type],
@@ -181,10 +166,7 @@ impl PprofBuilder {
                 is_folded,
             })
             .collect();
-        if self.strings.is_empty() {
-            self.strings.push(String::new());
-        }
-        profile.string_table = self.strings;
+        profile.string_table = self.strings.into_strings();
         profile
     }
 }

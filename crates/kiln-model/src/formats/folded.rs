@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use kiln_proto::google::v1::{Function, Line, Location, Profile, Sample, ValueType};
 
 use super::legacy::LegacyType;
-use crate::{ModelError, Result};
+use crate::{ModelError, Result, StringTable};
 
 /// Parses folded stacks: the count follows the last space of each line; lines without a
 /// space (empty lines among them) are skipped; frames are separated by `;`, root first.
@@ -53,8 +53,7 @@ pub fn parse_lines(body: &[u8], profile_type: &LegacyType, time_nanos: i64) -> R
 /// Accumulates stacks into a one-type pprof.
 struct StackBuilder<'a> {
     profile_type: &'a LegacyType,
-    strings: Vec<String>,
-    string_ids: HashMap<String, i64>,
+    strings: StringTable,
     /// Frame name -> location (and function) id.
     frames: HashMap<String, u64>,
     stacks: HashMap<Vec<u64>, i64>,
@@ -62,25 +61,12 @@ struct StackBuilder<'a> {
 
 impl<'a> StackBuilder<'a> {
     fn new(profile_type: &'a LegacyType) -> Self {
-        let mut builder = Self {
+        Self {
             profile_type,
-            strings: Vec::new(),
-            string_ids: HashMap::new(),
+            strings: StringTable::new(),
             frames: HashMap::new(),
             stacks: HashMap::new(),
-        };
-        builder.string("");
-        builder
-    }
-
-    fn string(&mut self, s: &str) -> i64 {
-        if let Some(&id) = self.string_ids.get(s) {
-            return id;
         }
-        let id = self.strings.len() as i64;
-        self.strings.push(s.to_string());
-        self.string_ids.insert(s.to_string(), id);
-        id
     }
 
     fn add(&mut self, stack: &str, count: i64) -> Result<()> {
@@ -111,19 +97,19 @@ impl<'a> StackBuilder<'a> {
         let (sample_type, sample_unit) = self.profile_type.sample_type;
         let (period_type, period_unit) = self.profile_type.period_type;
         let sample_type = ValueType {
-            r#type: self.string(sample_type),
-            unit: self.string(sample_unit),
+            r#type: self.strings.intern(sample_type),
+            unit: self.strings.intern(sample_unit),
         };
         let period_type = ValueType {
-            r#type: self.string(period_type),
-            unit: self.string(period_unit),
+            r#type: self.strings.intern(period_type),
+            unit: self.strings.intern(period_unit),
         };
         let mut frames: Vec<(String, u64)> = std::mem::take(&mut self.frames).into_iter().collect();
         frames.sort_by_key(|(_, id)| *id);
         let mut function = Vec::with_capacity(frames.len());
         let mut location = Vec::with_capacity(frames.len());
         for (name, id) in frames {
-            let name = self.string(&name);
+            let name = self.strings.intern(&name);
             function.push(Function {
                 id,
                 name,
@@ -157,7 +143,7 @@ impl<'a> StackBuilder<'a> {
                 .collect(),
             location,
             function,
-            string_table: self.strings,
+            string_table: self.strings.into_strings(),
             time_nanos,
             period_type: Some(period_type),
             period: self.profile_type.period,

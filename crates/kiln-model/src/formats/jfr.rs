@@ -10,7 +10,7 @@ use jfrs::reader::event::Accessor;
 use kiln_proto::google::v1::{Function, Label, Line, Location, Profile, Sample, ValueType};
 use kiln_proto::io::pyroscope::labels::pb::LabelsSnapshot;
 
-use crate::{ModelError, Result};
+use crate::{ModelError, Result, StringTable};
 
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
 
@@ -289,27 +289,12 @@ type SampleKey = (Vec<u64>, Vec<(i64, i64)>);
 /// Accumulates the events of one family.
 #[derive(Default)]
 struct Builder {
-    strings: Vec<String>,
-    string_ids: HashMap<String, i64>,
+    strings: StringTable,
     locations: HashMap<(String, i64), u64>,
     samples: HashMap<SampleKey, Vec<i64>>,
 }
 
 impl Builder {
-    fn string(&mut self, s: &str) -> i64 {
-        if self.strings.is_empty() {
-            self.strings.push(String::new());
-            self.string_ids.insert(String::new(), 0);
-        }
-        if let Some(&id) = self.string_ids.get(s) {
-            return id;
-        }
-        let id = self.strings.len() as i64;
-        self.strings.push(s.to_string());
-        self.string_ids.insert(s.to_string(), id);
-        id
-    }
-
     fn add(&mut self, frames: &[(String, i64)], labels: Vec<(String, String)>, values: &[i64]) {
         let ids: Vec<u64> = frames
             .iter()
@@ -320,7 +305,7 @@ impl Builder {
             .collect();
         let labels: Vec<(i64, i64)> = labels
             .iter()
-            .map(|(k, v)| (self.string(k), self.string(v)))
+            .map(|(k, v)| (self.strings.intern(k), self.strings.intern(v)))
             .collect();
         let totals = self
             .samples
@@ -342,13 +327,13 @@ impl Builder {
             .types
             .iter()
             .map(|(t, u)| ValueType {
-                r#type: self.string(t),
-                unit: self.string(u),
+                r#type: self.strings.intern(t),
+                unit: self.strings.intern(u),
             })
             .collect();
         let period_type = ValueType {
-            r#type: self.string(family.period_type.0),
-            unit: self.string(family.period_type.1),
+            r#type: self.strings.intern(family.period_type.0),
+            unit: self.strings.intern(family.period_type.1),
         };
         let mut functions: HashMap<String, u64> = HashMap::new();
         let mut function = Vec::new();
@@ -361,7 +346,7 @@ impl Builder {
                 Some(&f) => f,
                 None => {
                     let f = function.len() as u64 + 1;
-                    let name_index = self.string(&name);
+                    let name_index = self.strings.intern(&name);
                     function.push(Function {
                         id: f,
                         name: name_index,
@@ -403,9 +388,6 @@ impl Builder {
                     .collect(),
             })
             .collect();
-        if self.strings.is_empty() {
-            self.strings.push(String::new());
-        }
         let period = if family.name == "process_cpu" || family.name == "wall" {
             period
         } else {
@@ -416,7 +398,7 @@ impl Builder {
             sample,
             location,
             function,
-            string_table: self.strings,
+            string_table: self.strings.into_strings(),
             time_nanos,
             duration_nanos,
             period_type: Some(period_type),

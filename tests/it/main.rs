@@ -5,6 +5,8 @@
 mod bad_input;
 mod cloud_storage;
 mod cluster;
+mod compaction;
+mod compaction_cluster;
 mod formats;
 mod golden;
 mod lifecycle;
@@ -12,6 +14,7 @@ mod limits;
 mod metastore_cluster;
 mod otlp;
 mod query;
+mod retention;
 mod sdk;
 mod support;
 mod tenants;

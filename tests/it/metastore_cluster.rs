@@ -43,7 +43,9 @@ fn block(id: &str) -> BlockMeta {
             series: 1,
             profiles: 1,
             samples: 3,
+            ..DatasetMeta::default()
         }],
+        ..BlockMeta::default()
     }
 }
 

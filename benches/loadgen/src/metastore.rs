@@ -74,7 +74,9 @@ fn blocks(from: usize, count: usize) -> Vec<BlockMeta> {
                     series: 4,
                     profiles: 4,
                     samples: 4_000,
+                    ..DatasetMeta::default()
                 }],
+                ..BlockMeta::default()
             }
         })
         .collect()

@@ -1,39 +1,75 @@
-//! The object layout: sections, a JSON footer, and a fixed trailer.
+//! The object layout: regions of datasets, a JSON footer, and a fixed trailer.
 //!
 //! ```text
-//! "KILNBLK1" | section 0 | ... | section n | footer (JSON) | footer length u32 LE | crc32 u32 LE | "KILNBLK1"
+//! "KILNBLK1" | region 0 | ... | region n | footer (JSON) | footer length u32 LE | crc32 u32 LE | "KILNBLK1"
 //! ```
+//!
+//! A segment holds all its datasets in one region; a compacted block holds one region per
+//! dataset, so that a query fetches only the byte ranges of the datasets it needs (the index
+//! keeps each dataset's region). Format 1 objects, written before regions, have their sections
+//! directly in the object and are still read.
 
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
+use kiln_model::{BlockMeta, DatasetMeta};
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
 use crate::data::DatasetData;
-use crate::sections::{self, SECTIONS};
+use crate::region::{self, SectionRef};
 use crate::{BlockError, Result, SegmentBuilder};
-use kiln_model::{BlockMeta, DatasetMeta};
 
 const MAGIC: &[u8; 8] = b"KILNBLK1";
 const TRAILER_LEN: usize = 4 + 4 + MAGIC.len();
-const FORMAT_VERSION: u32 = 1;
+/// Format 2: regions. Format 1 had one set of sections for the whole object.
+const FORMAT_VERSION: u32 = 2;
 
-/// Where a segment lives, relative to the storage prefix.
+/// Where a segment (level 0, any tenants) lives, relative to the storage prefix.
 pub fn object_path(shard: u32, id: &Ulid) -> String {
     format!("segments/{shard}/{id}/block.bin")
+}
+
+/// Where a compacted block of `tenant` lives, relative to the storage prefix.
+pub fn block_path(shard: u32, tenant: &str, id: &Ulid) -> String {
+    format!("blocks/{shard}/{tenant}/{id}/block.bin")
+}
+
+/// Where ingesters park the metadata of segments they could not register (one JSON
+/// `BlockMeta` per object), relative to the storage prefix.
+pub const RECOVERY_PREFIX: &str = "recovery";
+
+/// The prefixes under which block objects live.
+pub const OBJECT_PREFIXES: [&str; 2] = ["segments", "blocks"];
+
+/// The recovery-area object of block `id`.
+pub fn recovery_path(id: &str) -> String {
+    format!("{RECOVERY_PREFIX}/{id}.json")
+}
+
+/// The block id (ULID) in the path of a segment or block object (`.../<ULID>/block.bin`).
+pub fn block_id_of_path(path: &str) -> Option<Ulid> {
+    let mut parts = path.rsplit('/');
+    if parts.next()? != "block.bin" {
+        return None;
+    }
+    Ulid::from_string(parts.next()?).ok()
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Footer {
     format_version: u32,
+    /// Format 1 only: the object's sections.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     sections: Vec<SectionRef>,
+    /// Format 2: the regions, in order.
+    #[serde(default)]
+    regions: Vec<RegionRef>,
     meta: BlockMeta,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct SectionRef {
-    name: String,
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct RegionRef {
     offset: u64,
     length: u64,
 }
@@ -45,8 +81,8 @@ impl SegmentBuilder {
     }
 }
 
-/// Encodes `datasets` as one segment object and describes it; `None` when they hold no samples.
-/// Datasets are laid out by tenant, then service, for a stable layout.
+/// Encodes `datasets` (any tenants) as one segment object in one region and describes it;
+/// `None` when they hold no samples. Datasets are laid out by tenant, then service.
 pub fn encode_segment(
     mut datasets: Vec<DatasetData>,
     id: Ulid,
@@ -56,55 +92,103 @@ pub fn encode_segment(
         return Ok(None);
     }
     datasets.sort_by(|a, b| (&a.tenant, &a.service_name).cmp(&(&b.tenant, &b.service_name)));
-    let mut body = MAGIC.to_vec();
-    let mut refs = Vec::new();
-    for (name, bytes) in sections::encode(&datasets)? {
-        refs.push(SectionRef {
-            name: name.to_string(),
-            offset: body.len() as u64,
-            length: bytes.len() as u64,
-        });
-        body.extend_from_slice(&bytes);
-    }
-    let mut meta = BlockMeta {
-        id: id.to_string(),
-        path: object_path(shard, &id),
-        shard,
-        compaction_level: 0,
-        min_time_nanos: i64::MAX,
-        max_time_nanos: i64::MIN,
-        size_bytes: 0,
-        datasets: datasets.iter().map(dataset_meta).collect(),
-    };
-    for dataset in &meta.datasets {
-        meta.min_time_nanos = meta.min_time_nanos.min(dataset.min_time_nanos);
-        meta.max_time_nanos = meta.max_time_nanos.max(dataset.max_time_nanos);
-    }
-    // The footer holds the final size, which depends on the footer's own length: encode
-    // once to learn it, then again with the size filled in (digits only grow, so retry).
-    loop {
-        let footer = serde_json::to_vec(&Footer {
-            format_version: FORMAT_VERSION,
-            sections: refs
-                .iter()
-                .map(|r| SectionRef {
-                    name: r.name.clone(),
-                    ..*r
-                })
-                .collect(),
-            meta: meta.clone(),
-        })
-        .map_err(|e| BlockError::Corrupt(format!("cannot encode footer: {e}")))?;
-        let total = (body.len() + footer.len() + TRAILER_LEN) as u64;
-        if total != meta.size_bytes {
-            meta.size_bytes = total;
-            continue;
+    let mut writer = ObjectWriter::new(id, object_path(shard, &id), shard, 0, "");
+    writer.add_region(&datasets)?;
+    writer.finish()
+}
+
+/// Writes an object region by region, so that a compactor holds one dataset at a time.
+#[derive(Debug)]
+pub struct ObjectWriter {
+    body: Vec<u8>,
+    regions: Vec<RegionRef>,
+    meta: BlockMeta,
+}
+
+impl ObjectWriter {
+    /// An empty object at `path`: a segment (level 0, `tenant` empty) or a block of `tenant`.
+    pub fn new(id: Ulid, path: String, shard: u32, level: u32, tenant: &str) -> Self {
+        Self {
+            body: MAGIC.to_vec(),
+            regions: Vec::new(),
+            meta: BlockMeta {
+                id: id.to_string(),
+                tenant: tenant.to_string(),
+                path,
+                shard,
+                compaction_level: level,
+                min_time_nanos: i64::MAX,
+                max_time_nanos: i64::MIN,
+                size_bytes: 0,
+                datasets: Vec::new(),
+            },
         }
-        body.extend_from_slice(&footer);
-        body.extend_from_slice(&(footer.len() as u32).to_le_bytes());
-        body.extend_from_slice(&crc32fast::hash(&footer).to_le_bytes());
-        body.extend_from_slice(MAGIC);
-        return Ok(Some((Bytes::from(body), meta)));
+    }
+
+    /// Appends one region holding `datasets`; nothing when the list is empty.
+    pub fn add_region(&mut self, datasets: &[DatasetData]) -> Result<()> {
+        if datasets.is_empty() {
+            return Ok(());
+        }
+        let bytes = region::encode(datasets)?;
+        let region = RegionRef {
+            offset: self.body.len() as u64,
+            length: bytes.len() as u64,
+        };
+        self.body.extend_from_slice(&bytes);
+        self.regions.push(region);
+        for data in datasets {
+            let mut meta = dataset_meta(data);
+            meta.region_offset = region.offset;
+            meta.region_length = region.length;
+            self.meta.min_time_nanos = self.meta.min_time_nanos.min(meta.min_time_nanos);
+            self.meta.max_time_nanos = self.meta.max_time_nanos.max(meta.max_time_nanos);
+            self.meta.datasets.push(meta);
+        }
+        Ok(())
+    }
+
+    /// True while no region was added.
+    pub fn is_empty(&self) -> bool {
+        self.regions.is_empty()
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.body.len()
+    }
+
+    /// The object and its metadata; `None` when no region was added.
+    pub fn finish(self) -> Result<Option<(Bytes, BlockMeta)>> {
+        let Self {
+            mut body,
+            regions,
+            mut meta,
+        } = self;
+        if regions.is_empty() {
+            return Ok(None);
+        }
+        // The footer holds the final size, which depends on the footer's own length: encode
+        // once to learn it, then again with the size filled in (digits only grow, so retry).
+        loop {
+            let footer = serde_json::to_vec(&Footer {
+                format_version: FORMAT_VERSION,
+                sections: Vec::new(),
+                regions: regions.clone(),
+                meta: meta.clone(),
+            })
+            .map_err(|e| BlockError::Corrupt(format!("cannot encode footer: {e}")))?;
+            let total = (body.len() + footer.len() + TRAILER_LEN) as u64;
+            if total != meta.size_bytes {
+                meta.size_bytes = total;
+                continue;
+            }
+            body.extend_from_slice(&footer);
+            body.extend_from_slice(&(footer.len() as u32).to_le_bytes());
+            body.extend_from_slice(&crc32fast::hash(&footer).to_le_bytes());
+            body.extend_from_slice(MAGIC);
+            return Ok(Some((Bytes::from(body), meta)));
+        }
     }
 }
 
@@ -130,14 +214,16 @@ fn dataset_meta(data: &DatasetData) -> DatasetMeta {
         series: data.series.len() as u64,
         profiles: data.profiles.len() as u64,
         samples: data.samples.len() as u64,
+        ..DatasetMeta::default()
     }
 }
 
-/// A parsed segment or block object.
+/// A parsed segment or block object, held whole.
 #[derive(Debug)]
 pub struct SegmentReader {
     data: Bytes,
     footer: Footer,
+    footer_start: usize,
 }
 
 impl SegmentReader {
@@ -164,22 +250,26 @@ impl SegmentReader {
         }
         let footer: Footer = serde_json::from_slice(footer_bytes)
             .map_err(|e| BlockError::Corrupt(format!("footer does not parse: {e}")))?;
-        if footer.format_version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&footer.format_version) {
             return Err(BlockError::Corrupt(format!(
                 "unsupported format version {}",
                 footer.format_version
             )));
         }
-        for section in &footer.sections {
-            let end = section.offset.checked_add(section.length);
-            if section.offset < MAGIC.len() as u64 || end.is_none_or(|e| e > footer_start as u64) {
+        for region in &footer.regions {
+            let end = region.offset.checked_add(region.length);
+            if region.offset < MAGIC.len() as u64 || end.is_none_or(|e| e > footer_start as u64) {
                 return Err(BlockError::Corrupt(format!(
-                    "section {} out of range",
-                    section.name
+                    "region at {} of {} bytes out of range",
+                    region.offset, region.length
                 )));
             }
         }
-        Ok(Self { data, footer })
+        Ok(Self {
+            data,
+            footer,
+            footer_start,
+        })
     }
 
     /// The block's metadata.
@@ -187,31 +277,35 @@ impl SegmentReader {
         &self.footer.meta
     }
 
-    /// Decodes every dataset.
+    /// Decodes every dataset, in the order of the metadata's datasets.
     pub fn read_all(&self) -> Result<Vec<DatasetData>> {
-        let mut datasets: Vec<DatasetData> = self
-            .footer
-            .meta
-            .datasets
-            .iter()
-            .map(|d| DatasetData {
-                tenant: d.tenant.clone(),
-                service_name: d.service_name.clone(),
-                ..DatasetData::default()
-            })
-            .collect();
-        let mut sections = Vec::new();
-        for name in SECTIONS {
-            let section = self
+        if self.footer.format_version == 1 {
+            let mut datasets: Vec<DatasetData> = self
                 .footer
-                .sections
+                .meta
+                .datasets
                 .iter()
-                .find(|s| s.name == name)
-                .ok_or_else(|| BlockError::Corrupt(format!("missing section {name}")))?;
-            let range = section.offset as usize..(section.offset + section.length) as usize;
-            sections.push((name, self.data.slice(range)));
+                .map(|d| DatasetData {
+                    tenant: d.tenant.clone(),
+                    service_name: d.service_name.clone(),
+                    ..DatasetData::default()
+                })
+                .collect();
+            let sections = region::slice_sections(
+                &self.data,
+                &self.footer.sections,
+                self.footer_start as u64,
+            )?;
+            crate::sections::decode(sections, &mut datasets)?;
+            return Ok(datasets);
         }
-        sections::decode(sections, &mut datasets)?;
+        let mut datasets = Vec::with_capacity(self.footer.meta.datasets.len());
+        for region in &self.footer.regions {
+            let bytes = self
+                .data
+                .slice(region.offset as usize..(region.offset + region.length) as usize);
+            datasets.extend(region::decode_region(bytes)?);
+        }
         Ok(datasets)
     }
 }

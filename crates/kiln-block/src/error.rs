@@ -17,6 +17,9 @@ pub enum BlockError {
         #[source]
         source: arrow::error::ArrowError,
     },
+    /// Object storage failed to serve the object.
+    #[error("cannot read block object {0}")]
+    Storage(String),
     /// The object is not a Kiln block, or is damaged.
     #[error("corrupt block: {0}")]
     Corrupt(String),

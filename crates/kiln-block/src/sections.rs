@@ -36,6 +36,10 @@ pub(crate) const SECTIONS: [&str; 8] = [
     "stacks",
 ];
 
+/// Rows per Parquet row group: small enough that the statistics of the profiles (series, time)
+/// and samples (profile) columns let a reader skip most of a large dataset.
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+
 fn arrow_err(section: &'static str) -> impl Fn(arrow::error::ArrowError) -> BlockError {
     move |source| BlockError::Arrow { section, source }
 }
@@ -58,6 +62,7 @@ pub(crate) fn encode(datasets: &[DatasetData]) -> Result<Vec<(&'static str, Vec<
     ];
     let properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build();
     let mut out = Vec::with_capacity(batches.len());
     for (name, batch) in batches {

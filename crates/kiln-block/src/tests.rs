@@ -9,7 +9,10 @@ use kiln_proto::google::v1::Profile;
 use prost::Message;
 use ulid::Ulid;
 
-use crate::{DatasetData, SegmentBuilder, SegmentReader};
+use crate::{
+    DatasetData, DatasetMerger, ObjectWriter, SegmentBuilder, SegmentReader, block_path,
+    decode_region,
+};
 
 /// (tenant, service, profile type, frames root first) -> summed value.
 type StackTotals = BTreeMap<(String, String, String, Vec<String>), i64>;
@@ -177,4 +180,169 @@ fn damaged_objects_are_errors_not_panics() {
             let _ = reader.read_all();
         }
     }
+}
+
+/// Normalizes `profile` as service `service`, with a fixed profile id and time.
+fn normalized(
+    profile: &Profile,
+    service: &str,
+    profile_id: &str,
+    time_nanos: i64,
+) -> kiln_model::NormalizedProfile {
+    let labels = Labels::from_pairs([("service_name", service)]);
+    let options = NormalizeOptions {
+        profile_id: Some(profile_id.to_string()),
+        time_nanos: Some(time_nanos),
+        ..NormalizeOptions::default()
+    };
+    normalize(profile.clone(), &labels, options).unwrap()
+}
+
+#[test]
+fn compaction_merges_segments_into_one_region_per_dataset_exactly() {
+    let profiles = load_profiles();
+    let mut segments: Vec<SegmentBuilder> = (0..3).map(|_| SegmentBuilder::default()).collect();
+    let mut expected = StackTotals::new();
+    for (i, (name, profile)) in profiles.iter().enumerate() {
+        let tenant = if i % 3 == 0 { "team-b" } else { "team-a" };
+        let service = if name.ends_with("cpu") {
+            "svc-cpu"
+        } else {
+            "svc-heap"
+        };
+        let time = 1_000_000_000 * (100 - i as i64);
+        let profile_id = format!("profile-{i}");
+        let tenant_id = TenantId::new(tenant).unwrap();
+        segments[i % 3].add(&tenant_id, &normalized(profile, service, &profile_id, time));
+        // At-least-once delivery: every fourth profile arrives twice, in another segment.
+        if i % 4 == 0 {
+            segments[(i + 1) % 3].add(&tenant_id, &normalized(profile, service, &profile_id, time));
+        }
+        for (key, value) in pprof_stack_totals(tenant, service, profile) {
+            *expected.entry(key).or_insert(0) += value;
+        }
+    }
+    let mut inputs: BTreeMap<(String, String), Vec<DatasetData>> = BTreeMap::new();
+    for segment in segments {
+        let (bytes, _) = segment.finish(Ulid::new(), 0).unwrap().unwrap();
+        for dataset in SegmentReader::parse(bytes).unwrap().read_all().unwrap() {
+            inputs
+                .entry((dataset.tenant.clone(), dataset.service_name.clone()))
+                .or_default()
+                .push(dataset);
+        }
+    }
+    let mut merged = Vec::new();
+    for tenant in ["team-a", "team-b"] {
+        let id = Ulid::new();
+        let mut writer = ObjectWriter::new(id, block_path(0, tenant, &id), 0, 1, tenant);
+        for ((_, service), datasets) in inputs.range((tenant.to_string(), String::new())..) {
+            if datasets[0].tenant != tenant {
+                break;
+            }
+            let mut merger = DatasetMerger::new(tenant, service);
+            for dataset in datasets {
+                merger.add(dataset);
+            }
+            writer.add_region(&[merger.finish()]).unwrap();
+        }
+        let (bytes, meta) = writer.finish().unwrap().unwrap();
+        assert_eq!(meta.tenant, tenant);
+        assert_eq!(meta.compaction_level, 1);
+        assert_eq!(meta.size_bytes, bytes.len() as u64);
+        assert_eq!(meta.datasets.len(), 2, "one dataset per service");
+        // Each dataset's region, fetched alone, decodes to exactly that dataset.
+        let whole = SegmentReader::parse(bytes.clone())
+            .unwrap()
+            .read_all()
+            .unwrap();
+        for (dataset, data) in meta.datasets.iter().zip(&whole) {
+            let start = dataset.region_offset as usize;
+            let region = bytes.slice(start..start + dataset.region_length as usize);
+            assert_eq!(&decode_region(region).unwrap(), std::slice::from_ref(data));
+        }
+        merged.extend(whole);
+    }
+    // Exact totals, duplicates counted once.
+    assert_eq!(stored_stack_totals(&merged), expected);
+    for dataset in &merged {
+        // Each (series, profile id) once; rows sorted by series, then time.
+        let keys: std::collections::HashSet<_> = dataset
+            .profiles
+            .iter()
+            .map(|p| (p.series, p.profile_id.clone()))
+            .collect();
+        assert_eq!(keys.len(), dataset.profiles.len());
+        assert!(
+            dataset
+                .profiles
+                .windows(2)
+                .all(|w| (w[0].series, w[0].time_nanos) <= (w[1].series, w[1].time_nanos))
+        );
+        assert!(
+            dataset
+                .samples
+                .windows(2)
+                .all(|w| w[0].profile <= w[1].profile)
+        );
+        assert!(
+            dataset.series.windows(2).all(|w| {
+                (&w[0].profile_type, &w[0].labels) < (&w[1].profile_type, &w[1].labels)
+            })
+        );
+        // One symbol table: every string, function, location and stack node once.
+        let symbols = &dataset.symbols;
+        let strings: std::collections::HashSet<_> = symbols.strings.iter().collect();
+        assert_eq!(strings.len(), symbols.strings.len());
+        let functions: std::collections::HashSet<_> = symbols.functions.iter().collect();
+        assert_eq!(functions.len(), symbols.functions.len());
+        let locations: std::collections::HashSet<_> = symbols.locations.iter().collect();
+        assert_eq!(locations.len(), symbols.locations.len());
+        let nodes: std::collections::HashSet<_> = symbols.stacks.iter().collect();
+        assert_eq!(nodes.len(), symbols.stacks.len());
+    }
+}
+
+#[test]
+fn objects_of_format_1_are_still_read() {
+    let (_, profile) = load_profiles().remove(0);
+    let mut builder = SegmentBuilder::default();
+    builder.add(
+        &TenantId::anonymous(),
+        &normalized(&profile, "svc", "p-1", 5_000),
+    );
+    let datasets = builder.into_datasets();
+    // Format 1: the sections straight after the magic, located by the footer.
+    let mut body = b"KILNBLK1".to_vec();
+    let mut sections = Vec::new();
+    for (name, bytes) in crate::sections::encode(&datasets).unwrap() {
+        sections.push(serde_json::json!({
+            "name": name, "offset": body.len(), "length": bytes.len()
+        }));
+        body.extend_from_slice(&bytes);
+    }
+    let mut meta = kiln_model::BlockMeta {
+        id: Ulid::new().to_string(),
+        path: "segments/0/x/block.bin".to_string(),
+        datasets: vec![kiln_model::DatasetMeta {
+            tenant: datasets[0].tenant.clone(),
+            service_name: "svc".to_string(),
+            ..kiln_model::DatasetMeta::default()
+        }],
+        ..kiln_model::BlockMeta::default()
+    };
+    meta.size_bytes = 0;
+    let footer = serde_json::to_vec(&serde_json::json!({
+        "format_version": 1, "sections": sections, "meta": meta
+    }))
+    .unwrap();
+    body.extend_from_slice(&footer);
+    body.extend_from_slice(&(footer.len() as u32).to_le_bytes());
+    body.extend_from_slice(&crc32fast::hash(&footer).to_le_bytes());
+    body.extend_from_slice(b"KILNBLK1");
+    let read = SegmentReader::parse(Bytes::from(body))
+        .unwrap()
+        .read_all()
+        .unwrap();
+    assert_eq!(read, datasets);
 }

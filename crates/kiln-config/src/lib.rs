@@ -4,11 +4,13 @@
 //! the flag name upper-cased with `.` and `-` as `_`) and a key of the optional YAML file given
 //! by `--config` (the flag name). Precedence: flag > environment > file > default.
 
+mod compaction;
 mod file;
 mod limits;
 mod server;
 mod units;
 
+pub use compaction::CompactionArgs;
 pub use file::{ConfigError, parse_with_file};
 pub use limits::{Limits, RuntimeConfig};
 pub use server::{LogFormat, ServerArgs, Target};

@@ -111,6 +111,14 @@ pub struct Limits {
           default_value = "0s", value_parser = parse_duration)]
     #[serde(with = "humantime_serde")]
     pub reject_older_than: Duration,
+
+    /// How long profiles are kept, e.g. 7d or 30d; 0 keeps them for ever. Older data leaves
+    /// every query at once and object storage within the compactor's retention interval plus
+    /// its deletion delay; pushes of older profiles are refused.
+    #[arg(long = "retention-period", env = "KILN_RETENTION_PERIOD",
+          default_value = "30d", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub retention_period: Duration,
 }
 
 impl Default for Limits {
@@ -129,6 +137,7 @@ impl Default for Limits {
             max_symbol_length: 65_535,
             reject_newer_than: Duration::from_secs(600),
             reject_older_than: Duration::ZERO,
+            retention_period: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

@@ -254,6 +254,10 @@ pub struct ServerArgs {
     #[command(flatten)]
     pub limits: crate::Limits,
 
+    /// Compaction and retention.
+    #[command(flatten)]
+    pub compaction: crate::CompactionArgs,
+
     /// YAML file of per-tenant overrides of the limits (`overrides: {tenant: {limit: value}}`),
     /// re-read every --runtime-config.reload-period without a restart.
     #[arg(long = "runtime-config", env = "KILN_RUNTIME_CONFIG")]

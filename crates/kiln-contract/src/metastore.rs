@@ -3,6 +3,7 @@
 //! process; [`MetastoreClient`] implements it over gRPC against any node of the group.
 
 mod client;
+mod compaction;
 mod error;
 pub mod wire;
 
@@ -15,6 +16,11 @@ use serde::{Deserialize, Serialize};
 use crate::Role;
 
 pub use client::MetastoreClient;
+pub use compaction::{
+    CompactionAssignment, CompactionJob, CompactionPoll, CompactionStatus, JobInfo, JobOutcome,
+    JobState, JobUpdate, LevelInfo, RefusedUpdate, RetentionCutoff, RetentionRemoval, Tombstone,
+    TombstoneReason,
+};
 pub use error::MetastoreError;
 
 /// A member is alive while its last heartbeat is younger than this.
@@ -99,4 +105,27 @@ pub trait Metastore: Send + Sync + std::fmt::Debug {
 
     /// True while the metastore can serve a linearizable read.
     async fn is_ready(&self) -> bool;
+
+    /// Every block in the index holding data of `tenant`, or every block; linearizable.
+    async fn list_blocks(&self, tenant: Option<&str>) -> Result<Vec<BlockMeta>, MetastoreError>;
+
+    /// Removes every block of `tenant` from the index (its datasets from multi-tenant segments)
+    /// and tombstones the objects left without data. Returns how many blocks held its data.
+    async fn delete_tenant(&self, tenant: &str) -> Result<u64, MetastoreError>;
+
+    /// A compactor's poll: applies its reports, then hands it new jobs and due deletions.
+    async fn poll_compaction(
+        &self,
+        poll: CompactionPoll,
+    ) -> Result<CompactionAssignment, MetastoreError>;
+
+    /// Removes each tenant's data entirely older than its cutoff from the index, tombstoning
+    /// the objects left without data.
+    async fn apply_retention(
+        &self,
+        cutoffs: Vec<RetentionCutoff>,
+    ) -> Result<Vec<RetentionRemoval>, MetastoreError>;
+
+    /// Jobs, blocks per level, tombstones and the oldest uncompacted segment; linearizable.
+    async fn compaction_status(&self) -> Result<CompactionStatus, MetastoreError>;
 }

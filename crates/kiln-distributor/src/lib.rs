@@ -49,7 +49,9 @@ impl Default for DistributorConfig {
             max_body_bytes: 64 << 20,
             max_decompressed_bytes: 256 << 20,
             multitenancy_enabled: false,
-            limits: TenantLimits::new(kiln_config::Limits::default()),
+            limits: TenantLimits::new(kiln_runtime::TenantOverrides::new(
+                kiln_config::Limits::default(),
+            )),
         }
     }
 }
@@ -129,10 +131,10 @@ async fn runtime_config(
     axum::extract::State(distributor): axum::extract::State<Arc<Distributor>>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let limits = &distributor.config.limits;
+    let overrides = distributor.config.limits.overrides();
     let body = serde_json::json!({
-        "defaults": limits.defaults(),
-        "overrides": limits.runtime_config().overrides,
+        "defaults": overrides.defaults(),
+        "overrides": overrides.runtime_config().overrides,
     });
     let yaml = serde_yaml_ng::to_string(&body).unwrap_or_default();
     (

@@ -3,17 +3,15 @@
 //! config file, which is re-read while the server runs.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use kiln_config::{Limits, RuntimeConfig};
+use kiln_config::Limits;
 use kiln_model::NormalizedProfile;
-use kiln_runtime::{FirstTick, spawn_every};
-use parking_lot::{Mutex, RwLock};
+use kiln_runtime::TenantOverrides;
+use parking_lot::Mutex;
 use thiserror::Error;
-use tokio_util::sync::CancellationToken;
 
 /// A request over one of its tenant's limits. Each names the limit and the offending value.
 #[derive(Debug, Error)]
@@ -88,6 +86,15 @@ pub enum LimitError {
         time_nanos: i64,
         limit: Duration,
     },
+    /// Stamped before the tenant's retention period: it would never be queryable.
+    #[error(
+        "tenant {tenant}: profile time {time_nanos} ns is older than its retention_period of {retention:?}"
+    )]
+    PastRetention {
+        tenant: String,
+        time_nanos: i64,
+        retention: Duration,
+    },
     /// Stamped too long ago.
     #[error(
         "tenant {tenant}: profile time {time_nanos} ns is older than reject_older_than {limit:?}"
@@ -112,6 +119,7 @@ impl LimitError {
             LimitError::TooManySeries { .. } => "too_many_series",
             LimitError::TooNew { .. } => "too_far_in_future",
             LimitError::TooOld { .. } => "too_old",
+            LimitError::PastRetention { .. } => "past_retention",
         }
     }
 
@@ -155,6 +163,14 @@ pub fn apply(
                 tenant,
                 time_nanos: profile.time_nanos,
                 limit: limits.reject_older_than,
+            });
+        }
+        let retention = limits.retention_period.as_nanos().min(i64::MAX as u128) as i64;
+        if retention > 0 && profile.time_nanos < now_nanos.saturating_sub(retention) {
+            return Err(LimitError::PastRetention {
+                tenant,
+                time_nanos: profile.time_nanos,
+                retention: limits.retention_period,
             });
         }
         let mut per_type: BTreeMap<&kiln_model::ProfileType, usize> = BTreeMap::new();
@@ -260,28 +276,20 @@ struct Bucket {
     updated: Instant,
 }
 
-/// The runtime config in force, with each overridden tenant's limits merged once at load.
-#[derive(Debug, Default)]
-struct Runtime {
-    config: RuntimeConfig,
-    resolved: BTreeMap<String, Limits>,
-}
-
-/// The limits of every tenant, kept current from the runtime config file.
+/// The distributor's view of the tenants' limits: their values (from [`TenantOverrides`]) and
+/// the state of their ingestion rate.
 #[derive(Debug)]
 pub struct TenantLimits {
-    defaults: Limits,
-    runtime: RwLock<Runtime>,
+    overrides: Arc<TenantOverrides>,
     buckets: Mutex<HashMap<String, Bucket>>,
     live_distributors: AtomicUsize,
 }
 
 impl TenantLimits {
-    /// Limits with `defaults` for every tenant and no overrides yet.
-    pub fn new(defaults: Limits) -> Arc<Self> {
+    /// Limits read from `overrides`, with no ingestion spent yet.
+    pub fn new(overrides: Arc<TenantOverrides>) -> Arc<Self> {
         Arc::new(Self {
-            defaults,
-            runtime: RwLock::default(),
+            overrides,
             buckets: Mutex::default(),
             live_distributors: AtomicUsize::new(1),
         })
@@ -289,61 +297,18 @@ impl TenantLimits {
 
     /// The limits of `tenant` now.
     pub fn limits(&self, tenant: &str) -> Limits {
-        let runtime = self.runtime.read();
-        runtime
-            .resolved
-            .get(tenant)
-            .unwrap_or(&self.defaults)
-            .clone()
+        self.overrides.limits(tenant)
     }
 
-    /// The overrides in force.
-    pub fn runtime_config(&self) -> RuntimeConfig {
-        self.runtime.read().config.clone()
-    }
-
-    /// The defaults of every tenant.
-    pub fn defaults(&self) -> &Limits {
-        &self.defaults
+    /// The per-tenant settings behind these limits.
+    pub fn overrides(&self) -> &Arc<TenantOverrides> {
+        &self.overrides
     }
 
     /// How many distributors share the cluster-wide ingestion rate.
     pub fn set_live_distributors(&self, count: usize) {
         self.live_distributors
             .store(count.max(1), Ordering::Relaxed);
-    }
-
-    /// Reads the runtime config file; an invalid file is an error and changes nothing.
-    pub fn load(&self, path: &std::path::Path) -> Result<bool, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read runtime config {}: {e}", path.display()))?;
-        let invalid = |e: String| format!("invalid runtime config {}: {e}", path.display());
-        let config = RuntimeConfig::parse(&text, &self.defaults).map_err(invalid)?;
-        let resolved = config.resolve(&self.defaults).map_err(invalid)?;
-        let mut current = self.runtime.write();
-        let changed = current.config != config;
-        *current = Runtime { config, resolved };
-        Ok(changed)
-    }
-
-    /// Loads `path` now, then re-reads it every `period` until `stop`.
-    pub fn watch(
-        self: &Arc<Self>,
-        path: PathBuf,
-        period: Duration,
-        stop: CancellationToken,
-    ) -> Result<(), String> {
-        self.load(&path)?;
-        let limits = Arc::clone(self);
-        spawn_every(period, FirstTick::AfterPeriod, stop, move || {
-            match limits.load(&path) {
-                Ok(true) => tracing::info!(path = %path.display(), "runtime config reloaded"),
-                Ok(false) => {}
-                Err(e) => tracing::error!(error = %e, "keeping the previous runtime config"),
-            }
-            std::future::ready(())
-        });
-        Ok(())
     }
 
     /// Takes `bytes` from `tenant`'s ingestion budget.

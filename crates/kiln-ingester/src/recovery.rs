@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
+use kiln_block::{RECOVERY_PREFIX, recovery_path};
 use kiln_contract::metastore::Metastore;
 use kiln_model::BlockMeta;
 use kiln_objstore::Storage;
@@ -17,12 +18,10 @@ use kiln_objstore::object_store::{ObjectStoreExt, PutPayload};
 use kiln_runtime::{FirstTick, spawn_every};
 use tokio_util::sync::CancellationToken;
 
-const PREFIX: &str = "recovery";
-
 /// Parks `block`'s metadata in the recovery area.
 pub(crate) async fn park(storage: &Storage, block: &BlockMeta) -> Result<(), String> {
     let json = serde_json::to_vec(block).map_err(|e| e.to_string())?;
-    let path = storage.path(&format!("{PREFIX}/{}.json", block.id));
+    let path = storage.path(&recovery_path(&block.id));
     storage
         .store
         .put(&path, PutPayload::from(json))
@@ -33,7 +32,7 @@ pub(crate) async fn park(storage: &Storage, block: &BlockMeta) -> Result<(), Str
 
 /// Registers every parked block it can; returns how many it registered.
 pub async fn sweep(storage: &Storage, metastore: &dyn Metastore) -> Result<usize, String> {
-    let prefix = storage.path(PREFIX);
+    let prefix = storage.path(RECOVERY_PREFIX);
     let parked: Vec<_> = storage
         .store
         .list(Some(&prefix))

@@ -28,7 +28,9 @@ fn block(id: &str) -> BlockMeta {
             series: 1,
             profiles: 1,
             samples: 1,
+            ..DatasetMeta::default()
         }],
+        ..BlockMeta::default()
     }
 }
 

@@ -3,23 +3,17 @@
 //! interval of the members.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use kiln_contract::Role;
 use kiln_contract::metastore::{MEMBER_TTL, Member};
 use parking_lot::Mutex;
 
+use crate::node::now_millis;
+
 /// The heartbeat table.
 #[derive(Debug, Default)]
 pub(crate) struct Members {
     by_key: Mutex<HashMap<(Role, String), Member>>,
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 impl Members {

@@ -1,10 +1,12 @@
 //! One metastore node: the Raft instance over the redb stores, bootstrap, writes forwarded to the
 //! leader, linearizable reads (read index, on followers too) and membership changes.
 
+mod compaction;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kiln_contract::metastore::{BlockQuery, Member, MetastoreError, TenantInfo, wire};
 use kiln_contract::{ChannelPool, Role};
@@ -16,6 +18,7 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, Raf
 use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
 use redb::{Database, ReadableDatabase, TableDefinition};
 
+use crate::config::CompactionConfig;
 use crate::legacy;
 use crate::log_store::LogStore;
 use crate::members::Members;
@@ -41,6 +44,8 @@ pub struct NodeConfig {
     pub heartbeat_interval: Duration,
     /// The shortest election timeout; the longest is twice it.
     pub election_timeout: Duration,
+    /// When blocks are compacted and how long workers hold jobs (used while this node leads).
+    pub compaction: CompactionConfig,
 }
 
 impl NodeConfig {
@@ -53,6 +58,7 @@ impl NodeConfig {
             snapshot_logs: 10_000,
             heartbeat_interval: Duration::from_millis(250),
             election_timeout: Duration::from_millis(1_000),
+            compaction: CompactionConfig::default(),
         }
     }
 }
@@ -66,6 +72,23 @@ pub struct MetastoreNode {
     pool: ChannelPool,
     members: Members,
     read_timeout: Duration,
+    compaction: CompactionConfig,
+}
+
+/// Where a proposed command went.
+enum Proposed {
+    /// This node leads: the command is committed and applied, with this response.
+    Applied(CommandResponse),
+    /// Another node leads, at this address: the caller forwards its request there.
+    Forward(String),
+}
+
+/// The wall clock in unix milliseconds: the time a leader puts in the commands it proposes.
+pub(crate) fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
 }
 
 impl std::fmt::Debug for MetastoreNode {
@@ -132,6 +155,7 @@ impl MetastoreNode {
             pool,
             members: Members::default(),
             read_timeout: config.election_timeout * 2,
+            compaction: config.compaction.clone(),
         });
         node.bootstrap(&config).await?;
         legacy::import(&node, &config.dir).await?;
@@ -188,23 +212,12 @@ impl MetastoreNode {
         &self.raft
     }
 
-    /// Proposes a command; a follower forwards it to the leader.
-    pub async fn write(&self, command: Command) -> Result<CommandResponse, MetastoreError> {
-        match self.raft.client_write(command.clone()).await {
-            Ok(written) => Ok(written.data),
+    /// Proposes a command. On a follower the caller forwards its request to the leader named.
+    async fn propose(&self, command: Command) -> Result<Proposed, MetastoreError> {
+        match self.raft.client_write(command).await {
+            Ok(written) => Ok(Proposed::Applied(written.data)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                let leader = leader_addr(&forward)?;
-                let Command::AddBlocks { blocks } = command;
-                let mut client = MetastoreServiceClient::new(self.channel(&leader)?);
-                let reply = client
-                    .add_blocks(pb::AddBlocksRequest {
-                        blocks: blocks.iter().map(wire::block_to_pb).collect(),
-                    })
-                    .await
-                    .map_err(|s| forwarded("add blocks", &leader, s))?;
-                Ok(CommandResponse {
-                    added: reply.into_inner().added,
-                })
+                Ok(Proposed::Forward(leader_addr(&forward)?))
             }
             Err(RaftError::APIError(e)) => Err(MetastoreError::Unavailable(e.to_string())),
             Err(RaftError::Fatal(e)) => Err(fatal(e)),
@@ -258,14 +271,31 @@ impl MetastoreNode {
         if blocks.is_empty() {
             return Ok(0);
         }
-        Ok(self.write(Command::AddBlocks { blocks }).await?.added)
+        let command = Command::AddBlocks {
+            blocks: blocks.clone(),
+            now_millis: now_millis(),
+        };
+        match self.propose(command).await? {
+            Proposed::Applied(CommandResponse::Added(added)) => Ok(added),
+            Proposed::Applied(other) => Err(unexpected("add blocks", &other)),
+            Proposed::Forward(leader) => {
+                let mut client = MetastoreServiceClient::new(self.channel(&leader)?);
+                let reply = client
+                    .add_blocks(pb::AddBlocksRequest {
+                        blocks: blocks.iter().map(wire::block_to_pb).collect(),
+                    })
+                    .await
+                    .map_err(|s| forwarded("add blocks", &leader, s))?;
+                Ok(reply.into_inner().added)
+            }
+        }
     }
 
     /// A linearizable query of the block index.
     pub async fn query_blocks(&self, query: &BlockQuery) -> Result<Vec<BlockMeta>, MetastoreError> {
         self.linearizable_barrier().await?;
-        let index = self.state_machine.index().read().await;
-        Ok(index.query(
+        let state = self.state_machine.state().read().await;
+        Ok(state.query(
             &query.tenant,
             query.start_nanos,
             query.end_nanos,
@@ -276,7 +306,7 @@ impl MetastoreNode {
     /// Every tenant, linearizable.
     pub async fn tenants(&self) -> Result<Vec<TenantInfo>, MetastoreError> {
         self.linearizable_barrier().await?;
-        Ok(self.state_machine.index().read().await.tenants())
+        Ok(self.state_machine.state().read().await.tenants())
     }
 
     /// Records a heartbeat on the leader (forwarded from followers). No Raft write.
@@ -354,7 +384,7 @@ impl MetastoreNode {
                 .map(|n| n.addr.clone())
                 .unwrap_or_default(),
         };
-        let index = self.state_machine.index().read().await;
+        let state = self.state_machine.state().read().await;
         pb::StatusResponse {
             node: Some(pb::Node {
                 id: self.id,
@@ -376,8 +406,8 @@ impl MetastoreNode {
             purged_index: metrics.purged.map(|l| l.index).unwrap_or_default(),
             voters: membership.voter_ids().map(node).collect(),
             learners: membership.learner_ids().map(node).collect(),
-            blocks: index.block_count() as u64,
-            tenants: index.tenant_count() as u64,
+            blocks: state.block_count() as u64,
+            tenants: state.tenant_count() as u64,
             ready,
             snapshots_installed: self.state_machine.snapshots_installed(),
         }
@@ -510,6 +540,11 @@ fn forwarded(what: &str, leader: &str, status: tonic::Status) -> MetastoreError 
             status.message()
         )),
     }
+}
+
+/// A response of the wrong kind: the state machine answers each command with its own kind.
+fn unexpected(what: &str, response: &CommandResponse) -> MetastoreError {
+    MetastoreError::Storage(format!("{what}: unexpected response {response:?}"))
 }
 
 fn fatal(e: openraft::error::Fatal<NodeId>) -> MetastoreError {

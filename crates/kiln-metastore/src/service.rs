@@ -1,9 +1,12 @@
 //! The gRPC services of a metastore node: the client API, the admin API and Raft, as one set of
 //! routes to serve on --grpc-addr.
 
+mod compaction;
+
 use std::sync::Arc;
 
 use kiln_proto::kiln::metastore::v1 as pb;
+use kiln_proto::kiln::metastore::v1::compaction_service_server::CompactionServiceServer;
 use kiln_proto::kiln::metastore::v1::metastore_admin_service_server::{
     MetastoreAdminService, MetastoreAdminServiceServer,
 };
@@ -18,7 +21,7 @@ use kiln_contract::metastore::wire;
 use crate::network::RaftGrpc;
 use crate::node::MetastoreNode;
 
-/// The client and admin services of one node.
+/// The client, compaction and admin services of one node.
 #[derive(Clone, Debug)]
 pub struct MetastoreGrpc {
     node: Arc<MetastoreNode>,
@@ -30,7 +33,7 @@ impl MetastoreGrpc {
         Self { node }
     }
 
-    /// Every service of the node (client API, admin API, Raft) as tonic routes.
+    /// Every service of the node (client API, compaction API, admin API, Raft) as tonic routes.
     pub fn routes(node: Arc<MetastoreNode>) -> tonic::service::Routes {
         let raft = RaftServiceServer::new(RaftGrpc::new(node.raft().clone()))
             .max_decoding_message_size(usize::MAX)
@@ -39,6 +42,11 @@ impl MetastoreGrpc {
         tonic::service::Routes::new(raft)
             .add_service(
                 MetastoreServiceServer::new(grpc.clone())
+                    .max_decoding_message_size(usize::MAX)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                CompactionServiceServer::new(grpc.clone())
                     .max_decoding_message_size(usize::MAX)
                     .max_encoding_message_size(usize::MAX),
             )
@@ -119,6 +127,29 @@ impl MetastoreService for MetastoreGrpc {
     ) -> Result<Response<pb::ReadIndexResponse>, Status> {
         let read_index = self.node.read_index().await?;
         Ok(Response::new(pb::ReadIndexResponse { read_index }))
+    }
+
+    async fn list_blocks(
+        &self,
+        request: Request<pb::ListBlocksRequest>,
+    ) -> Result<Response<pb::ListBlocksResponse>, Status> {
+        let tenant = request.into_inner().tenant;
+        let tenant = (!tenant.is_empty()).then_some(tenant.as_str());
+        let blocks = self.node.list_blocks(tenant).await?;
+        Ok(Response::new(pb::ListBlocksResponse {
+            blocks: blocks.iter().map(wire::block_to_pb).collect(),
+        }))
+    }
+
+    async fn delete_tenant(
+        &self,
+        request: Request<pb::DeleteTenantRequest>,
+    ) -> Result<Response<pb::DeleteTenantResponse>, Status> {
+        let blocks = self
+            .node
+            .delete_tenant(&request.into_inner().tenant)
+            .await?;
+        Ok(Response::new(pb::DeleteTenantResponse { blocks }))
     }
 }
 

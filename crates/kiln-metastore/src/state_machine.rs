@@ -1,4 +1,4 @@
-//! Openraft's state machine over [`IndexState`]: applied in memory, made durable by snapshots in
+//! Openraft's state machine over [`MetastoreState`]: applied in memory, made durable by snapshots in
 //! redb. On restart the node loads its latest snapshot and re-applies the committed log after it.
 
 use std::fmt::Debug;
@@ -15,7 +15,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
-use crate::state::IndexState;
+use crate::state::MetastoreState;
 use crate::types::{CommandResponse, NodeId, NodeInfo, TypeConfig};
 
 const SNAPSHOT: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("snapshot");
@@ -27,7 +27,7 @@ type StoreResult<T> = Result<T, StorageError<NodeId>>;
 /// A snapshot read back from redb: its metadata and its data.
 type StoredSnapshot = (SnapshotMeta<NodeId, NodeInfo>, Vec<u8>);
 
-/// What the state machine knows besides the index itself.
+/// What the state machine knows besides the state itself.
 #[derive(Debug, Default)]
 struct Applied {
     last_applied: Option<LogId<NodeId>>,
@@ -38,7 +38,7 @@ struct Applied {
 #[derive(Clone)]
 pub(crate) struct StateMachine {
     db: Arc<Database>,
-    index: Arc<RwLock<IndexState>>,
+    state: Arc<RwLock<MetastoreState>>,
     applied: Arc<RwLock<Applied>>,
     snapshots_built: Arc<AtomicU64>,
     snapshots_installed: Arc<AtomicU64>,
@@ -64,14 +64,14 @@ impl StateMachine {
         txn.commit().map_err(|e| e.to_string())?;
         let machine = Self {
             db,
-            index: Arc::default(),
+            state: Arc::default(),
             applied: Arc::default(),
             snapshots_built: Arc::default(),
             snapshots_installed: Arc::default(),
         };
         if let Some((meta, data)) = machine.read_snapshot().map_err(|e| e.to_string())? {
-            let index = IndexState::from_snapshot(&data)?;
-            *machine.index.try_write().expect("not shared yet") = index;
+            let state = MetastoreState::from_snapshot(&data)?;
+            *machine.state.try_write().expect("not shared yet") = state;
             *machine.applied.try_write().expect("not shared yet") = Applied {
                 last_applied: meta.last_log_id,
                 membership: meta.last_membership,
@@ -80,9 +80,9 @@ impl StateMachine {
         Ok(machine)
     }
 
-    /// The index, for reads. Callers make the read linearizable first.
-    pub(crate) fn index(&self) -> &Arc<RwLock<IndexState>> {
-        &self.index
+    /// The state, for reads. Callers make the read linearizable first.
+    pub(crate) fn state(&self) -> &Arc<RwLock<MetastoreState>> {
+        &self.state
     }
 
     /// Snapshots installed from a leader since this process started.
@@ -132,8 +132,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> StoreResult<Snapshot<TypeConfig>> {
         // Both locks are held while serializing so that the data matches the applied log id.
         let applied = self.applied.read().await;
-        let index = self.index.read().await;
-        let data = index.to_snapshot();
+        let state = self.state.read().await;
+        let data = state.to_snapshot();
         let built = self.snapshots_built.fetch_add(1, Ordering::Relaxed) + 1;
         let meta = SnapshotMeta {
             last_log_id: applied.last_applied,
@@ -143,7 +143,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 applied.last_applied.map(|l| l.index).unwrap_or_default()
             ),
         };
-        drop(index);
+        drop(state);
         drop(applied);
         self.write_snapshot(&meta, data.clone()).await?;
         Ok(Snapshot {
@@ -169,13 +169,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let mut applied = self.applied.write().await;
-        let mut index = self.index.write().await;
+        let mut state = self.state.write().await;
         let mut responses = Vec::new();
         for entry in entries {
             applied.last_applied = Some(entry.log_id);
             let response = match entry.payload {
                 EntryPayload::Blank => CommandResponse::default(),
-                EntryPayload::Normal(command) => index.apply(&command),
+                EntryPayload::Normal(command) => state.apply(&command, entry.log_id.index),
                 EntryPayload::Membership(membership) => {
                     applied.membership = StoredMembership::new(Some(entry.log_id), membership);
                     CommandResponse::default()
@@ -200,12 +200,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> StoreResult<()> {
         let data = snapshot.into_inner();
-        let index = IndexState::from_snapshot(&data).map_err(|e| {
+        let state = MetastoreState::from_snapshot(&data).map_err(|e| {
             StorageIOError::read_snapshot(Some(meta.signature()), openraft::AnyError::error(e))
         })?;
         self.write_snapshot(meta, data).await?;
         let mut applied = self.applied.write().await;
-        *self.index.write().await = index;
+        *self.state.write().await = state;
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
         self.snapshots_installed.fetch_add(1, Ordering::Relaxed);

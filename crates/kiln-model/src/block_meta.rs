@@ -3,11 +3,24 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The span of time a compacted block may cover: compaction never merges data of different
+/// partitions, so that retention can drop whole blocks and a query skips blocks outside its
+/// range.
+pub const PARTITION_NANOS: i64 = 3_600 * 1_000_000_000;
+
+/// The partition (its start, unix nanoseconds) of a profile stamped `time_nanos`.
+pub fn partition_of(time_nanos: i64) -> i64 {
+    time_nanos.div_euclid(PARTITION_NANOS) * PARTITION_NANOS
+}
+
 /// What the block index knows about one object: enough to plan a query without opening it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockMeta {
-    /// The block's ULID, unique across the cluster.
+    /// The block's ULID, unique across the cluster; its time is when the object was written.
     pub id: String,
+    /// The one tenant of a compacted block; empty for a segment, which holds any tenants.
+    #[serde(default)]
+    pub tenant: String,
     /// Path of the object relative to the storage prefix.
     pub path: String,
     /// The ingester shard that wrote it.
@@ -25,6 +38,12 @@ pub struct BlockMeta {
 }
 
 impl BlockMeta {
+    /// Milliseconds since the epoch when the object was written (the time part of its ULID), or
+    /// `None` when the id is not a ULID.
+    pub fn created_millis(&self) -> Option<i64> {
+        ulid_millis(&self.id)
+    }
+
     /// True when some dataset of `tenant` overlaps `[start, end)`.
     pub fn overlaps(&self, tenant: &str, start_nanos: i64, end_nanos: i64) -> bool {
         self.datasets
@@ -34,7 +53,7 @@ impl BlockMeta {
 }
 
 /// The summary of one dataset (tenant and service) inside a block.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatasetMeta {
     /// The tenant.
     pub tenant: String,
@@ -54,11 +73,55 @@ pub struct DatasetMeta {
     pub profiles: u64,
     /// Number of stored samples.
     pub samples: u64,
+    /// Offset of the region of the object that holds the dataset. With `region_length` 0 (objects
+    /// written before regions existed) the whole object is read.
+    #[serde(default)]
+    pub region_offset: u64,
+    /// Length of that region in bytes.
+    #[serde(default)]
+    pub region_length: u64,
 }
 
 impl DatasetMeta {
     /// True when the dataset has data in `[start, end)`.
     pub fn overlaps(&self, start_nanos: i64, end_nanos: i64) -> bool {
         self.min_time_nanos < end_nanos && self.max_time_nanos >= start_nanos
+    }
+}
+
+/// The time part of a ULID (its first 10 Crockford base-32 characters, 48 bits of milliseconds).
+fn ulid_millis(id: &str) -> Option<i64> {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    if id.len() != 26 {
+        return None;
+    }
+    let mut millis: u64 = 0;
+    for byte in id.bytes().take(10) {
+        let digit = ALPHABET
+            .iter()
+            .position(|&c| c == byte.to_ascii_uppercase())?;
+        millis = millis.checked_mul(32)?.checked_add(digit as u64)?;
+    }
+    // The first character may only carry 3 bits: 48 bits in all.
+    (millis < 1 << 48).then_some(millis as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ulid_tells_when_its_block_was_written() {
+        // The ULID specification's example: 01ARZ3NDEK is 1469922850259 ms.
+        let block = BlockMeta {
+            id: "01ARZ3NDEKTSV4RRFFQ69G5FAV".to_string(),
+            ..BlockMeta::default()
+        };
+        assert_eq!(block.created_millis(), Some(1_469_922_850_259));
+        let not_ulid = BlockMeta {
+            id: "b0".to_string(),
+            ..BlockMeta::default()
+        };
+        assert_eq!(not_ulid.created_millis(), None);
     }
 }

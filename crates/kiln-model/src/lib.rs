@@ -18,7 +18,7 @@ mod string_table;
 mod tenant;
 mod time;
 
-pub use block_meta::{BlockMeta, DatasetMeta};
+pub use block_meta::{BlockMeta, DatasetMeta, PARTITION_NANOS, partition_of};
 pub use decode::{DecodeLimits, decode_pprof, decompress};
 pub use error::{ModelError, Result};
 pub use labels::{

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use kiln_api::TenantResolver;
 use kiln_contract::metastore::Metastore;
 use kiln_objstore::Storage;
+use kiln_runtime::TenantOverrides;
 
 pub use error::QuerierError;
 pub use flamegraph::FrameTree;
@@ -58,20 +59,24 @@ pub struct Querier {
     tenants: TenantResolver,
     metastore: Arc<dyn Metastore>,
     reader: BlockReader,
+    overrides: Arc<TenantOverrides>,
 }
 
 impl Querier {
-    /// A querier planning from `metastore` and reading blocks from `storage`.
+    /// A querier planning from `metastore` and reading blocks from `storage`; `overrides` give
+    /// each tenant's retention period, beyond which nothing is returned.
     pub fn new(
         config: QuerierConfig,
         metastore: Arc<dyn Metastore>,
         storage: Storage,
+        overrides: Arc<TenantOverrides>,
     ) -> Arc<Self> {
         Arc::new(Self {
             tenants: TenantResolver::new(config.multitenancy_enabled),
             reader: BlockReader::new(storage, config.cache_bytes),
             config,
             metastore,
+            overrides,
         })
     }
 }

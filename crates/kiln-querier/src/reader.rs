@@ -1,23 +1,24 @@
-//! Reads blocks from object storage into memory, through a size-bounded cache.
+//! Reads the regions of blocks that a query needs from object storage into memory, through a
+//! size-bounded cache.
 
 use std::sync::Arc;
 
-use kiln_block::{DatasetData, SegmentReader};
-use kiln_model::BlockMeta;
+use kiln_block::DatasetData;
+use kiln_block::fetch::{self, RegionRange};
+use kiln_model::{BlockMeta, DatasetMeta};
 use kiln_objstore::Storage;
-use kiln_objstore::object_store::ObjectStoreExt;
 use moka::future::Cache;
 
 use crate::QuerierError;
 
-/// The decoded datasets of one block.
+/// The decoded datasets of one region of a block (the whole block for a segment).
 pub type BlockData = Arc<Vec<DatasetData>>;
 
-/// Loads and caches decoded blocks; blocks are immutable, so entries never go stale.
+/// Loads and caches decoded regions; blocks are immutable, so entries never go stale.
 #[derive(Clone, Debug)]
 pub struct BlockReader {
     storage: Storage,
-    cache: Cache<String, BlockData>,
+    cache: Cache<(String, RegionRange), BlockData>,
 }
 
 /// An estimate of the memory the decoded datasets of a block take, for the cache's weigher.
@@ -43,7 +44,7 @@ fn decoded_bytes(data: &BlockData) -> u64 {
 }
 
 impl BlockReader {
-    /// A reader over `storage` caching up to `cache_bytes` of decoded blocks.
+    /// A reader over `storage` caching up to `cache_bytes` of decoded regions.
     pub fn new(storage: Storage, cache_bytes: u64) -> Self {
         let cache = Cache::builder()
             .max_capacity(cache_bytes)
@@ -52,32 +53,32 @@ impl BlockReader {
         Self { storage, cache }
     }
 
-    /// The datasets of `block`, from the cache or from storage.
-    pub async fn load(&self, block: &BlockMeta) -> Result<BlockData, QuerierError> {
-        let storage = self.storage.clone();
-        let meta = block.clone();
-        self.cache
-            .try_get_with(block.id.clone(), async move {
-                let path = storage.path(&meta.path);
-                let bytes = storage
-                    .store
-                    .get(&path)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .bytes()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tokio::task::spawn_blocking(move || {
-                    let reader = SegmentReader::parse(bytes).map_err(|e| e.to_string())?;
-                    reader.read_all().map(Arc::new).map_err(|e| e.to_string())
+    /// The datasets of `block` that `wanted` selects, region by region (plus the other datasets
+    /// sharing their regions), from the cache or from storage: only those regions are fetched.
+    pub async fn load(
+        &self,
+        block: &BlockMeta,
+        wanted: impl Fn(&DatasetMeta) -> bool,
+    ) -> Result<Vec<BlockData>, QuerierError> {
+        let mut regions = Vec::new();
+        for range in fetch::ranges_of(block, wanted) {
+            let key = (block.id.clone(), range.clone());
+            let (storage, meta) = (self.storage.clone(), block.clone());
+            let region = self
+                .cache
+                .try_get_with(key, async move {
+                    fetch::load(&storage, &meta, &range)
+                        .await
+                        .map(Arc::new)
+                        .map_err(|e| e.to_string())
                 })
                 .await
-                .map_err(|e| format!("decoding panicked: {e}"))?
-            })
-            .await
-            .map_err(|reason: Arc<String>| QuerierError::Block {
-                block: block.id.clone(),
-                reason: reason.to_string(),
-            })
+                .map_err(|reason: Arc<String>| QuerierError::Block {
+                    block: block.id.clone(),
+                    reason: reason.to_string(),
+                })?;
+            regions.push(region);
+        }
+        Ok(regions)
     }
 }

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use kiln_block::DatasetData;
 use kiln_contract::metastore::BlockQuery;
 use kiln_model::LabelMatcher;
-use kiln_model::{LABEL_SERVICE_NAME, Labels};
+use kiln_model::{DatasetMeta, LABEL_SERVICE_NAME, Labels};
 
 use crate::reader::BlockData;
 use crate::selector::{MatchOp, Selector};
@@ -53,6 +53,13 @@ impl Query {
             query.matchers.extend(selector.matchers.iter().cloned());
         }
         Ok(query)
+    }
+
+    /// True when `dataset` (from the index) may hold profiles this query selects.
+    fn wants(&self, dataset: &DatasetMeta) -> bool {
+        dataset.tenant == self.tenant
+            && dataset.overlaps(self.start_nanos, self.end_nanos)
+            && self.may_contain(&dataset.service_name, &dataset.profile_types)
     }
 
     fn may_contain(&self, service_name: &str, profile_types: &[String]) -> bool {
@@ -160,6 +167,25 @@ fn select_rows(
 }
 
 impl Querier {
+    /// `query` without what is past its tenant's retention period: older data disappears from
+    /// every query at once, before compactors delete it.
+    fn within_retention(&self, query: &Query) -> Query {
+        let mut query = query.clone();
+        query.start_nanos = query.start_nanos.max(self.retained_from(&query.tenant));
+        query
+    }
+
+    /// The oldest time (unix nanoseconds) of `tenant`'s data that queries still see.
+    pub(crate) fn retained_from(&self, tenant: &str) -> i64 {
+        let Some(period) = self.overrides.retention(tenant) else {
+            return i64::MIN;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        now.saturating_sub(i64::try_from(period.as_nanos()).unwrap_or(i64::MAX))
+    }
+
     /// Folds every dataset that `query` selects into `acc` with `add`, each profile id
     /// counted once per series, and returns the result.
     ///
@@ -171,44 +197,47 @@ impl Querier {
         T: Send + 'static,
         F: Fn(&mut T, &SelectedDataset) + Send + Sync + 'static,
     {
+        let query = self.within_retention(query);
+        if query.start_nanos >= query.end_nanos {
+            return Ok(acc);
+        }
         let mut blocks = self.metastore.query_blocks(&query.block_query()?).await?;
-        blocks.retain(|b| {
-            b.datasets.iter().any(|d| {
-                d.tenant == query.tenant
-                    && d.overlaps(query.start_nanos, query.end_nanos)
-                    && query.may_contain(&d.service_name, &d.profile_types)
-            })
-        });
+        blocks.retain(|b| b.datasets.iter().any(|d| query.wants(d)));
         // Oldest first, so that the first copy of a duplicated profile is the one kept.
         blocks.sort_by(|a, b| a.id.cmp(&b.id));
         let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+        let query = Arc::new(query);
         let reader = self.reader.clone();
         // Spawned, so that loads progress while the fold runs; `buffered` starts at most
         // `parallelism` of them and yields in block order.
         let mut loads = futures::stream::iter(blocks)
-            .map(move |block| {
-                let reader = reader.clone();
-                tokio::spawn(async move { reader.load(&block).await })
+            .map({
+                let query = query.clone();
+                move |block| {
+                    let (reader, query) = (reader.clone(), query.clone());
+                    tokio::spawn(async move { reader.load(&block, |d| query.wants(d)).await })
+                }
             })
             .buffered(parallelism);
 
         let add = Arc::new(add);
-        let query = Arc::new(query.clone());
         let mut state = (acc, HashSet::new());
         while let Some(loaded) = loads.next().await {
-            let block = loaded
+            let regions = loaded
                 .map_err(|e| QuerierError::Internal(format!("block load panicked: {e}")))??;
             let (add, query) = (add.clone(), query.clone());
             state = tokio::task::spawn_blocking(move || {
                 let (mut acc, mut seen) = state;
-                for index in 0..block.len() {
-                    if let Some(selected) = select_rows(&query, &block[index], &mut seen) {
-                        let dataset = SelectedDataset {
-                            block: block.clone(),
-                            index,
-                            selected,
-                        };
-                        add(&mut acc, &dataset);
+                for block in regions {
+                    for index in 0..block.len() {
+                        if let Some(selected) = select_rows(&query, &block[index], &mut seen) {
+                            let dataset = SelectedDataset {
+                                block: block.clone(),
+                                index,
+                                selected,
+                            };
+                            add(&mut acc, &dataset);
+                        }
                     }
                 }
                 (acc, seen)

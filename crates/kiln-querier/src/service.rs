@@ -119,6 +119,10 @@ impl Querier {
         request: ProfileTypesRequest,
     ) -> Result<ProfileTypesResponse, QuerierError> {
         let (start, end) = range_from_millis(request.start, request.end)?;
+        let start = start.max(self.retained_from(tenant.as_str()));
+        if start >= end {
+            return Ok(ProfileTypesResponse::default());
+        }
         let blocks = self
             .metastore
             .query_blocks(&BlockQuery::new(tenant.as_str(), start, end))
@@ -405,21 +409,21 @@ impl Querier {
         &self,
         tenant: &TenantId,
     ) -> Result<GetProfileStatsResponse, QuerierError> {
+        let retained_from = self.retained_from(tenant.as_str());
         let blocks = self
             .metastore
-            .query_blocks(&BlockQuery::new(tenant.as_str(), i64::MIN, i64::MAX))
+            .query_blocks(&BlockQuery::new(tenant.as_str(), retained_from, i64::MAX))
             .await?;
         let mut span: Option<(i64, i64)> = None;
         for d in blocks
             .iter()
             .flat_map(|b| &b.datasets)
-            .filter(|d| d.tenant == tenant.as_str())
+            .filter(|d| d.tenant == tenant.as_str() && d.max_time_nanos >= retained_from)
         {
+            let oldest = d.min_time_nanos.max(retained_from);
             span = Some(match span {
-                None => (d.min_time_nanos, d.max_time_nanos),
-                Some((oldest, newest)) => {
-                    (oldest.min(d.min_time_nanos), newest.max(d.max_time_nanos))
-                }
+                None => (oldest, d.max_time_nanos),
+                Some((first, newest)) => (first.min(oldest), newest.max(d.max_time_nanos)),
             });
         }
         Ok(match span {

@@ -1,8 +1,11 @@
-//! How Kiln's roles run their background work.
+//! How Kiln's roles run their background work, and the per-tenant settings they share.
 //!
 //! Heartbeats, membership refreshes, recovery sweeps and config reloads all tick on a period
 //! until the process shuts down; [`spawn_every`] is the one loop they share.
+//! [`TenantOverrides`] holds every tenant's limits from flags and the runtime config file.
 
+mod overrides;
 mod ticker;
 
+pub use overrides::TenantOverrides;
 pub use ticker::{FirstTick, spawn_every};

@@ -245,14 +245,17 @@ impl Proxy {
     }
 }
 
-/// A loopback cluster: a metastore group, then ingesters, distributors and queriers, each
-/// started with `--target <role> --metastore.peers=<the group>` and waited for until ready.
+/// A loopback cluster: a metastore group, then ingesters, distributors, queriers and
+/// compactors, each started with `--target <role> --metastore.peers=<the group>` and waited for
+/// until ready.
 #[derive(Debug)]
 pub struct Cluster {
     /// `None` for one the caller took (to kill it, say).
     pub ingesters: Vec<Option<KilnServer>>,
     pub distributors: Vec<KilnServer>,
     pub queriers: Vec<KilnServer>,
+    /// `None` for one the caller took.
+    pub compactors: Vec<Option<KilnServer>>,
     pub metastores: MetastoreGroup,
 }
 
@@ -268,6 +271,7 @@ impl Cluster {
             ingesters: RoleSpec::new(0, &[]),
             distributors: RoleSpec::new(0, &[]),
             queriers: RoleSpec::new(0, &[]),
+            compactors: RoleSpec::new(0, &[]),
         }
     }
 }
@@ -296,6 +300,7 @@ pub struct ClusterBuilder {
     ingesters: RoleSpec,
     distributors: RoleSpec,
     queriers: RoleSpec,
+    compactors: RoleSpec,
 }
 
 impl ClusterBuilder {
@@ -324,7 +329,14 @@ impl ClusterBuilder {
         self
     }
 
-    /// Starts the metastore group, then each ingester, distributor and querier in turn.
+    /// `count` compactors with `args` as well (their object store flags, say).
+    pub fn compactors(mut self, count: usize, args: &[&str]) -> Self {
+        self.compactors = RoleSpec::new(count, args);
+        self
+    }
+
+    /// Starts the metastore group, then each ingester, distributor, querier and compactor in
+    /// turn.
     pub async fn start(self) -> anyhow::Result<Cluster> {
         let metastores = MetastoreGroup::start(
             &self.command.clone().args(&self.metastores.args),
@@ -352,10 +364,12 @@ impl ClusterBuilder {
         let ingesters = role("ingester", &self.ingesters).await?;
         let distributors = role("distributor", &self.distributors).await?;
         let queriers = role("querier", &self.queriers).await?;
+        let compactors = role("compactor", &self.compactors).await?;
         Ok(Cluster {
             ingesters: ingesters.into_iter().map(Some).collect(),
             distributors,
             queriers,
+            compactors: compactors.into_iter().map(Some).collect(),
             metastores,
         })
     }

@@ -97,6 +97,37 @@ impl Moto {
         ]
     }
 
+    /// Every key of the bucket under `prefix`, as S3's ListObjectsV2 lists them (page by page).
+    pub async fn list_keys(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let client = reqwest::Client::new();
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![
+                ("list-type", "2".to_string()),
+                ("prefix", prefix.to_string()),
+            ];
+            if let Some(token) = &token {
+                query.push(("continuation-token", token.clone()));
+            }
+            let body = client
+                .get(format!("{}/{}", self.endpoint, self.bucket))
+                .query(&query)
+                .send()
+                .await?
+                .error_for_status()?
+                .text()
+                .await?;
+            keys.extend(xml_values(&body, "Key"));
+            token = xml_values(&body, "NextContinuationToken")
+                .into_iter()
+                .next();
+            if token.is_none() {
+                return Ok(keys);
+            }
+        }
+    }
+
     /// Freezes the server (SIGSTOP): connections hang, as in an outage.
     pub fn pause(&self) -> anyhow::Result<()> {
         crate::process::signal(self.child.id(), "STOP")
@@ -106,6 +137,15 @@ impl Moto {
     pub fn resume(&self) -> anyhow::Result<()> {
         crate::process::signal(self.child.id(), "CONT")
     }
+}
+
+/// The text of every `<tag>` element of an S3 XML answer (keys are plain paths here).
+fn xml_values(body: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    body.split(&open)
+        .skip(1)
+        .filter_map(|rest| rest.split_once(&close).map(|(value, _)| value.to_string()))
+        .collect()
 }
 
 impl Drop for Moto {

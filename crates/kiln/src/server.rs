@@ -4,17 +4,19 @@
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use axum::Router;
 use axum::serve::ListenerExt;
+use kiln_compactor::CompactorMetrics;
 use kiln_config::{ServerArgs, Target};
 use kiln_contract::Role;
+use kiln_runtime::TenantOverrides;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::ops::Ops;
-use crate::roles::{distributor, heartbeat, ingester, metastore, querier, storage};
+use crate::roles::{compactor, distributor, heartbeat, ingester, metastore, querier, storage};
 use crate::telemetry;
 
 pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -31,9 +33,6 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
 type Listener = (&'static str, TcpListener, Router);
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
-    if args.runs(Target::Compactor) && !args.runs(Target::All) {
-        bail!("--target compactor: the compactor is not part of this version yet");
-    }
     let shutdown = CancellationToken::new();
     let mut registry = Registry::default();
 
@@ -53,8 +52,23 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| grpc_addr.to_string());
 
     let metastore = metastore::start(&args, grpc_addr).await?;
+    metastore.report_metrics(&mut registry, &shutdown);
+    // Per-tenant limits and retention, shared by the roles that apply them.
+    let overrides = TenantOverrides::new(args.limits.clone());
+    if let Some(path) = &args.runtime_config {
+        overrides
+            .watch(
+                path.clone(),
+                args.runtime_config_reload_period,
+                shutdown.clone(),
+            )
+            .map_err(anyhow::Error::msg)?;
+    }
     let mut grpc_routes = metastore.routes();
-    let storage = if args.runs(Target::Ingester) || args.runs(Target::Querier) {
+    let storage = if [Target::Ingester, Target::Querier, Target::Compactor]
+        .into_iter()
+        .any(|t| args.runs(t))
+    {
         Some(storage::open(&args)?)
     } else {
         None
@@ -85,9 +99,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             &args,
             ingester.as_ref(),
             &metastore.handle,
+            &overrides,
             &mut registry,
             &shutdown,
-        )?;
+        );
         app = app.merge(role.router);
         for (name, addr) in [
             ("otlp-grpc", args.otlp_grpc_addr),
@@ -96,13 +111,21 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             listeners.push((name, bind(name, addr).await?, role.otlp_router.clone()));
         }
     }
-    if let Some(storage) = storage.filter(|_| args.runs(Target::Querier)) {
-        app = app.merge(querier::start(&args, storage, &metastore.handle));
+    if let Some(storage) = storage.as_ref().filter(|_| args.runs(Target::Querier)) {
+        app = app.merge(querier::start(
+            &args,
+            storage.clone(),
+            &metastore.handle,
+            &overrides,
+        ));
     }
     if let (Some(listener), Some(routes)) = (grpc_listener, grpc_routes) {
         listeners.push(("grpc", listener, routes.into_axum_router()));
     }
 
+    let compactor_metrics = args
+        .runs(Target::Compactor)
+        .then(|| CompactorMetrics::new(&mut registry));
     let ops = Ops::new(registry, std::sync::Arc::clone(&metastore.handle));
     let app = ops.router().merge(app);
     // Bound last: once it answers, every other listener is up.
@@ -120,6 +143,21 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             }
         }
     }
+    // The compactor is known by its HTTP address; it stops with `compaction_stop`, once the
+    // listeners drained.
+    let compaction_stop = CancellationToken::new();
+    let compactor = match (storage.as_ref(), compactor_metrics) {
+        (Some(storage), Some(metrics)) => Some(compactor::start(
+            &args,
+            &http_addr,
+            storage,
+            &metastore.handle,
+            &overrides,
+            metrics,
+            &compaction_stop,
+        )),
+        _ => None,
+    };
     ops.set_listening();
     tracing::info!(targets = %metastore::targets(&args.target), "kiln is serving");
 
@@ -127,6 +165,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(ingester) = ingester {
         tracing::info!("flushing the ingester");
         ingester.writer.shutdown().await;
+    }
+    compaction_stop.cancel();
+    if let Some(compactor) = compactor {
+        compactor.stopped().await;
     }
     shutdown.cancel();
     metastore.shutdown().await;

@@ -21,9 +21,13 @@ use crate::support::reference::json_i64;
 /// End of every query range (2100-01-01), far after the test data.
 pub(crate) const UNTIL_SECONDS: i64 = 4_102_444_800;
 
-/// `kiln server` (this build's binary) on a new temporary data dir.
+/// `kiln server` (this build's binary) on a new temporary data dir, keeping data for ever: the
+/// test profiles carry the times they were recorded at, which fall out of any retention period
+/// as the calendar moves.
 pub(crate) fn kiln() -> KilnCommand {
-    KilnCommand::in_tempdir(env!("CARGO_BIN_EXE_kiln")).expect("a temporary data dir")
+    KilnCommand::in_tempdir(env!("CARGO_BIN_EXE_kiln"))
+        .expect("a temporary data dir")
+        .arg("--retention-period=0")
 }
 
 /// A `push.v1` request with one series of `labels` and one raw profile with client id `id`

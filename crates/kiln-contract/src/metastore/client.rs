@@ -8,13 +8,17 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use kiln_model::BlockMeta;
 use kiln_proto::kiln::metastore::v1 as pb;
+use kiln_proto::kiln::metastore::v1::compaction_service_client::CompactionServiceClient;
 use kiln_proto::kiln::metastore::v1::metastore_admin_service_client::MetastoreAdminServiceClient;
 use kiln_proto::kiln::metastore::v1::metastore_service_client::MetastoreServiceClient;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::wire;
-use super::{BlockQuery, Member, Metastore, MetastoreError, TenantInfo};
+use super::{
+    BlockQuery, CompactionAssignment, CompactionPoll, CompactionStatus, Member, Metastore,
+    MetastoreError, RetentionCutoff, RetentionRemoval, TenantInfo,
+};
 use crate::{ChannelPool, Role};
 
 /// How long one attempt on one node may take.
@@ -139,6 +143,12 @@ fn service(channel: Channel) -> MetastoreServiceClient<Channel> {
         .max_encoding_message_size(usize::MAX)
 }
 
+fn compaction(channel: Channel) -> CompactionServiceClient<Channel> {
+    CompactionServiceClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX)
+}
+
 #[async_trait]
 impl Metastore for MetastoreClient {
     async fn add_blocks(&self, blocks: Vec<BlockMeta>) -> Result<u32, MetastoreError> {
@@ -233,5 +243,91 @@ impl Metastore for MetastoreClient {
         })
         .await
         .is_ok()
+    }
+
+    async fn list_blocks(&self, tenant: Option<&str>) -> Result<Vec<BlockMeta>, MetastoreError> {
+        let request = pb::ListBlocksRequest {
+            tenant: tenant.unwrap_or_default().to_string(),
+        };
+        let blocks = self
+            .call("list blocks", |channel| {
+                let request = request.clone();
+                async move {
+                    Ok(service(channel)
+                        .list_blocks(request)
+                        .await?
+                        .into_inner()
+                        .blocks)
+                }
+            })
+            .await?;
+        blocks.into_iter().map(wire::block_from_pb).collect()
+    }
+
+    async fn delete_tenant(&self, tenant: &str) -> Result<u64, MetastoreError> {
+        let request = pb::DeleteTenantRequest {
+            tenant: tenant.to_string(),
+        };
+        self.call("delete tenant", |channel| {
+            let request = request.clone();
+            async move {
+                Ok(service(channel)
+                    .delete_tenant(request)
+                    .await?
+                    .into_inner()
+                    .blocks)
+            }
+        })
+        .await
+    }
+
+    async fn poll_compaction(
+        &self,
+        poll: CompactionPoll,
+    ) -> Result<CompactionAssignment, MetastoreError> {
+        let request = wire::poll_to_pb(&poll);
+        let response = self
+            .call("poll compaction", |channel| {
+                let request = request.clone();
+                async move {
+                    Ok(compaction(channel)
+                        .poll_compaction(request)
+                        .await?
+                        .into_inner())
+                }
+            })
+            .await?;
+        wire::assignment_from_pb(response)
+    }
+
+    async fn apply_retention(
+        &self,
+        cutoffs: Vec<RetentionCutoff>,
+    ) -> Result<Vec<RetentionRemoval>, MetastoreError> {
+        let request = wire::cutoffs_to_pb(&cutoffs);
+        let response = self
+            .call("apply retention", |channel| {
+                let request = request.clone();
+                async move {
+                    Ok(compaction(channel)
+                        .apply_retention(request)
+                        .await?
+                        .into_inner())
+                }
+            })
+            .await?;
+        Ok(wire::removals_from_pb(response))
+    }
+
+    async fn compaction_status(&self) -> Result<CompactionStatus, MetastoreError> {
+        let response = self
+            .call("compaction status", |channel| async move {
+                Ok(compaction(channel)
+                    .compaction_status(pb::CompactionStatusRequest {})
+                    .await?
+                    .into_inner())
+            })
+            .await?;
+        wire::status_from_pb(response)
     }
 }

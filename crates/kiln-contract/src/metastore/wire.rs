@@ -4,7 +4,11 @@
 use kiln_model::{BlockMeta, DatasetMeta, LabelMatcher, MatchOp};
 use kiln_proto::kiln::metastore::v1 as pb;
 
-use super::{BlockQuery, Member, MetastoreError, TenantInfo};
+use super::{
+    BlockQuery, CompactionAssignment, CompactionJob, CompactionPoll, CompactionStatus, JobInfo,
+    JobOutcome, JobState, JobUpdate, LevelInfo, Member, MetastoreError, RefusedUpdate,
+    RetentionCutoff, RetentionRemoval, TenantInfo, Tombstone, TombstoneReason,
+};
 use crate::Role;
 
 /// A block as sent over the wire.
@@ -17,6 +21,7 @@ pub fn block_to_pb(block: &BlockMeta) -> pb::Block {
         min_time_nanos: block.min_time_nanos,
         max_time_nanos: block.max_time_nanos,
         size_bytes: block.size_bytes,
+        tenant: block.tenant.clone(),
         datasets: block
             .datasets
             .iter()
@@ -30,6 +35,8 @@ pub fn block_to_pb(block: &BlockMeta) -> pb::Block {
                 series: d.series,
                 profiles: d.profiles,
                 samples: d.samples,
+                region_offset: d.region_offset,
+                region_length: d.region_length,
             })
             .collect(),
     }
@@ -56,6 +63,21 @@ pub fn block_from_pb(block: pb::Block) -> Result<BlockMeta, MetastoreError> {
                 block.id, d.tenant, d.min_time_nanos, d.max_time_nanos
             )));
         }
+        if !block.tenant.is_empty() && d.tenant != block.tenant {
+            return Err(MetastoreError::InvalidArgument(format!(
+                "block {} of tenant {:?} has a dataset of tenant {:?}",
+                block.id, block.tenant, d.tenant
+            )));
+        }
+        if d.region_offset
+            .checked_add(d.region_length)
+            .is_none_or(|end| end > block.size_bytes)
+        {
+            return Err(MetastoreError::InvalidArgument(format!(
+                "block {} of {} bytes has a dataset region [{}, +{}) beyond its end",
+                block.id, block.size_bytes, d.region_offset, d.region_length
+            )));
+        }
         datasets.push(DatasetMeta {
             tenant: d.tenant,
             service_name: d.service_name,
@@ -66,10 +88,13 @@ pub fn block_from_pb(block: pb::Block) -> Result<BlockMeta, MetastoreError> {
             series: d.series,
             profiles: d.profiles,
             samples: d.samples,
+            region_offset: d.region_offset,
+            region_length: d.region_length,
         });
     }
     Ok(BlockMeta {
         id: block.id,
+        tenant: block.tenant,
         path: block.path,
         shard: block.shard,
         compaction_level: block.compaction_level,
@@ -178,4 +203,310 @@ pub fn member_from_pb(member: pb::Member) -> Result<Member, MetastoreError> {
 pub fn role_from_pb(name: &str) -> Result<Role, MetastoreError> {
     name.parse()
         .map_err(|e: crate::UnknownRole| MetastoreError::InvalidArgument(e.to_string()))
+}
+
+/// A job as sent over the wire.
+pub fn job_to_pb(job: &CompactionJob) -> pb::CompactionJob {
+    pb::CompactionJob {
+        name: job.name.clone(),
+        tenant: job.tenant.clone(),
+        shard: job.shard,
+        level: job.level,
+        sources: job.sources.iter().map(block_to_pb).collect(),
+        token: job.token,
+        lease_expires_millis: job.lease_expires_millis,
+    }
+}
+
+/// A job received over the wire.
+pub fn job_from_pb(job: pb::CompactionJob) -> Result<CompactionJob, MetastoreError> {
+    Ok(CompactionJob {
+        name: job.name,
+        tenant: job.tenant,
+        shard: job.shard,
+        level: job.level,
+        sources: job
+            .sources
+            .into_iter()
+            .map(block_from_pb)
+            .collect::<Result<_, _>>()?,
+        token: job.token,
+        lease_expires_millis: job.lease_expires_millis,
+    })
+}
+
+/// A job update as sent over the wire.
+pub fn update_to_pb(update: &JobUpdate) -> pb::JobUpdate {
+    let (status, compacted, error) = match &update.outcome {
+        JobOutcome::InProgress => (pb::JobStatus::InProgress, Vec::new(), String::new()),
+        JobOutcome::Success(blocks) => (
+            pb::JobStatus::Success,
+            blocks.iter().map(block_to_pb).collect(),
+            String::new(),
+        ),
+        JobOutcome::Failure(error) => (pb::JobStatus::Failure, Vec::new(), error.clone()),
+    };
+    pb::JobUpdate {
+        name: update.name.clone(),
+        token: update.token,
+        status: status as i32,
+        compacted,
+        error,
+    }
+}
+
+/// A job update received over the wire.
+pub fn update_from_pb(update: pb::JobUpdate) -> Result<JobUpdate, MetastoreError> {
+    let outcome = match pb::JobStatus::try_from(update.status) {
+        Ok(pb::JobStatus::InProgress) => JobOutcome::InProgress,
+        Ok(pb::JobStatus::Success) => JobOutcome::Success(
+            update
+                .compacted
+                .into_iter()
+                .map(block_from_pb)
+                .collect::<Result<_, _>>()?,
+        ),
+        Ok(pb::JobStatus::Failure) => JobOutcome::Failure(update.error),
+        Err(_) => {
+            return Err(MetastoreError::InvalidArgument(format!(
+                "job {}: unknown status {}",
+                update.name, update.status
+            )));
+        }
+    };
+    Ok(JobUpdate {
+        name: update.name,
+        token: update.token,
+        outcome,
+    })
+}
+
+/// A tombstone as sent over the wire.
+pub fn tombstone_to_pb(tombstone: &Tombstone) -> pb::Tombstone {
+    pb::Tombstone {
+        block_id: tombstone.block_id.clone(),
+        path: tombstone.path.clone(),
+        tenant: tombstone.tenant.clone(),
+        reason: tombstone.reason.as_str().to_string(),
+        created_millis: tombstone.created_millis,
+    }
+}
+
+/// A tombstone received over the wire.
+pub fn tombstone_from_pb(tombstone: pb::Tombstone) -> Result<Tombstone, MetastoreError> {
+    let reason = TombstoneReason::parse(&tombstone.reason).ok_or_else(|| {
+        MetastoreError::InvalidArgument(format!(
+            "tombstone of block {}: unknown reason {:?}",
+            tombstone.block_id, tombstone.reason
+        ))
+    })?;
+    Ok(Tombstone {
+        block_id: tombstone.block_id,
+        path: tombstone.path,
+        tenant: tombstone.tenant,
+        reason,
+        created_millis: tombstone.created_millis,
+    })
+}
+
+/// A poll as sent over the wire.
+pub fn poll_to_pb(poll: &CompactionPoll) -> pb::PollCompactionRequest {
+    pb::PollCompactionRequest {
+        worker: poll.worker.clone(),
+        updates: poll.updates.iter().map(update_to_pb).collect(),
+        job_capacity: poll.job_capacity,
+        deleted: poll.deleted.clone(),
+        deletion_capacity: poll.deletion_capacity,
+        deletion_delay_millis: poll.deletion_delay_millis,
+    }
+}
+
+/// A poll received over the wire.
+pub fn poll_from_pb(poll: pb::PollCompactionRequest) -> Result<CompactionPoll, MetastoreError> {
+    Ok(CompactionPoll {
+        worker: poll.worker,
+        updates: poll
+            .updates
+            .into_iter()
+            .map(update_from_pb)
+            .collect::<Result<_, _>>()?,
+        job_capacity: poll.job_capacity,
+        deleted: poll.deleted,
+        deletion_capacity: poll.deletion_capacity,
+        deletion_delay_millis: poll.deletion_delay_millis,
+    })
+}
+
+/// A poll's answer as sent over the wire.
+pub fn assignment_to_pb(assignment: &CompactionAssignment) -> pb::PollCompactionResponse {
+    pb::PollCompactionResponse {
+        jobs: assignment.jobs.iter().map(job_to_pb).collect(),
+        refused: assignment
+            .refused
+            .iter()
+            .map(|r| pb::RefusedUpdate {
+                name: r.name.clone(),
+                reason: r.reason.clone(),
+                discard_outputs: r.discard_outputs,
+            })
+            .collect(),
+        deletions: assignment.deletions.iter().map(tombstone_to_pb).collect(),
+    }
+}
+
+/// A poll's answer received over the wire.
+pub fn assignment_from_pb(
+    response: pb::PollCompactionResponse,
+) -> Result<CompactionAssignment, MetastoreError> {
+    Ok(CompactionAssignment {
+        jobs: response
+            .jobs
+            .into_iter()
+            .map(job_from_pb)
+            .collect::<Result<_, _>>()?,
+        refused: response
+            .refused
+            .into_iter()
+            .map(|r| RefusedUpdate {
+                name: r.name,
+                reason: r.reason,
+                discard_outputs: r.discard_outputs,
+            })
+            .collect(),
+        deletions: response
+            .deletions
+            .into_iter()
+            .map(tombstone_from_pb)
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// A compaction status as sent over the wire.
+pub fn status_to_pb(status: &CompactionStatus) -> pb::CompactionStatusResponse {
+    pb::CompactionStatusResponse {
+        jobs: status
+            .jobs
+            .iter()
+            .map(|j| pb::JobInfo {
+                name: j.name.clone(),
+                tenant: j.tenant.clone(),
+                shard: j.shard,
+                level: j.level,
+                sources: j.sources,
+                state: j.state.as_str().to_string(),
+                failures: j.failures,
+                worker: j.worker.clone(),
+                lease_expires_millis: j.lease_expires_millis,
+                last_error: j.last_error.clone(),
+            })
+            .collect(),
+        levels: status
+            .levels
+            .iter()
+            .map(|l| pb::LevelInfo {
+                level: l.level,
+                blocks: l.blocks,
+                bytes: l.bytes,
+                queued: l.queued,
+            })
+            .collect(),
+        tombstones: status.tombstones.iter().map(tombstone_to_pb).collect(),
+        oldest_level0_created_millis: status.oldest_level0_created_millis.unwrap_or(0),
+    }
+}
+
+/// A compaction status received over the wire.
+pub fn status_from_pb(
+    status: pb::CompactionStatusResponse,
+) -> Result<CompactionStatus, MetastoreError> {
+    let mut jobs = Vec::with_capacity(status.jobs.len());
+    for j in status.jobs {
+        let state = JobState::parse(&j.state).ok_or_else(|| {
+            MetastoreError::InvalidArgument(format!("job {}: unknown state {:?}", j.name, j.state))
+        })?;
+        jobs.push(JobInfo {
+            name: j.name,
+            tenant: j.tenant,
+            shard: j.shard,
+            level: j.level,
+            sources: j.sources,
+            state,
+            failures: j.failures,
+            worker: j.worker,
+            lease_expires_millis: j.lease_expires_millis,
+            last_error: j.last_error,
+        });
+    }
+    Ok(CompactionStatus {
+        jobs,
+        levels: status
+            .levels
+            .into_iter()
+            .map(|l| LevelInfo {
+                level: l.level,
+                blocks: l.blocks,
+                bytes: l.bytes,
+                queued: l.queued,
+            })
+            .collect(),
+        tombstones: status
+            .tombstones
+            .into_iter()
+            .map(tombstone_from_pb)
+            .collect::<Result<_, _>>()?,
+        oldest_level0_created_millis: (status.oldest_level0_created_millis != 0)
+            .then_some(status.oldest_level0_created_millis),
+    })
+}
+
+/// Retention cutoffs as sent over the wire.
+pub fn cutoffs_to_pb(cutoffs: &[RetentionCutoff]) -> pb::ApplyRetentionRequest {
+    pb::ApplyRetentionRequest {
+        cutoffs: cutoffs
+            .iter()
+            .map(|c| pb::TenantCutoff {
+                tenant: c.tenant.clone(),
+                before_nanos: c.before_nanos,
+            })
+            .collect(),
+    }
+}
+
+/// Retention cutoffs received over the wire.
+pub fn cutoffs_from_pb(request: pb::ApplyRetentionRequest) -> Vec<RetentionCutoff> {
+    request
+        .cutoffs
+        .into_iter()
+        .map(|c| RetentionCutoff {
+            tenant: c.tenant,
+            before_nanos: c.before_nanos,
+        })
+        .collect()
+}
+
+/// What retention removed, as sent over the wire.
+pub fn removals_to_pb(removed: &[RetentionRemoval]) -> pb::ApplyRetentionResponse {
+    pb::ApplyRetentionResponse {
+        removed: removed
+            .iter()
+            .map(|r| pb::RetentionRemoval {
+                tenant: r.tenant.clone(),
+                datasets: r.datasets,
+                blocks: r.blocks,
+            })
+            .collect(),
+    }
+}
+
+/// What retention removed, received over the wire.
+pub fn removals_from_pb(response: pb::ApplyRetentionResponse) -> Vec<RetentionRemoval> {
+    response
+        .removed
+        .into_iter()
+        .map(|r| RetentionRemoval {
+            tenant: r.tenant,
+            datasets: r.datasets,
+            blocks: r.blocks,
+        })
+        .collect()
 }

@@ -10,7 +10,7 @@ use kiln_contract::metastore::Metastore;
 use kiln_distributor::{
     Distributor, DistributorConfig, DistributorMetrics, IngesterRing, TenantLimits,
 };
-use kiln_runtime::{FirstTick, spawn_every};
+use kiln_runtime::{FirstTick, TenantOverrides, spawn_every};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -32,9 +32,10 @@ pub(crate) fn start(
     args: &ServerArgs,
     local_ingester: Option<&IngesterRole>,
     metastore: &Arc<dyn Metastore>,
+    overrides: &Arc<TenantOverrides>,
     registry: &mut Registry,
     stop: &CancellationToken,
-) -> anyhow::Result<DistributorRole> {
+) -> DistributorRole {
     let target: Arc<dyn Ingester> = match local_ingester {
         Some(ingester) => Arc::clone(&ingester.writer) as Arc<dyn Ingester>,
         None => IngesterRing::start(
@@ -43,16 +44,7 @@ pub(crate) fn start(
             stop.clone(),
         ),
     };
-    let limits = TenantLimits::new(args.limits.clone());
-    if let Some(path) = &args.runtime_config {
-        limits
-            .watch(
-                path.clone(),
-                args.runtime_config_reload_period,
-                stop.clone(),
-            )
-            .map_err(anyhow::Error::msg)?;
-    }
+    let limits = TenantLimits::new(Arc::clone(overrides));
     // All-in-one is the only distributor of its cluster.
     if !args.runs(Target::All) {
         count_live_distributors(metastore, &limits, stop);
@@ -67,10 +59,10 @@ pub(crate) fn start(
         target,
         DistributorMetrics::new(registry),
     );
-    Ok(DistributorRole {
+    DistributorRole {
         router: distributor.router(),
         otlp_router: distributor.otlp_router(),
-    })
+    }
 }
 
 /// Keeps the count of live distributors, which share each tenant's ingestion rate.

@@ -8,7 +8,14 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use kiln_config::{ServerArgs, Target};
 use kiln_contract::metastore::{Metastore, MetastoreClient};
-use kiln_metastore::{MetastoreGrpc, MetastoreNode, NodeConfig};
+use kiln_metastore::{
+    CompactionConfig, MetastoreGrpc, MetastoreMetrics, MetastoreNode, NodeConfig,
+};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+/// How often the node's gauges are refreshed.
+const METRICS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The metastore as this process sees it.
 #[derive(Debug)]
@@ -25,6 +32,14 @@ impl MetastoreRole {
         self.node
             .as_ref()
             .map(|node| MetastoreGrpc::routes(Arc::clone(node)))
+    }
+
+    /// Registers the node's index and compaction gauges, refreshed every few seconds until
+    /// `stop` (nothing for a client).
+    pub(crate) fn report_metrics(&self, registry: &mut Registry, stop: &CancellationToken) {
+        if let Some(node) = &self.node {
+            MetastoreMetrics::new(registry).spawn(Arc::clone(node), METRICS_INTERVAL, stop.clone());
+        }
     }
 
     /// Stops the node, if this process runs one.
@@ -120,6 +135,12 @@ async fn start_node(
         snapshot_logs: args.metastore_snapshot_logs,
         heartbeat_interval: args.metastore_heartbeat_interval,
         election_timeout: args.metastore_election_timeout,
+        compaction: CompactionConfig {
+            levels: CompactionConfig::parse_levels(&args.compaction.levels)
+                .context("--compaction.levels")?,
+            lease: args.compaction.job_lease,
+            max_failures: args.compaction.max_failures,
+        },
     };
     MetastoreNode::start(config)
         .await

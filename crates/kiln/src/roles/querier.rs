@@ -7,9 +7,15 @@ use kiln_config::ServerArgs;
 use kiln_contract::metastore::Metastore;
 use kiln_objstore::Storage;
 use kiln_querier::{Querier, QuerierConfig};
+use kiln_runtime::TenantOverrides;
 
 /// Starts a querier reading `storage`; returns its routes for the main HTTP listener.
-pub(crate) fn start(args: &ServerArgs, storage: Storage, metastore: &Arc<dyn Metastore>) -> Router {
+pub(crate) fn start(
+    args: &ServerArgs,
+    storage: Storage,
+    metastore: &Arc<dyn Metastore>,
+    overrides: &Arc<TenantOverrides>,
+) -> Router {
     let querier = Querier::new(
         QuerierConfig {
             max_nodes_default: args.querier_max_flamegraph_nodes,
@@ -18,6 +24,7 @@ pub(crate) fn start(args: &ServerArgs, storage: Storage, metastore: &Arc<dyn Met
         },
         Arc::clone(metastore),
         storage,
+        Arc::clone(overrides),
     );
     querier.router()
 }

@@ -1,0 +1,331 @@
+//! Merging datasets of one tenant and service into one, as compaction does: symbols, stacks and
+//! series deduplicated across every input, each (series, profile id) once, and rows sorted by
+//! series and time.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+
+use kiln_model::Labels;
+
+use crate::data::{DatasetData, Function, Location, Mapping, ProfileRow, SampleRow, SeriesRow};
+
+/// Interns values into a dense table: ids are positions plus an offset.
+#[derive(Debug)]
+struct Table<T> {
+    ids: HashMap<T, u32>,
+    rows: Vec<T>,
+    offset: u32,
+}
+
+impl<T: Clone + Eq + Hash> Table<T> {
+    fn new(offset: u32) -> Self {
+        Self {
+            ids: HashMap::new(),
+            rows: Vec::new(),
+            offset,
+        }
+    }
+
+    fn intern(&mut self, value: T) -> u32 {
+        if let Some(&id) = self.ids.get(&value) {
+            return id;
+        }
+        let id = self.rows.len() as u32 + self.offset;
+        self.rows.push(value.clone());
+        self.ids.insert(value, id);
+        id
+    }
+}
+
+/// Accumulates datasets of one tenant and service and merges them into one.
+#[derive(Debug)]
+pub struct DatasetMerger {
+    tenant: String,
+    service_name: String,
+    strings: Table<String>,
+    mappings: Table<Mapping>,
+    functions: Table<Function>,
+    locations: Table<Location>,
+    stacks: Table<(u32, u32)>,
+    series: Table<(String, Labels)>,
+    /// (series, profile id) of every profile taken, to keep each once.
+    seen: HashSet<(u32, String)>,
+    profiles: Vec<ProfileRow>,
+    samples: Vec<SampleRow>,
+    duplicates: u64,
+}
+
+impl DatasetMerger {
+    /// An empty merge of `service_name` of `tenant`.
+    pub fn new(tenant: &str, service_name: &str) -> Self {
+        let mut strings = Table::new(0);
+        strings.intern(String::new());
+        Self {
+            tenant: tenant.to_string(),
+            service_name: service_name.to_string(),
+            strings,
+            mappings: Table::new(1),
+            functions: Table::new(0),
+            locations: Table::new(0),
+            stacks: Table::new(1),
+            series: Table::new(0),
+            seen: HashSet::new(),
+            profiles: Vec::new(),
+            samples: Vec::new(),
+            duplicates: 0,
+        }
+    }
+
+    /// Profile rows left out because an earlier input had the same series and profile id.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+
+    /// Adds one input (of this tenant and service; checked references, as the reader gives).
+    /// Inputs added first win when a profile appears twice.
+    pub fn add(&mut self, input: &DatasetData) {
+        self.add_where(input, |_| true);
+    }
+
+    /// Adds the profiles of `input` that `keep` selects, with their samples; only the symbols
+    /// and stacks those samples use are taken.
+    pub fn add_where(&mut self, input: &DatasetData, keep: impl Fn(&ProfileRow) -> bool) {
+        let mut map = InputMap::new(input);
+        let mut profiles: Vec<Option<u32>> = Vec::with_capacity(input.profiles.len());
+        for profile in &input.profiles {
+            if !keep(profile) {
+                profiles.push(None);
+                continue;
+            }
+            let series = map.series(self, profile.series);
+            if !self.seen.insert((series, profile.profile_id.clone())) {
+                self.duplicates += 1;
+                profiles.push(None);
+                continue;
+            }
+            profiles.push(Some(self.profiles.len() as u32));
+            self.profiles.push(ProfileRow {
+                series,
+                ..profile.clone()
+            });
+        }
+        for sample in &input.samples {
+            if let Some(profile) = profiles[sample.profile as usize] {
+                let stack = map.stack(self, sample.stack);
+                self.samples.push(SampleRow {
+                    profile,
+                    stack,
+                    value: sample.value,
+                    labels: sample.labels.clone(),
+                });
+            }
+        }
+    }
+
+    /// The merged dataset: series sorted by profile type and labels, profiles by series, time
+    /// and id, samples grouped by profile in that order.
+    pub fn finish(self) -> DatasetData {
+        let Self {
+            tenant,
+            service_name,
+            strings,
+            mappings,
+            functions,
+            locations,
+            stacks,
+            series,
+            mut profiles,
+            samples,
+            ..
+        } = self;
+        let series_order = sorted_order(&series.rows, |a, b| a.cmp(b));
+        let series_rank = rank(&series_order);
+        for profile in &mut profiles {
+            profile.series = series_rank[profile.series as usize];
+        }
+        let profile_order = sorted_order(&profiles, |a, b| {
+            (a.series, a.time_nanos, &a.profile_id).cmp(&(b.series, b.time_nanos, &b.profile_id))
+        });
+        let profile_rank = rank(&profile_order);
+        let mut samples: Vec<SampleRow> = samples
+            .into_iter()
+            .map(|s| SampleRow {
+                profile: profile_rank[s.profile as usize],
+                ..s
+            })
+            .collect();
+        // Stable: samples of one profile keep their order.
+        samples.sort_by_key(|s| s.profile);
+        let series_rows = series_order
+            .iter()
+            .map(|&i| {
+                let (profile_type, labels) = series.rows[i as usize].clone();
+                SeriesRow {
+                    profile_type,
+                    labels,
+                }
+            })
+            .collect();
+        let profile_rows = profile_order
+            .iter()
+            .map(|&i| profiles[i as usize].clone())
+            .collect();
+        DatasetData {
+            tenant,
+            service_name,
+            series: series_rows,
+            profiles: profile_rows,
+            samples,
+            symbols: crate::data::Symbols {
+                strings: strings.rows,
+                mappings: mappings.rows,
+                functions: functions.rows,
+                locations: locations.rows,
+                stacks: stacks.rows,
+            },
+        }
+    }
+}
+
+/// Positions of `rows` in sorted order.
+fn sorted_order<T>(rows: &[T], compare: impl Fn(&T, &T) -> std::cmp::Ordering) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..rows.len() as u32).collect();
+    order.sort_by(|&a, &b| compare(&rows[a as usize], &rows[b as usize]));
+    order
+}
+
+/// The inverse of an order: `rank[old position] = new position`.
+fn rank(order: &[u32]) -> Vec<u32> {
+    let mut rank = vec![0; order.len()];
+    for (new, &old) in order.iter().enumerate() {
+        rank[old as usize] = new as u32;
+    }
+    rank
+}
+
+/// The ids of one input mapped onto the merge's, interned the first time a kept sample needs
+/// them (memoized per input id).
+struct InputMap<'a> {
+    input: &'a DatasetData,
+    strings: Vec<Option<u32>>,
+    mappings: Vec<Option<u32>>,
+    functions: Vec<Option<u32>>,
+    locations: Vec<Option<u32>>,
+    /// Index 0 is the empty stack.
+    stacks: Vec<Option<u32>>,
+    series: Vec<Option<u32>>,
+}
+
+impl<'a> InputMap<'a> {
+    fn new(input: &'a DatasetData) -> Self {
+        let symbols = &input.symbols;
+        let mut stacks = vec![None; symbols.stacks.len() + 1];
+        stacks[0] = Some(0);
+        Self {
+            input,
+            strings: vec![None; symbols.strings.len()],
+            mappings: vec![None; symbols.mappings.len()],
+            functions: vec![None; symbols.functions.len()],
+            locations: vec![None; symbols.locations.len()],
+            stacks,
+            series: vec![None; input.series.len()],
+        }
+    }
+
+    fn series(&mut self, merger: &mut DatasetMerger, id: u32) -> u32 {
+        if let Some(mapped) = self.series[id as usize] {
+            return mapped;
+        }
+        let row = &self.input.series[id as usize];
+        let mapped = merger
+            .series
+            .intern((row.profile_type.clone(), row.labels.clone()));
+        self.series[id as usize] = Some(mapped);
+        mapped
+    }
+
+    fn string(&mut self, merger: &mut DatasetMerger, id: u32) -> u32 {
+        if let Some(mapped) = self.strings[id as usize] {
+            return mapped;
+        }
+        let mapped = merger
+            .strings
+            .intern(self.input.symbols.strings[id as usize].clone());
+        self.strings[id as usize] = Some(mapped);
+        mapped
+    }
+
+    fn mapping(&mut self, merger: &mut DatasetMerger, id: u32) -> u32 {
+        if id == 0 {
+            return 0;
+        }
+        if let Some(mapped) = self.mappings[id as usize - 1] {
+            return mapped;
+        }
+        let m = &self.input.symbols.mappings[id as usize - 1];
+        let mapping = Mapping {
+            filename: self.string(merger, m.filename),
+            build_id: self.string(merger, m.build_id),
+            ..m.clone()
+        };
+        let mapped = merger.mappings.intern(mapping);
+        self.mappings[id as usize - 1] = Some(mapped);
+        mapped
+    }
+
+    fn function(&mut self, merger: &mut DatasetMerger, id: u32) -> u32 {
+        if let Some(mapped) = self.functions[id as usize] {
+            return mapped;
+        }
+        let f = &self.input.symbols.functions[id as usize];
+        let function = Function {
+            name: self.string(merger, f.name),
+            system_name: self.string(merger, f.system_name),
+            filename: self.string(merger, f.filename),
+            start_line: f.start_line,
+        };
+        let mapped = merger.functions.intern(function);
+        self.functions[id as usize] = Some(mapped);
+        mapped
+    }
+
+    fn location(&mut self, merger: &mut DatasetMerger, id: u32) -> u32 {
+        if let Some(mapped) = self.locations[id as usize] {
+            return mapped;
+        }
+        let l = &self.input.symbols.locations[id as usize];
+        let location = Location {
+            mapping: self.mapping(merger, l.mapping),
+            address: l.address,
+            lines: l
+                .lines
+                .iter()
+                .map(|&(function, line)| (self.function(merger, function), line))
+                .collect(),
+            is_folded: l.is_folded,
+        };
+        let mapped = merger.locations.intern(location);
+        self.locations[id as usize] = Some(mapped);
+        mapped
+    }
+
+    /// The merge's node for input stack node `id`, interning the path from the root as needed.
+    fn stack(&mut self, merger: &mut DatasetMerger, id: u32) -> u32 {
+        // Walk up to the nearest mapped ancestor, then intern back down: no recursion, so deep
+        // stacks cannot overflow the thread's stack.
+        let mut path = Vec::new();
+        let mut node = id;
+        while self.stacks[node as usize].is_none() {
+            path.push(node);
+            node = self.input.symbols.stacks[node as usize - 1].0;
+        }
+        let mut mapped = self.stacks[node as usize].expect("mapped ancestor");
+        for &node in path.iter().rev() {
+            let location = self.input.symbols.stacks[node as usize - 1].1;
+            let location = self.location(merger, location);
+            mapped = merger.stacks.intern((mapped, location));
+            self.stacks[node as usize] = Some(mapped);
+        }
+        mapped
+    }
+}

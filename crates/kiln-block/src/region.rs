@@ -1,0 +1,119 @@
+//! Regions: the part of an object that holds some of its datasets, readable on its own.
+//!
+//! ```text
+//! section 0 | ... | section n | table of contents (JSON) | length u32 LE | CRC-32 u32 LE
+//! ```
+//!
+//! The table of contents names the region's datasets, in the order of the `dataset` column of
+//! its sections, and locates each section relative to the region's start. A reader that knows a
+//! region's byte range (from the block index) fetches exactly those bytes and decodes them.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::data::DatasetData;
+use crate::sections::{self, SECTIONS};
+use crate::{BlockError, Result};
+
+/// Bytes after the table of contents: its length and its CRC.
+const TOC_TRAILER_LEN: usize = 8;
+
+/// The table of contents at the end of a region.
+#[derive(Debug, Serialize, Deserialize)]
+struct RegionToc {
+    /// (tenant, service) of each dataset, in `dataset` column order.
+    datasets: Vec<(String, String)>,
+    sections: Vec<SectionRef>,
+}
+
+/// Where a section lies, relative to the start of its region (or, in format 1, of its object).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct SectionRef {
+    pub(crate) name: String,
+    pub(crate) offset: u64,
+    pub(crate) length: u64,
+}
+
+/// Encodes `datasets` as one region.
+pub(crate) fn encode(datasets: &[DatasetData]) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let mut refs = Vec::with_capacity(SECTIONS.len());
+    for (name, bytes) in sections::encode(datasets)? {
+        refs.push(SectionRef {
+            name: name.to_string(),
+            offset: body.len() as u64,
+            length: bytes.len() as u64,
+        });
+        body.extend_from_slice(&bytes);
+    }
+    let toc = serde_json::to_vec(&RegionToc {
+        datasets: datasets
+            .iter()
+            .map(|d| (d.tenant.clone(), d.service_name.clone()))
+            .collect(),
+        sections: refs,
+    })
+    .map_err(|e| BlockError::Corrupt(format!("cannot encode region table of contents: {e}")))?;
+    let toc_len = u32::try_from(toc.len()).map_err(|_| {
+        BlockError::Corrupt(format!("region table of contents of {} bytes", toc.len()))
+    })?;
+    body.extend_from_slice(&toc);
+    body.extend_from_slice(&toc_len.to_le_bytes());
+    body.extend_from_slice(&crc32fast::hash(&toc).to_le_bytes());
+    Ok(body)
+}
+
+/// Decodes every dataset of a region, given exactly its bytes.
+pub fn decode_region(region: Bytes) -> Result<Vec<DatasetData>> {
+    let corrupt = |what: String| BlockError::Corrupt(format!("region: {what}"));
+    let body_len = region
+        .len()
+        .checked_sub(TOC_TRAILER_LEN)
+        .ok_or_else(|| corrupt(format!("{} bytes is too short", region.len())))?;
+    let trailer = &region[body_len..];
+    let toc_len = u32::from_le_bytes(trailer[0..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(trailer[4..8].try_into().expect("4 bytes"));
+    let toc_start = body_len
+        .checked_sub(toc_len)
+        .ok_or_else(|| corrupt(format!("table of contents of {toc_len} bytes out of range")))?;
+    let toc_bytes = &region[toc_start..body_len];
+    if crc32fast::hash(toc_bytes) != crc {
+        return Err(corrupt("table of contents checksum mismatch".to_string()));
+    }
+    let toc: RegionToc = serde_json::from_slice(toc_bytes)
+        .map_err(|e| corrupt(format!("table of contents does not parse: {e}")))?;
+    let mut datasets: Vec<DatasetData> = toc
+        .datasets
+        .into_iter()
+        .map(|(tenant, service_name)| DatasetData {
+            tenant,
+            service_name,
+            ..DatasetData::default()
+        })
+        .collect();
+    let sections = slice_sections(&region, &toc.sections, toc_start as u64)?;
+    sections::decode(sections, &mut datasets)?;
+    Ok(datasets)
+}
+
+/// The sections named in `refs`, sliced out of `data`; each must end before `limit`.
+pub(crate) fn slice_sections(
+    data: &Bytes,
+    refs: &[SectionRef],
+    limit: u64,
+) -> Result<Vec<(&'static str, Bytes)>> {
+    let mut sections = Vec::with_capacity(SECTIONS.len());
+    for name in SECTIONS {
+        let section = refs
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| BlockError::Corrupt(format!("missing section {name}")))?;
+        let end = section
+            .offset
+            .checked_add(section.length)
+            .filter(|&end| end <= limit)
+            .ok_or_else(|| BlockError::Corrupt(format!("section {name} out of range")))?;
+        sections.push((name, data.slice(section.offset as usize..end as usize)));
+    }
+    Ok(sections)
+}

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use kiln_contract::metastore::{JobState, Metastore, MetastoreClient};
+use kiln_contract::metastore::{JobState, MetastoreClient};
 use prost::Message;
 use serde_json::{Value, json};
 
@@ -34,11 +34,11 @@ pub(crate) fn metastore(server: &KilnServer) -> MetastoreClient {
 }
 
 /// Waits until every block of the index is at `level` and no job is planned or running.
-pub(crate) async fn wait_until_compacted(metastore: &dyn Metastore, level: u32) {
+pub(crate) async fn wait_until_compacted(metastore: &MetastoreClient, level: u32) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let blocks = metastore.list_blocks(None).await.unwrap();
-        let status = metastore.compaction_status().await.unwrap();
+        let blocks = metastore.admin_list_blocks(None).await.unwrap();
+        let status = metastore.admin_compaction_status().await.unwrap();
         let busy = status.jobs.iter().any(|j| j.state != JobState::Parked);
         if !blocks.is_empty() && blocks.iter().all(|b| b.compaction_level == level) && !busy {
             assert!(
@@ -250,7 +250,7 @@ async fn every_query_answers_the_same_before_and_after_compaction() {
         before.flame_graphs.len()
     );
     let client = metastore(&server);
-    let segments = client.list_blocks(None).await.unwrap();
+    let segments = client.admin_list_blocks(None).await.unwrap();
     assert!(segments.iter().all(|b| b.compaction_level == 0));
 
     // The same data dir with compaction on: segments become level-1, then level-2 blocks.
@@ -258,7 +258,7 @@ async fn every_query_answers_the_same_before_and_after_compaction() {
     let server = base.args(FAST_COMPACTION).start().await.unwrap();
     let client = metastore(&server);
     wait_until_compacted(&client, 2).await;
-    let blocks = client.list_blocks(None).await.unwrap();
+    let blocks = client.admin_list_blocks(None).await.unwrap();
     assert!(!segments.is_empty());
     for block in &blocks {
         assert_eq!(block.tenant, "anonymous", "one tenant per block");

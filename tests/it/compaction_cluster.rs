@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kiln_contract::metastore::{JobState, Metastore, MetastoreClient};
+use kiln_contract::metastore::{JobState, MetastoreClient};
 use kiln_testkit::cluster::{Cluster, Network};
 use kiln_testkit::emulators::Moto;
 use kiln_testkit::process::KilnServer;
@@ -94,7 +94,7 @@ async fn push_until(base: String, stop: Arc<AtomicBool>) -> BTreeMap<(String, St
 async fn running_job_on(metastore: &MetastoreClient, worker: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let status = metastore.compaction_status().await.unwrap();
+        let status = metastore.admin_compaction_status().await.unwrap();
         if let Some(job) = status
             .jobs
             .iter()
@@ -112,7 +112,7 @@ async fn running_job_on(metastore: &MetastoreClient, worker: &str) -> String {
 
 /// True while job `name` is still running on `worker`.
 async fn still_running_on(metastore: &MetastoreClient, name: &str, worker: &str) -> bool {
-    let status = metastore.compaction_status().await.unwrap();
+    let status = metastore.admin_compaction_status().await.unwrap();
     status
         .jobs
         .iter()
@@ -179,7 +179,7 @@ async fn compaction_survives_killed_and_racing_compactors_and_a_leader_change() 
     // The metastore leader killed while jobs run.
     let _ = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            let status = metastore.compaction_status().await.unwrap();
+            let status = metastore.admin_compaction_status().await.unwrap();
             if status.jobs.iter().any(|j| j.state == JobState::Running) {
                 return;
             }
@@ -207,7 +207,7 @@ async fn compaction_survives_killed_and_racing_compactors_and_a_leader_change() 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let indexed: BTreeSet<String> = metastore
-            .list_blocks(None)
+            .admin_list_blocks(None)
             .await
             .unwrap()
             .into_iter()

@@ -252,3 +252,31 @@ async fn a_request_that_never_finishes_does_not_block_shutdown_past_the_timeout(
     assert!(status.success(), "kiln exited with {status}");
     drop(stalled);
 }
+
+/// A power loss, approximated: the process is killed (SIGKILL) right after the last
+/// acknowledgement; everything acknowledged is readable after a restart on the same data dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_acknowledged_survives_a_kill_right_after_the_acknowledgement() {
+    let command = kiln();
+    let server = command.start().await.unwrap();
+    let profiles = go_profiles();
+    let client = reqwest::Client::new();
+    let mut expected = std::collections::BTreeMap::new();
+    for (index, (_, bytes)) in profiles.iter().enumerate() {
+        let response = client
+            .post(server.url(&format!("/ingest?name=durable&format=pprof&from={index}")))
+            .body(bytes.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        for (profile_type, total) in input_totals(&decode(bytes)) {
+            *expected
+                .entry(("anonymous".to_string(), "durable".to_string(), profile_type))
+                .or_insert(0) += total;
+        }
+    }
+    server.kill();
+    let server = command.start().await.unwrap();
+    assert_eq!(stored_totals(&server).await, expected);
+}

@@ -16,6 +16,7 @@ mod otlp;
 mod query;
 mod retention;
 mod sdk;
+mod security;
 mod support;
 mod tenants;
 mod write_path;

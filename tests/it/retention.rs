@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kiln_contract::metastore::Metastore;
 use serde_json::{Value, json};
 
 use crate::compaction::{FAST_COMPACTION, metastore, wait_until_compacted};
@@ -181,7 +180,7 @@ async fn each_tenant_keeps_exactly_its_retention_window() {
     let objects = server.data_dir().join("objects");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let blocks = client.list_blocks(None).await.unwrap();
+        let blocks = client.admin_list_blocks(None).await.unwrap();
         let indexed: BTreeSet<String> = blocks.iter().map(|b| b.path.clone()).collect();
         let stored = stored_objects(&objects);
         let cutoff = (now_seconds() - 7 * DAY) * 1_000_000_000;

@@ -2,6 +2,8 @@
 //! gzip, errors as `{"code": ..., "message": ...}`.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -138,8 +140,24 @@ impl Codec {
 /// the client, still sending, receives the 413 instead of a reset connection.
 const MAX_DRAIN_BYTES: usize = 64 << 20;
 
-/// Reads a whole request body, failing with 413 past `limit` bytes.
-pub async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, RequestError> {
+/// How long a request body may take to arrive, in milliseconds (`--server.body-read-timeout`).
+static BODY_READ_TIMEOUT_MILLIS: AtomicU64 = AtomicU64::new(60_000);
+
+/// Sets how long a request body may take to arrive, for the whole process.
+pub fn set_body_read_timeout(timeout: Duration) {
+    BODY_READ_TIMEOUT_MILLIS.store(timeout.as_millis() as u64, Ordering::Relaxed);
+}
+
+/// Reads a whole request body, failing with 413 past `limit` bytes and with 408 when it takes
+/// longer than the body read timeout (a client trickling bytes holds no handler for ever).
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, RequestError> {
+    let timeout = Duration::from_millis(BODY_READ_TIMEOUT_MILLIS.load(Ordering::Relaxed));
+    tokio::time::timeout(timeout, read_body_within(body, limit))
+        .await
+        .map_err(|_| RequestError::BodyTimeout { timeout })?
+}
+
+async fn read_body_within(mut body: Body, limit: usize) -> Result<Bytes, RequestError> {
     let mut collected = bytes::BytesMut::new();
     let mut drained = 0usize;
     while let Some(frame) = body.frame().await {
@@ -212,6 +230,7 @@ pub fn connect_code(status: StatusCode) -> &'static str {
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => "resource_exhausted",
         StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        StatusCode::REQUEST_TIMEOUT => "deadline_exceeded",
         _ => "internal",
     }
 }

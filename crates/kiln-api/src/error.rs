@@ -11,6 +11,15 @@ pub enum RequestError {
     /// The body exceeds the configured limit.
     #[error("request body exceeds max_body_bytes of {limit} bytes")]
     BodyTooLarge { limit: usize },
+    /// The body did not arrive within the body read timeout.
+    #[error("request body not received within --server.body-read-timeout of {timeout:?}")]
+    BodyTimeout { timeout: std::time::Duration },
+    /// No valid credential (auth on).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A valid credential without the right, or for another tenant (auth on).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// Multitenancy is on and the request names no tenant.
     #[error("no tenant: the X-Scope-OrgID header is required")]
     MissingTenant,
@@ -25,7 +34,11 @@ impl RequestError {
         match self {
             RequestError::BadRequest(_) => StatusCode::BAD_REQUEST,
             RequestError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            RequestError::MissingTenant => StatusCode::UNAUTHORIZED,
+            RequestError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            RequestError::MissingTenant | RequestError::Unauthenticated(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            RequestError::PermissionDenied(_) => StatusCode::FORBIDDEN,
             RequestError::Model(e) if e.is_too_large() => StatusCode::PAYLOAD_TOO_LARGE,
             RequestError::Model(_) => StatusCode::BAD_REQUEST,
         }
@@ -36,7 +49,10 @@ impl RequestError {
         match self {
             RequestError::BadRequest(_) => "bad_request",
             RequestError::BodyTooLarge { .. } => "body_too_large",
+            RequestError::BodyTimeout { .. } => "body_timeout",
             RequestError::MissingTenant => "missing_tenant",
+            RequestError::Unauthenticated(_) => "unauthenticated",
+            RequestError::PermissionDenied(_) => "permission_denied",
             RequestError::Model(e) if e.is_too_large() => "decompressed_too_large",
             RequestError::Model(_) => "invalid_request",
         }
@@ -54,6 +70,7 @@ pub fn grpc_code(status: StatusCode) -> tonic::Code {
             tonic::Code::ResourceExhausted
         }
         StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
+        StatusCode::REQUEST_TIMEOUT => tonic::Code::DeadlineExceeded,
         _ => tonic::Code::Internal,
     }
 }

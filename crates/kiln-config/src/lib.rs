@@ -7,11 +7,13 @@
 mod compaction;
 mod file;
 mod limits;
+mod security;
 mod server;
 mod units;
 
 pub use compaction::CompactionArgs;
 pub use file::{ConfigError, parse_with_file};
 pub use limits::{Limits, RuntimeConfig};
+pub use security::SecurityArgs;
 pub use server::{LogFormat, ServerArgs, Target};
 pub use units::{parse_bytes, parse_duration};

@@ -258,6 +258,10 @@ pub struct ServerArgs {
     #[command(flatten)]
     pub compaction: crate::CompactionArgs,
 
+    /// Authentication, TLS, the cluster port and the servers' limits.
+    #[command(flatten)]
+    pub security: crate::SecurityArgs,
+
     /// YAML file of per-tenant overrides of the limits (`overrides: {tenant: {limit: value}}`),
     /// re-read every --runtime-config.reload-period without a restart.
     #[arg(long = "runtime-config", env = "KILN_RUNTIME_CONFIG")]

@@ -14,5 +14,5 @@ pub mod ingester;
 pub mod metastore;
 mod role;
 
-pub use channel::ChannelPool;
+pub use channel::{ChannelPool, ClusterTls};
 pub use role::{Role, UnknownRole};

@@ -58,7 +58,10 @@ async fn ingest(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(), DistributorError> {
-    let tenant = distributor.tenants.resolve(headers)?;
+    let tenant = distributor
+        .config
+        .auth
+        .authorize(headers, kiln_api::Right::Write)?;
     let name = params
         .name
         .as_deref()

@@ -22,7 +22,8 @@ use axum::routing::post;
 use kiln_contract::ingester::Ingester;
 
 pub use error::DistributorError;
-pub use kiln_api::{TENANT_HEADER, TenantResolver};
+pub use kiln_api::TENANT_HEADER;
+use kiln_api::{Auth, Right};
 pub use limits::{LimitError, TenantLimits, Truncations, apply as apply_limits};
 pub use metrics::DistributorMetrics;
 pub use otlp::{EXPORT_PATH as OTLP_EXPORT_PATH, HTTP_PATH as OTLP_HTTP_PATH};
@@ -37,8 +38,8 @@ pub struct DistributorConfig {
     /// Largest decompressed gRPC message, in bytes, for every tenant; HTTP and the profiles
     /// inside a request use each tenant's `max_decompressed_bytes`.
     pub max_decompressed_bytes: usize,
-    /// Read the tenant from `X-Scope-OrgID`; otherwise everything is tenant `anonymous`.
-    pub multitenancy_enabled: bool,
+    /// Who may push, as which tenant.
+    pub auth: Arc<Auth>,
     /// Per-tenant limits, with their runtime overrides.
     pub limits: Arc<TenantLimits>,
 }
@@ -48,7 +49,7 @@ impl Default for DistributorConfig {
         Self {
             max_body_bytes: 64 << 20,
             max_decompressed_bytes: 256 << 20,
-            multitenancy_enabled: false,
+            auth: Auth::open(false),
             limits: TenantLimits::new(kiln_runtime::TenantOverrides::new(
                 kiln_config::Limits::default(),
             )),
@@ -60,7 +61,6 @@ impl Default for DistributorConfig {
 #[derive(Debug)]
 pub struct Distributor {
     config: DistributorConfig,
-    tenants: TenantResolver,
     ingester: Arc<dyn Ingester>,
     metrics: DistributorMetrics,
     active_series: series::ActiveSeries,
@@ -74,7 +74,6 @@ impl Distributor {
         metrics: DistributorMetrics,
     ) -> Arc<Self> {
         Arc::new(Self {
-            tenants: TenantResolver::new(config.multitenancy_enabled),
             config,
             ingester,
             metrics,
@@ -86,8 +85,12 @@ impl Distributor {
     /// `/push.v1.PusherService/Push` (Connect and gRPC on the same path).
     pub fn router(self: &Arc<Self>) -> Router {
         let grpc = push::grpc_service(Arc::clone(self));
-        Router::new()
+        let auth = &self.config.auth;
+        let admin = Router::new()
             .route("/runtime_config", axum::routing::get(runtime_config))
+            .with_state(Arc::clone(self))
+            .route_layer(kiln_api::require(Arc::clone(auth), Right::Admin));
+        Router::new()
             .route("/ingest", post(ingest::handle))
             .route("/pyroscope/ingest", post(ingest::handle))
             .route(
@@ -95,7 +98,9 @@ impl Distributor {
                 post(move |state, request| push::handle(state, request, grpc.clone())),
             )
             .with_state(Arc::clone(self))
+            .route_layer(kiln_api::require(Arc::clone(auth), Right::Write))
             .merge(self.otlp_router())
+            .merge(admin)
             .layer(axum::middleware::map_response(retry_after))
     }
 }
@@ -104,8 +109,9 @@ impl Distributor {
     /// The tenant a request names, for metrics labels: empty when it names none or an invalid
     /// one.
     fn tenant_label(&self, headers: &http::HeaderMap) -> String {
-        self.tenants
-            .resolve(headers)
+        self.config
+            .auth
+            .authorize(headers, Right::Write)
             .map(|t| t.as_str().to_string())
             .unwrap_or_default()
     }

@@ -95,6 +95,10 @@ impl Distributor {
                 }),
             )
             .with_state(Arc::clone(self))
+            .route_layer(kiln_api::require(
+                Arc::clone(&self.config.auth),
+                kiln_api::Right::Write,
+            ))
     }
 }
 
@@ -140,7 +144,10 @@ async fn http_export(State(distributor): State<Arc<Distributor>>, request: Reque
             .into_response();
     };
     let result = async {
-        let tenant = distributor.tenants.resolve(&parts.headers)?;
+        let tenant = distributor
+            .config
+            .auth
+            .authorize(&parts.headers, kiln_api::Right::Write)?;
         let limits = distributor.config.limits.limits(tenant.as_str());
         let body = kiln_api::read_body(body, limits.max_body_bytes).await?;
         let body =
@@ -214,7 +221,11 @@ impl ProfilesService for OtlpGrpc {
     ) -> Result<tonic::Response<ExportProfilesServiceResponse>, tonic::Status> {
         let headers = request.metadata().clone().into_headers();
         let result = async {
-            let tenant = self.distributor.tenants.resolve(&headers)?;
+            let tenant = self
+                .distributor
+                .config
+                .auth
+                .authorize(&headers, kiln_api::Right::Write)?;
             self.distributor
                 .export_otlp(tenant, request.into_inner())
                 .await

@@ -55,16 +55,17 @@ fn placement_key(tenant: &str, service: &str) -> u64 {
 }
 
 impl IngesterRing {
-    /// Starts following the ingester membership in `metastore`. `push_timeout` bounds one push
-    /// to one ingester.
+    /// Starts following the ingester membership in `metastore`, dialing ingesters through
+    /// `channels` (the cluster's TLS). `push_timeout` bounds one push to one ingester.
     pub fn start(
         metastore: Arc<dyn Metastore>,
+        channels: ChannelPool,
         push_timeout: Duration,
         stop: CancellationToken,
     ) -> Arc<Self> {
         let ring = Arc::new(Self {
             metastore,
-            channels: ChannelPool::default(),
+            channels,
             ingesters: RwLock::default(),
             suspects: Mutex::default(),
             push_timeout,

@@ -58,7 +58,10 @@ async fn handle_connect(
 ) -> Result<Response, DistributorError> {
     let (parts, body) = request.into_parts();
     let codec = Codec::require(&parts.headers)?;
-    let tenant = distributor.tenants.resolve(&parts.headers)?;
+    let tenant = distributor
+        .config
+        .auth
+        .authorize(&parts.headers, kiln_api::Right::Write)?;
     let limits = distributor.config.limits.limits(tenant.as_str());
     let body = kiln_api::read_body(body, limits.max_body_bytes).await?;
     let body =
@@ -187,7 +190,11 @@ impl PusherService for GrpcHandler {
     ) -> Result<tonic::Response<PushResponse>, tonic::Status> {
         let headers = request.metadata().clone().into_headers();
         let result = async {
-            let tenant = self.distributor.tenants.resolve(&headers)?;
+            let tenant = self
+                .distributor
+                .config
+                .auth
+                .authorize(&headers, kiln_api::Right::Write)?;
             self.distributor.push(tenant, request.into_inner()).await
         }
         .await;

@@ -18,11 +18,16 @@ pub struct IngesterGrpc {
 }
 
 impl IngesterGrpc {
-    /// The service as tonic routes (no message size cap: the distributor enforces the limits).
-    pub fn server(ingester: Arc<dyn Ingester>) -> IngesterServiceServer<Self> {
+    /// The service, accepting pushes of at most `max_message_bytes` (what the configured request
+    /// limits let a distributor send: a push is at most a decompressed body's worth of
+    /// profiles).
+    pub fn server(
+        ingester: Arc<dyn Ingester>,
+        max_message_bytes: usize,
+    ) -> IngesterServiceServer<Self> {
         IngesterServiceServer::new(Self { ingester })
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX)
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes)
     }
 }
 

@@ -37,7 +37,7 @@ use kiln_model::BlockMeta;
 pub use config::{CompactionConfig, LevelConfig, LevelsError};
 pub use metrics::MetastoreMetrics;
 pub use node::{MetastoreNode, NodeConfig};
-pub use service::MetastoreGrpc;
+pub use service::{MAX_MESSAGE_BYTES, MetastoreGrpc};
 pub use types::{
     Command, CommandResponse, CutoffRecord, OutcomeRecord, PollRecord, UpdateRecord, node_id_of,
 };

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kiln_contract::metastore::{BlockQuery, Member, MetastoreError, TenantInfo, wire};
-use kiln_contract::{ChannelPool, Role};
+use kiln_contract::{ChannelPool, ClusterTls, Role};
 use kiln_model::BlockMeta;
 use kiln_proto::kiln::metastore::v1 as pb;
 use kiln_proto::kiln::metastore::v1::metastore_admin_service_client::MetastoreAdminServiceClient;
@@ -46,6 +46,8 @@ pub struct NodeConfig {
     pub election_timeout: Duration,
     /// When blocks are compacted and how long workers hold jobs (used while this node leads).
     pub compaction: CompactionConfig,
+    /// The cluster's mutual TLS for connections to peers; `None` for plaintext.
+    pub cluster_tls: Option<ClusterTls>,
 }
 
 impl NodeConfig {
@@ -59,6 +61,7 @@ impl NodeConfig {
             heartbeat_interval: Duration::from_millis(250),
             election_timeout: Duration::from_millis(1_000),
             compaction: CompactionConfig::default(),
+            cluster_tls: None,
         }
     }
 }
@@ -136,7 +139,7 @@ impl MetastoreNode {
             .ok()
             .map(|a| a.ip())
             .filter(|ip| !ip.is_unspecified());
-        let pool = ChannelPool::new(local_ip);
+        let pool = ChannelPool::new(local_ip, config.cluster_tls.clone());
         let raft = Raft::new(
             id,
             Arc::new(raft_config),

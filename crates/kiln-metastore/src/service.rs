@@ -1,5 +1,6 @@
-//! The gRPC services of a metastore node: the client API, the admin API and Raft, as one set of
-//! routes to serve on --grpc-addr.
+//! The gRPC services of a metastore node on --grpc-addr: what cluster members call (the client
+//! API, the compaction API, Raft) and what operators call (the admin API), as two sets of routes
+//! so that a process can serve the admin API alone (all-in-one mode) and guard it apart.
 
 mod compaction;
 
@@ -21,6 +22,10 @@ use kiln_contract::metastore::wire;
 use crate::network::RaftGrpc;
 use crate::node::MetastoreNode;
 
+/// The largest message a metastore service accepts or sends: index answers of hundreds of
+/// thousands of blocks and Raft batches fit; a stranger's 4 GB message does not.
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
 /// The client, compaction and admin services of one node.
 #[derive(Clone, Debug)]
 pub struct MetastoreGrpc {
@@ -33,24 +38,41 @@ impl MetastoreGrpc {
         Self { node }
     }
 
-    /// Every service of the node (client API, compaction API, admin API, Raft) as tonic routes.
-    pub fn routes(node: Arc<MetastoreNode>) -> tonic::service::Routes {
+    /// The services cluster members call (client API, compaction API, Raft), messages bounded
+    /// by [`MAX_MESSAGE_BYTES`].
+    pub fn member_routes(node: Arc<MetastoreNode>) -> tonic::service::Routes {
         let raft = RaftServiceServer::new(RaftGrpc::new(node.raft().clone()))
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX);
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let grpc = Self::new(node);
         tonic::service::Routes::new(raft)
             .add_service(
                 MetastoreServiceServer::new(grpc.clone())
-                    .max_decoding_message_size(usize::MAX)
-                    .max_encoding_message_size(usize::MAX),
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
             )
             .add_service(
-                CompactionServiceServer::new(grpc.clone())
-                    .max_decoding_message_size(usize::MAX)
-                    .max_encoding_message_size(usize::MAX),
+                CompactionServiceServer::new(grpc)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
             )
-            .add_service(MetastoreAdminServiceServer::new(grpc))
+    }
+
+    /// The admin API (`kiln admin`), messages bounded by [`MAX_MESSAGE_BYTES`].
+    pub fn admin_routes(node: Arc<MetastoreNode>) -> tonic::service::Routes {
+        tonic::service::Routes::new(
+            MetastoreAdminServiceServer::new(Self::new(node))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+    }
+
+    /// Both, as one set of routes (tests and tools that talk to a node directly).
+    pub fn routes(node: Arc<MetastoreNode>) -> tonic::service::Routes {
+        let admin = MetastoreAdminServiceServer::new(Self::new(Arc::clone(&node)))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Self::member_routes(node).add_service(admin)
     }
 }
 
@@ -140,17 +162,6 @@ impl MetastoreService for MetastoreGrpc {
             blocks: blocks.iter().map(wire::block_to_pb).collect(),
         }))
     }
-
-    async fn delete_tenant(
-        &self,
-        request: Request<pb::DeleteTenantRequest>,
-    ) -> Result<Response<pb::DeleteTenantResponse>, Status> {
-        let blocks = self
-            .node
-            .delete_tenant(&request.into_inner().tenant)
-            .await?;
-        Ok(Response::new(pb::DeleteTenantResponse { blocks }))
-    }
 }
 
 #[tonic::async_trait]
@@ -183,5 +194,38 @@ impl MetastoreAdminService for MetastoreGrpc {
         let addr = request.into_inner().addr;
         self.node.remove_node(&addr).await?;
         Ok(Response::new(pb::RemoveNodeResponse {}))
+    }
+
+    async fn list_blocks(
+        &self,
+        request: Request<pb::ListBlocksRequest>,
+    ) -> Result<Response<pb::ListBlocksResponse>, Status> {
+        MetastoreService::list_blocks(self, request).await
+    }
+
+    async fn remove_block(
+        &self,
+        request: Request<pb::RemoveBlockRequest>,
+    ) -> Result<Response<pb::RemoveBlockResponse>, Status> {
+        let removed = self.node.remove_block(&request.into_inner().id).await?;
+        Ok(Response::new(pb::RemoveBlockResponse { removed }))
+    }
+
+    async fn delete_tenant(
+        &self,
+        request: Request<pb::DeleteTenantRequest>,
+    ) -> Result<Response<pb::DeleteTenantResponse>, Status> {
+        let blocks = self
+            .node
+            .delete_tenant(&request.into_inner().tenant)
+            .await?;
+        Ok(Response::new(pb::DeleteTenantResponse { blocks }))
+    }
+
+    async fn compaction_status(
+        &self,
+        request: Request<pb::CompactionStatusRequest>,
+    ) -> Result<Response<pb::CompactionStatusResponse>, Status> {
+        kiln_proto::kiln::metastore::v1::compaction_service_server::CompactionService::compaction_status(self, request).await
     }
 }

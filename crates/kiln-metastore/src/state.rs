@@ -62,6 +62,11 @@ impl MetastoreState {
                 cutoffs,
                 now_millis,
             } => CommandResponse::Retained(self.apply_retention(cutoffs, *now_millis)),
+            Command::RemoveBlock { id, now_millis } => {
+                let present = self.index.get(id).is_some();
+                self.drop_block(id, TombstoneReason::Removed, *now_millis);
+                CommandResponse::BlockRemoved(present)
+            }
             Command::DeleteTenant { tenant, now_millis } => {
                 CommandResponse::TenantDeleted(self.delete_tenant(tenant, *now_millis, log_index))
             }

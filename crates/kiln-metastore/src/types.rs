@@ -59,6 +59,14 @@ pub enum Command {
         /// The leader's clock (unix milliseconds).
         now_millis: i64,
     },
+    /// Removes one block from the index and tombstones its object (an operator's decision, e.g.
+    /// for an object that cannot be read).
+    RemoveBlock {
+        /// The block's id.
+        id: String,
+        /// The leader's clock (unix milliseconds).
+        now_millis: i64,
+    },
     /// Removes every dataset of a tenant and the tenant itself.
     DeleteTenant {
         /// The tenant.
@@ -169,6 +177,8 @@ pub enum CommandResponse {
     Retained(Vec<RetentionRemoval>),
     /// How many blocks held data of the deleted tenant.
     TenantDeleted(u64),
+    /// Whether the block was in the index.
+    BlockRemoved(bool),
 }
 
 /// The node id of an advertised address: a stable 64-bit FNV-1a hash, so that every node computes

@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 
 mod cloud;
+mod durable;
+
+pub use durable::DurableFileSystem;
 
 pub use object_store;
 
@@ -149,8 +151,7 @@ pub fn open(url: &str, options: &StorageOptions) -> Result<Storage, StorageError
                     reason: "not an absolute file path".to_string(),
                 })?;
             std::fs::create_dir_all(&dir).map_err(|e| open_err(Box::new(e)))?;
-            let store =
-                LocalFileSystem::new_with_prefix(&dir).map_err(|e| open_err(Box::new(e)))?;
+            let store = DurableFileSystem::new(&dir).map_err(|e| open_err(Box::new(e)))?;
             Ok(Storage {
                 store: Arc::new(store),
                 prefix: Path::default(),

@@ -15,7 +15,9 @@ pub enum QuerierError {
     #[error("metastore error: {0}")]
     Metastore(#[from] kiln_contract::metastore::MetastoreError),
     /// A block could not be read from object storage or decoded.
-    #[error("cannot read block {block}: {reason}")]
+    #[error(
+        "cannot read block {block}: {reason} (if its object is lost, `kiln admin blocks remove {block}` takes it out of the index)"
+    )]
     Block { block: String, reason: String },
     /// A bug: a merge or load task panicked.
     #[error("internal error: {0}")]

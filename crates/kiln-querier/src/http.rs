@@ -43,7 +43,10 @@ where
     let result = async {
         let (parts, body) = request.into_parts();
         let codec = Codec::require(&parts.headers)?;
-        let tenant = querier.tenants.resolve(&parts.headers)?;
+        let tenant = querier
+            .config
+            .auth
+            .authorize(&parts.headers, kiln_api::Right::Read)?;
         let body = kiln_api::read_body(body, MAX_REQUEST_BYTES).await?;
         let body = kiln_api::decode_content_encoding(&parts.headers, body, MAX_REQUEST_BYTES)?;
         let message: Req = codec.decode(request_type, &body)?;
@@ -160,7 +163,12 @@ impl Querier {
             "types.v1.GetProfileStatsResponse",
             |q: Arc<Querier>, t, _r: GetProfileStatsRequest| async move { q.profile_stats(&t).await }
         );
-        router.with_state(Arc::clone(self))
+        router
+            .with_state(Arc::clone(self))
+            .route_layer(kiln_api::require(
+                Arc::clone(&self.config.auth),
+                kiln_api::Right::Read,
+            ))
     }
 }
 
@@ -174,7 +182,10 @@ async fn render(
     QueryParams(params): QueryParams<RenderParams>,
 ) -> Response {
     let result = async {
-        let tenant = querier.tenants.resolve(&headers)?;
+        let tenant = querier
+            .config
+            .auth
+            .authorize(&headers, kiln_api::Right::Read)?;
         querier.render(&tenant, params).await
     }
     .await;
@@ -190,7 +201,10 @@ async fn pprof(
     QueryParams(params): QueryParams<RenderParams>,
 ) -> Response {
     let result = async {
-        let tenant = querier.tenants.resolve(&headers)?;
+        let tenant = querier
+            .config
+            .auth
+            .authorize(&headers, kiln_api::Right::Read)?;
         querier.pprof_export(&tenant, params).await
     }
     .await;
@@ -230,8 +244,9 @@ impl GrpcHandler {
         let headers = request.metadata().clone().into_headers();
         let tenant = self
             .querier
-            .tenants
-            .resolve(&headers)
+            .config
+            .auth
+            .authorize(&headers, kiln_api::Right::Read)
             .map_err(QuerierError::from)?;
         let response = call(Arc::clone(&self.querier), tenant, request.into_inner()).await?;
         Ok(tonic::Response::new(response))

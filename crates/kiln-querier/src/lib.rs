@@ -18,7 +18,7 @@ mod timeseries;
 
 use std::sync::Arc;
 
-use kiln_api::TenantResolver;
+use kiln_api::Auth;
 use kiln_contract::metastore::Metastore;
 use kiln_objstore::Storage;
 use kiln_runtime::TenantOverrides;
@@ -38,8 +38,8 @@ pub struct QuerierConfig {
     pub max_nodes_default: usize,
     /// Bytes of decoded blocks kept in memory.
     pub cache_bytes: u64,
-    /// Read the tenant from `X-Scope-OrgID`; otherwise everything is tenant `anonymous`.
-    pub multitenancy_enabled: bool,
+    /// Who may query, as which tenant.
+    pub auth: Arc<Auth>,
 }
 
 impl Default for QuerierConfig {
@@ -47,7 +47,7 @@ impl Default for QuerierConfig {
         Self {
             max_nodes_default: 8192,
             cache_bytes: 512 << 20,
-            multitenancy_enabled: false,
+            auth: Auth::open(false),
         }
     }
 }
@@ -56,7 +56,6 @@ impl Default for QuerierConfig {
 #[derive(Debug)]
 pub struct Querier {
     config: QuerierConfig,
-    tenants: TenantResolver,
     metastore: Arc<dyn Metastore>,
     reader: BlockReader,
     overrides: Arc<TenantOverrides>,
@@ -72,7 +71,6 @@ impl Querier {
         overrides: Arc<TenantOverrides>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            tenants: TenantResolver::new(config.multitenancy_enabled),
             reader: BlockReader::new(storage, config.cache_bytes),
             config,
             metastore,

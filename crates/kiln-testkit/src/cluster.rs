@@ -96,7 +96,7 @@ impl MetastoreGroup {
         let mut command = self
             .command
             .in_subdir(&format!("metastore-{index}"))
-            .args(["--target", "metastore"])
+            .args(["--target", "metastore", INSECURE])
             .arg(format!("--metastore.peers={}", peers.join(",")));
         command = match self.network {
             Network::Direct => command.grpc_addr(&self.peers[index]),
@@ -176,6 +176,10 @@ fn proxy_ip(index: usize) -> IpAddr {
         .parse()
         .expect("a loopback address")
 }
+
+/// Cluster members started here run without cluster TLS unless the caller's command adds the
+/// `--cluster.tls-*` files (which then win): most tests are about something else.
+const INSECURE: &str = "--cluster.insecure";
 
 /// A TCP proxy in front of one metastore node that can refuse connections by source address.
 #[derive(Debug)]
@@ -352,7 +356,7 @@ impl ClusterBuilder {
                 let server = self
                     .command
                     .in_subdir(&name)
-                    .args(["--target", target, &peers])
+                    .args(["--target", target, INSECURE, &peers])
                     .args(&spec.args)
                     .start()
                     .await

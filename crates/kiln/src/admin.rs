@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use kiln_contract::metastore::MetastoreClient;
+use kiln_contract::{ChannelPool, ClusterTls};
 
 mod blocks;
 mod compaction;
@@ -40,7 +41,7 @@ pub(crate) enum MetastoreCommand {
     Remove(ChangeArgs),
 }
 
-/// Where the metastore is.
+/// Where the metastore is, and how to prove who is asking.
 #[derive(Clone, Debug, Args)]
 pub(crate) struct GroupArgs {
     /// gRPC addresses (host:port) of metastore nodes, comma-separated; any node will do.
@@ -51,6 +52,19 @@ pub(crate) struct GroupArgs {
         default_value = "127.0.0.1:9095"
     )]
     peers: Vec<String>,
+    /// A token with the `admin` right, sent as a Bearer credential (when the server checks
+    /// credentials).
+    #[arg(long, env = "KILN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The cluster CA, for a cluster whose port needs mutual TLS.
+    #[arg(long = "cluster.tls-ca-file", env = "KILN_CLUSTER_TLS_CA_FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// A certificate signed by the cluster CA.
+    #[arg(long = "cluster.tls-cert-file", env = "KILN_CLUSTER_TLS_CERT_FILE")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Its private key.
+    #[arg(long = "cluster.tls-key-file", env = "KILN_CLUSTER_TLS_KEY_FILE")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 /// Output format of the admin commands.
@@ -109,9 +123,19 @@ pub(crate) fn run(command: AdminCommand) -> anyhow::Result<()> {
 }
 
 pub(crate) fn client(group: &GroupArgs) -> anyhow::Result<MetastoreClient> {
+    let tls = match (&group.tls_ca, &group.tls_cert, &group.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => {
+            Some(ClusterTls::from_files(ca, cert, key).map_err(anyhow::Error::msg)?)
+        }
+        (None, None, None) => None,
+        _ => anyhow::bail!(
+            "cluster TLS needs all of --cluster.tls-ca-file, --cluster.tls-cert-file and --cluster.tls-key-file"
+        ),
+    };
     // Membership changes wait for a new node to catch up: allow a minute of retries.
-    Ok(MetastoreClient::new(
-        group.peers.clone(),
-        Duration::from_secs(60),
-    )?)
+    Ok(
+        MetastoreClient::new(group.peers.clone(), Duration::from_secs(60))?
+            .with_pool(ChannelPool::with_tls(tls))
+            .with_token(group.token.clone()),
+    )
 }

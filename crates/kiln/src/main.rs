@@ -4,6 +4,7 @@ mod admin;
 mod cli;
 mod ops;
 mod roles;
+mod security;
 mod server;
 mod telemetry;
 

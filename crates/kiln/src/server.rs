@@ -1,22 +1,25 @@
 //! `kiln server`: starts the roles named by `--target` (one module each in `roles/`) and serves
 //! them until SIGTERM.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use axum::serve::ListenerExt;
+use kiln_api::ServeOptions;
 use kiln_compactor::CompactorMetrics;
 use kiln_config::{ServerArgs, Target};
-use kiln_contract::Role;
+use kiln_contract::{ChannelPool, Role};
 use kiln_runtime::TenantOverrides;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::ops::Ops;
-use crate::roles::{compactor, distributor, heartbeat, ingester, metastore, querier, storage};
+use crate::roles::{
+    Shared, compactor, distributor, heartbeat, ingester, metastore, querier, storage,
+};
+use crate::security::{self, Transport};
 use crate::telemetry;
 
 pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -29,14 +32,18 @@ pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(args))
 }
 
-/// A bound listener and what it serves.
-type Listener = (&'static str, TcpListener, Router);
+/// A bound listener, what it serves, and how.
+type Listener = (&'static str, TcpListener, Router, ServeOptions);
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let mut registry = Registry::default();
+    metastore::check_peers(&args)?;
+    let transport = security::transport(&args, &shutdown)?;
+    let all_in_one = args.runs(Target::All);
 
-    // The gRPC listener serves the metastore's and the ingester's services.
+    // The gRPC listener: the cluster port of metastore nodes and ingesters; in all-in-one mode
+    // only the admin API (`kiln admin`), as nothing else calls in.
     let grpc_listener = if args.runs(Target::Metastore) || args.runs(Target::Ingester) {
         Some(bind("grpc", args.grpc_addr).await?)
     } else {
@@ -51,7 +58,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| grpc_addr.to_string());
 
-    let metastore = metastore::start(&args, grpc_addr).await?;
+    let metastore = metastore::start(&args, grpc_addr, transport.cluster_tls.clone()).await?;
     metastore.report_metrics(&mut registry, &shutdown);
     // Per-tenant limits and retention, shared by the roles that apply them.
     let overrides = TenantOverrides::new(args.limits.clone());
@@ -64,7 +71,18 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             )
             .map_err(anyhow::Error::msg)?;
     }
-    let mut grpc_routes = metastore.routes();
+    let shared = Shared {
+        metastore: Arc::clone(&metastore.handle),
+        overrides,
+        auth: Arc::clone(&transport.auth),
+        cluster: ChannelPool::with_tls(transport.cluster_tls.clone()),
+        stop: shutdown.clone(),
+    };
+    let mut grpc_routes = if all_in_one {
+        metastore.admin_routes()
+    } else {
+        metastore.member_routes()
+    };
     let storage = if [Target::Ingester, Target::Querier, Target::Compactor]
         .into_iter()
         .any(|t| args.runs(t))
@@ -78,62 +96,61 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let mut listeners: Vec<Listener> = Vec::new();
     let ingester = match storage.as_ref().filter(|_| args.runs(Target::Ingester)) {
         Some(storage) => {
-            let role = ingester::start(
-                &args,
-                storage,
-                &metastore.handle,
-                &advertise_addr,
-                &mut registry,
-                &shutdown,
-            );
-            grpc_routes = Some(match grpc_routes {
-                Some(routes) => routes.add_service(role.service()),
-                None => tonic::service::Routes::new(role.service()),
-            });
+            let role = ingester::start(&args, &shared, storage, &advertise_addr, &mut registry);
+            // All-in-one pushes in process: nobody calls the ingester's service.
+            if !all_in_one {
+                let service = role.service(args.limits.max_decompressed_bytes.saturating_mul(2));
+                grpc_routes = Some(match grpc_routes {
+                    Some(routes) => routes.add_service(service),
+                    None => tonic::service::Routes::new(service),
+                });
+            }
             Some(role)
         }
         None => None,
     };
     if args.runs(Target::Distributor) {
-        let role = distributor::start(
-            &args,
-            ingester.as_ref(),
-            &metastore.handle,
-            &overrides,
-            &mut registry,
-            &shutdown,
-        );
+        let role = distributor::start(&args, &shared, ingester.as_ref(), &mut registry);
         app = app.merge(role.router);
         for (name, addr) in [
             ("otlp-grpc", args.otlp_grpc_addr),
             ("otlp-http", args.otlp_http_addr),
         ] {
-            listeners.push((name, bind(name, addr).await?, role.otlp_router.clone()));
+            let router = guarded(role.otlp_router.clone(), &transport);
+            listeners.push((
+                name,
+                bind(name, addr).await?,
+                router,
+                transport.public.clone(),
+            ));
         }
     }
     if let Some(storage) = storage.as_ref().filter(|_| args.runs(Target::Querier)) {
-        app = app.merge(querier::start(
-            &args,
-            storage.clone(),
-            &metastore.handle,
-            &overrides,
-        ));
+        app = app.merge(querier::start(&args, &shared, storage.clone()));
     }
     if let (Some(listener), Some(routes)) = (grpc_listener, grpc_routes) {
-        listeners.push(("grpc", listener, routes.into_axum_router()));
+        let mut router = routes.into_axum_router();
+        if all_in_one {
+            // No cluster certificate vouches for callers here: the admin API needs `admin`.
+            router = router.route_layer(kiln_api::require(
+                Arc::clone(&transport.auth),
+                kiln_api::Right::Admin,
+            ));
+        }
+        listeners.push(("grpc", listener, router, transport.cluster.clone()));
     }
 
     let compactor_metrics = args
         .runs(Target::Compactor)
         .then(|| CompactorMetrics::new(&mut registry));
-    let ops = Ops::new(registry, std::sync::Arc::clone(&metastore.handle));
-    let app = ops.router().merge(app);
+    let ops = Ops::new(registry, Arc::clone(&metastore.handle));
+    let app = ops.router().merge(guarded(app, &transport));
     // Bound last: once it answers, every other listener is up.
     let http = bind("http", args.http_addr).await?;
     let http_addr = http.local_addr()?.to_string();
-    listeners.push(("http", http, app));
+    listeners.push(("http", http, app, transport.public.clone()));
     // All-in-one is alone in its cluster: nobody needs to find its distributor or querier.
-    if !args.runs(Target::All) {
+    if !all_in_one {
         for (target, role) in [
             (Target::Distributor, Role::Distributor),
             (Target::Querier, Role::Querier),
@@ -149,10 +166,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let compactor = match (storage.as_ref(), compactor_metrics) {
         (Some(storage), Some(metrics)) => Some(compactor::start(
             &args,
+            &shared,
             &http_addr,
             storage,
-            &metastore.handle,
-            &overrides,
             metrics,
             &compaction_stop,
         )),
@@ -176,6 +192,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `router` behind the process's bound on request bytes in flight.
+fn guarded(router: Router, transport: &Transport) -> Router {
+    let inflight = transport.inflight.clone();
+    router.layer(axum::middleware::from_fn(move |request, next| {
+        inflight.clone().limit(request, next)
+    }))
+}
+
 /// Serves every listener until SIGTERM or Ctrl-C, then stops accepting connections and waits for
 /// the requests in flight, at most `shutdown_timeout`. A draining ingester flushes each push at
 /// once, so pushes in flight are acknowledged without waiting for the flush interval.
@@ -194,16 +218,10 @@ async fn serve_until_signal(
         }
         http_stop.cancel();
     });
-    let servers = listeners.into_iter().map(|(_, listener, router)| {
-        let listener = listener.tap_io(|tcp| {
-            // gRPC and small query answers must not wait for Nagle's algorithm.
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, router)
-            .with_graceful_shutdown(http_shutdown.clone().cancelled_owned())
-            .into_future()
+    let servers = listeners.into_iter().map(|(_, listener, router, options)| {
+        kiln_api::serve(listener, router, options, http_shutdown.clone())
     });
-    let serving = futures::future::try_join_all(servers);
+    let serving = futures::future::join_all(servers);
     // Pushes in flight finish quickly once the ingester drains; a long query whose client is
     // gone must not keep the process alive forever.
     let overdue = async {
@@ -211,10 +229,7 @@ async fn serve_until_signal(
         tokio::time::sleep(shutdown_timeout).await;
     };
     tokio::select! {
-        served = serving => {
-            served.context("http server failed")?;
-            tracing::info!("requests drained");
-        }
+        _ = serving => tracing::info!("requests drained"),
         () = overdue => {
             tracing::warn!(timeout = ?shutdown_timeout, "requests still in flight at the shutdown timeout; exiting");
         }

@@ -38,7 +38,7 @@ impl GroupStatus for MetastoreGroup {
     }
 
     async fn status(&self, index: usize) -> Option<StatusResponse> {
-        MetastoreClient::status_of(&self.peers()[index]).await.ok()
+        self.client().status_of(&self.peers()[index]).await.ok()
     }
 
     async fn wait_for_leader(&self, excluded: &[usize]) -> usize {

@@ -153,24 +153,16 @@ pub(crate) async fn stored_totals(server: &KilnServer) -> BTreeMap<(String, Stri
     totals
 }
 
-/// Every block of every tenant, from the server's metastore over gRPC.
+/// Every block of every tenant, from the server's metastore through the admin API on its
+/// gRPC port (an all-in-one server serves nothing else there).
 pub(crate) async fn registered_blocks(server: &KilnServer) -> Vec<BlockMeta> {
-    use kiln_contract::metastore::{BlockQuery, Metastore, MetastoreClient};
+    use kiln_contract::metastore::MetastoreClient;
     let client = MetastoreClient::new(
         vec![server.grpc_addr().to_string()],
         Duration::from_secs(10),
     )
     .unwrap();
-    let mut blocks = Vec::new();
-    for tenant in client.tenants().await.unwrap() {
-        let query = BlockQuery::new(&tenant.id, i64::MIN, i64::MAX);
-        for block in client.query_blocks(&query).await.unwrap() {
-            if !blocks.iter().any(|b: &BlockMeta| b.id == block.id) {
-                blocks.push(block);
-            }
-        }
-    }
-    blocks
+    client.admin_list_blocks(None).await.unwrap()
 }
 
 /// The `flamegraph` of a Connect JSON `SelectMergeStacktraces` over all time for one service,

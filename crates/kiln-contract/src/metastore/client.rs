@@ -21,6 +21,9 @@ use super::{
 };
 use crate::{ChannelPool, Role};
 
+/// The largest message the client sends or accepts (as the metastore's services).
+const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
 /// How long one attempt on one node may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -31,6 +34,8 @@ pub struct MetastoreClient {
     pool: ChannelPool,
     next: AtomicUsize,
     retry_for: Duration,
+    /// Sent as a Bearer credential on admin calls.
+    token: Option<String>,
 }
 
 impl MetastoreClient {
@@ -47,7 +52,33 @@ impl MetastoreClient {
             pool: ChannelPool::default(),
             next: AtomicUsize::new(0),
             retry_for,
+            token: None,
         })
+    }
+
+    /// Dials through `pool` (its cluster TLS, its channels).
+    pub fn with_pool(mut self, pool: ChannelPool) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// Sends `token` as a Bearer credential on admin calls (needed when the server checks
+    /// credentials and no cluster certificate vouches for the caller).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// `message` as a request carrying the admin credential, when there is one.
+    fn admin_request<T>(&self, message: T) -> Result<tonic::Request<T>, MetastoreError> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.token {
+            let value = format!("Bearer {token}").parse().map_err(|_| {
+                MetastoreError::InvalidArgument("the token is not valid header text".into())
+            })?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        Ok(request)
     }
 
     async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T, MetastoreError>
@@ -70,19 +101,28 @@ impl MetastoreClient {
                     Status::deadline_exceeded(format!("no answer within {ATTEMPT_TIMEOUT:?}"))
                 }
             };
-            if status.code() == Code::InvalidArgument {
-                return Err(MetastoreError::InvalidArgument(
-                    status.message().to_string(),
-                ));
+            match status.code() {
+                Code::InvalidArgument => {
+                    return Err(MetastoreError::InvalidArgument(
+                        status.message().to_string(),
+                    ));
+                }
+                Code::Unauthenticated | Code::PermissionDenied => {
+                    return Err(MetastoreError::Denied(format!(
+                        "{what}: {}",
+                        status.message()
+                    )));
+                }
+                _ => {}
             }
             if started.elapsed() >= self.retry_for {
                 return Err(MetastoreError::Unavailable(format!(
                     "{what}: no metastore node answered within {:?}; last error from {peer}: {}",
                     self.retry_for,
-                    status.message()
+                    describe(&status)
                 )));
             }
-            tracing::debug!(peer, error = %status.message(), "metastore call failed; trying the next node");
+            tracing::debug!(peer, error = %describe(&status), "metastore call failed; trying the next node");
             // Move on from this node unless another caller already did.
             let _ = self.next.compare_exchange(
                 turn,
@@ -96,42 +136,109 @@ impl MetastoreClient {
     }
 
     /// The status of the node at `addr` itself (no retry on other nodes).
-    pub async fn status_of(addr: &str) -> Result<pb::StatusResponse, MetastoreError> {
-        let channel = ChannelPool::default()
+    pub async fn status_of(&self, addr: &str) -> Result<pb::StatusResponse, MetastoreError> {
+        let channel = self
+            .pool
             .channel(addr)
             .map_err(|e| MetastoreError::InvalidArgument(format!("bad address {addr:?}: {e}")))?;
-        let reply = tokio::time::timeout(
-            ATTEMPT_TIMEOUT,
-            MetastoreAdminServiceClient::new(channel).status(pb::StatusRequest {}),
-        )
-        .await
-        .map_err(|_| MetastoreError::Unavailable(format!("{addr} did not answer")))?
-        .map_err(|s| MetastoreError::Unavailable(format!("{addr}: {}", s.message())))?;
+        let request = self.admin_request(pb::StatusRequest {})?;
+        let reply = tokio::time::timeout(ATTEMPT_TIMEOUT, admin(channel).status(request))
+            .await
+            .map_err(|_| MetastoreError::Unavailable(format!("{addr} did not answer")))?
+            .map_err(|s| match s.code() {
+                Code::Unauthenticated | Code::PermissionDenied => {
+                    MetastoreError::Denied(format!("{addr}: {}", s.message()))
+                }
+                _ => MetastoreError::Unavailable(format!("{addr}: {}", s.message())),
+            })?;
         Ok(reply.into_inner())
     }
 
     /// Adds the node at `addr` to the group (as a voter, once it caught up).
     pub async fn add_node(&self, addr: &str) -> Result<pb::Node, MetastoreError> {
-        self.call("add node", |channel| async move {
-            let reply = MetastoreAdminServiceClient::new(channel)
-                .add_node(pb::AddNodeRequest {
-                    addr: addr.to_string(),
-                })
-                .await?;
-            Ok(reply.into_inner().node.unwrap_or_default())
+        let request = pb::AddNodeRequest {
+            addr: addr.to_string(),
+        };
+        self.call("add node", |channel| {
+            let request = self.admin_request(request.clone());
+            async move {
+                let reply = admin(channel).add_node(request?).await?;
+                Ok(reply.into_inner().node.unwrap_or_default())
+            }
         })
         .await
     }
 
     /// Removes the node at `addr` from the group.
     pub async fn remove_node(&self, addr: &str) -> Result<(), MetastoreError> {
-        self.call("remove node", |channel| async move {
-            MetastoreAdminServiceClient::new(channel)
-                .remove_node(pb::RemoveNodeRequest {
-                    addr: addr.to_string(),
-                })
-                .await?;
-            Ok(())
+        let request = pb::RemoveNodeRequest {
+            addr: addr.to_string(),
+        };
+        self.call("remove node", |channel| {
+            let request = self.admin_request(request.clone());
+            async move {
+                admin(channel).remove_node(request?).await?;
+                Ok(())
+            }
+        })
+        .await
+    }
+}
+
+impl MetastoreClient {
+    /// Every block in the index of `tenant`, or every block, through the admin API (what
+    /// `kiln admin blocks list` calls; all-in-one mode serves nothing else to outside callers).
+    pub async fn admin_list_blocks(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<Vec<BlockMeta>, MetastoreError> {
+        let request = pb::ListBlocksRequest {
+            tenant: tenant.unwrap_or_default().to_string(),
+        };
+        let blocks = self
+            .call("list blocks", |channel| {
+                let request = self.admin_request(request.clone());
+                async move {
+                    Ok(admin(channel)
+                        .list_blocks(request?)
+                        .await?
+                        .into_inner()
+                        .blocks)
+                }
+            })
+            .await?;
+        blocks.into_iter().map(wire::block_from_pb).collect()
+    }
+
+    /// Compaction as a whole, through the admin API.
+    pub async fn admin_compaction_status(&self) -> Result<CompactionStatus, MetastoreError> {
+        let response = self
+            .call("compaction status", |channel| {
+                let request = self.admin_request(pb::CompactionStatusRequest {});
+                async move {
+                    Ok(admin(channel)
+                        .compaction_status(request?)
+                        .await?
+                        .into_inner())
+                }
+            })
+            .await?;
+        wire::status_from_pb(response)
+    }
+
+    /// Removes block `id` from the index (its object is deleted after the deletion delay);
+    /// false when it was not in the index.
+    pub async fn remove_block(&self, id: &str) -> Result<bool, MetastoreError> {
+        let request = pb::RemoveBlockRequest { id: id.to_string() };
+        self.call("remove block", |channel| {
+            let request = self.admin_request(request.clone());
+            async move {
+                Ok(admin(channel)
+                    .remove_block(request?)
+                    .await?
+                    .into_inner()
+                    .removed)
+            }
         })
         .await
     }
@@ -139,14 +246,20 @@ impl MetastoreClient {
 
 fn service(channel: Channel) -> MetastoreServiceClient<Channel> {
     MetastoreServiceClient::new(channel)
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+fn admin(channel: Channel) -> MetastoreAdminServiceClient<Channel> {
+    MetastoreAdminServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
 fn compaction(channel: Channel) -> CompactionServiceClient<Channel> {
     CompactionServiceClient::new(channel)
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
 #[async_trait]
@@ -269,10 +382,10 @@ impl Metastore for MetastoreClient {
             tenant: tenant.to_string(),
         };
         self.call("delete tenant", |channel| {
-            let request = request.clone();
+            let request = self.admin_request(request.clone());
             async move {
-                Ok(service(channel)
-                    .delete_tenant(request)
+                Ok(admin(channel)
+                    .delete_tenant(request?)
                     .await?
                     .into_inner()
                     .blocks)
@@ -329,5 +442,17 @@ impl Metastore for MetastoreClient {
             })
             .await?;
         wire::status_from_pb(response)
+    }
+}
+
+/// A failed call's status as an error message: its code, and what it means where the server
+/// sent no message of its own.
+fn describe(status: &Status) -> String {
+    match (status.code(), status.message()) {
+        (Code::Unimplemented, _) => "the node does not serve this API (an all-in-one server's \
+             gRPC port serves only the admin API)"
+            .to_string(),
+        (code, "") => format!("{code:?}"),
+        (code, message) => format!("{code:?}: {message}"),
     }
 }

@@ -59,6 +59,8 @@ pub enum TombstoneReason {
     Retention,
     /// Its tenant was deleted.
     TenantDeleted,
+    /// An operator removed it (`kiln admin blocks remove`).
+    Removed,
 }
 
 impl TombstoneReason {
@@ -68,14 +70,20 @@ impl TombstoneReason {
             TombstoneReason::Compacted => "compacted",
             TombstoneReason::Retention => "retention",
             TombstoneReason::TenantDeleted => "tenant-deleted",
+            TombstoneReason::Removed => "removed",
         }
     }
 
     /// The reason named `name`, if any.
     pub fn parse(name: &str) -> Option<Self> {
-        [Self::Compacted, Self::Retention, Self::TenantDeleted]
-            .into_iter()
-            .find(|r| r.as_str() == name)
+        [
+            Self::Compacted,
+            Self::Retention,
+            Self::TenantDeleted,
+            Self::Removed,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == name)
     }
 }
 

@@ -19,6 +19,9 @@ pub enum MetastoreError {
     /// No leader, no quorum, or the metastore cannot be reached: retry later.
     #[error("metastore unavailable: {0}")]
     Unavailable(String),
+    /// The caller lacks a credential or a right for the call.
+    #[error("refused: {0}")]
+    Denied(String),
 }
 
 impl MetastoreError {
@@ -33,6 +36,7 @@ impl From<MetastoreError> for tonic::Status {
         match &e {
             MetastoreError::InvalidArgument(_) => tonic::Status::invalid_argument(e.to_string()),
             MetastoreError::Unavailable(_) => tonic::Status::unavailable(e.to_string()),
+            MetastoreError::Denied(_) => tonic::Status::permission_denied(e.to_string()),
             MetastoreError::Io { .. } | MetastoreError::Storage(_) => {
                 tonic::Status::internal(e.to_string())
             }

@@ -8,7 +8,7 @@ use kiln_contract::metastore::{
 use kiln_model::BlockMeta;
 use kiln_proto::kiln::metastore::v1 as pb;
 use kiln_proto::kiln::metastore::v1::compaction_service_client::CompactionServiceClient;
-use kiln_proto::kiln::metastore::v1::metastore_service_client::MetastoreServiceClient;
+use kiln_proto::kiln::metastore::v1::metastore_admin_service_client::MetastoreAdminServiceClient;
 use tonic::transport::Channel;
 
 use super::{MetastoreNode, Proposed, forwarded, now_millis, unexpected};
@@ -57,13 +57,40 @@ impl MetastoreNode {
             }
             Proposed::Applied(other) => Err(unexpected("delete tenant", &other)),
             Proposed::Forward(leader) => {
-                let reply = MetastoreServiceClient::new(self.channel(&leader)?)
+                let reply = MetastoreAdminServiceClient::new(self.channel(&leader)?)
                     .delete_tenant(pb::DeleteTenantRequest {
                         tenant: tenant.to_string(),
                     })
                     .await
                     .map_err(|s| forwarded("delete tenant", &leader, s))?;
                 Ok(reply.into_inner().blocks)
+            }
+        }
+    }
+
+    /// Removes block `id` from the index and tombstones its object; false when it was not there.
+    pub async fn remove_block(&self, id: &str) -> Result<bool, MetastoreError> {
+        if id.is_empty() {
+            return Err(MetastoreError::InvalidArgument(
+                "remove block needs a block id".into(),
+            ));
+        }
+        let command = Command::RemoveBlock {
+            id: id.to_string(),
+            now_millis: now_millis(),
+        };
+        match self.propose(command).await? {
+            Proposed::Applied(CommandResponse::BlockRemoved(removed)) => {
+                tracing::info!(id, removed, "block removed from the index by an operator");
+                Ok(removed)
+            }
+            Proposed::Applied(other) => Err(unexpected("remove block", &other)),
+            Proposed::Forward(leader) => {
+                let reply = MetastoreAdminServiceClient::new(self.channel(&leader)?)
+                    .remove_block(pb::RemoveBlockRequest { id: id.to_string() })
+                    .await
+                    .map_err(|s| forwarded("remove block", &leader, s))?;
+                Ok(reply.into_inner().removed)
             }
         }
     }
@@ -148,6 +175,6 @@ impl MetastoreNode {
 /// A compaction client without message size limits: polls carry block metadata.
 fn compaction_client(channel: Channel) -> CompactionServiceClient<Channel> {
     CompactionServiceClient::new(channel)
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX)
+        .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(crate::MAX_MESSAGE_BYTES)
 }

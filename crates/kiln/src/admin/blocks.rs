@@ -1,7 +1,6 @@
 //! `kiln admin blocks`: the blocks of the index.
 
 use clap::{Args, Subcommand};
-use kiln_contract::metastore::Metastore;
 use kiln_model::BlockMeta;
 
 use super::{GroupArgs, Output, client};
@@ -11,6 +10,19 @@ use super::{GroupArgs, Output, client};
 pub(crate) enum BlocksCommand {
     /// One line per block in the index: id, tenants, level, time range, size, path.
     List(ListArgs),
+    /// Remove blocks from the index (for example one that can no longer be read): queries stop
+    /// reading them at once, and compactors delete their objects after the deletion delay.
+    Remove(RemoveArgs),
+}
+
+/// Flags of `kiln admin blocks remove`.
+#[derive(Debug, Args)]
+pub(crate) struct RemoveArgs {
+    /// Ids of the blocks to remove, as `kiln admin blocks list` prints them.
+    #[arg(required = true)]
+    ids: Vec<String>,
+    #[command(flatten)]
+    group: GroupArgs,
 }
 
 /// Flags of `kiln admin blocks list`.
@@ -27,9 +39,31 @@ pub(crate) struct ListArgs {
 }
 
 pub(super) async fn run(command: BlocksCommand) -> anyhow::Result<()> {
-    let BlocksCommand::List(args) = command;
+    match command {
+        BlocksCommand::List(args) => list(args).await,
+        BlocksCommand::Remove(args) => remove(args).await,
+    }
+}
+
+async fn remove(args: RemoveArgs) -> anyhow::Result<()> {
+    let client = client(&args.group)?;
+    let mut missing = Vec::new();
+    for id in &args.ids {
+        if client.remove_block(id).await? {
+            println!("removed {id}");
+        } else {
+            missing.push(id.as_str());
+        }
+    }
+    if !missing.is_empty() {
+        anyhow::bail!("no block with id {} in the index", missing.join(", "));
+    }
+    Ok(())
+}
+
+async fn list(args: ListArgs) -> anyhow::Result<()> {
     let mut blocks = client(&args.group)?
-        .list_blocks(args.tenant.as_deref())
+        .admin_list_blocks(args.tenant.as_deref())
         .await?;
     blocks.sort_by(|a, b| (a.min_time_nanos, &a.id).cmp(&(b.min_time_nanos, &b.id)));
     if args.output == Output::Text {

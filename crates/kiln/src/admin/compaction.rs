@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
-use kiln_contract::metastore::{CompactionStatus, JobState, Metastore};
+use kiln_contract::metastore::{CompactionStatus, JobState};
 
 use super::{GroupArgs, Output, client};
 
@@ -28,7 +28,7 @@ pub(crate) struct StatusArgs {
 
 pub(super) async fn run(command: CompactionCommand) -> anyhow::Result<()> {
     let CompactionCommand::Status(args) = command;
-    let status = client(&args.group)?.compaction_status().await?;
+    let status = client(&args.group)?.admin_compaction_status().await?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);

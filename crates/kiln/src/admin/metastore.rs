@@ -1,6 +1,5 @@
 //! `kiln admin metastore`: the Raft group's status and membership.
 
-use kiln_contract::metastore::MetastoreClient;
 use kiln_proto::kiln::metastore::v1::{Node, StatusResponse};
 
 use super::{Output, StatusArgs};
@@ -22,8 +21,9 @@ pub(super) async fn status(args: StatusArgs) -> anyhow::Result<()> {
             "ready"
         );
     }
+    let client = super::client(&args.group)?;
     for addr in &args.group.peers {
-        match MetastoreClient::status_of(addr).await {
+        match client.status_of(addr).await {
             Ok(status) if args.output == Output::Json => println!("{}", status_json(&status)),
             Ok(status) => println!("{}", status_line(&status)),
             Err(e) => {

@@ -6,13 +6,11 @@ use std::sync::Arc;
 use kiln_compactor::{Compactor, CompactorConfig, CompactorMetrics, orphans, retention};
 use kiln_config::ServerArgs;
 use kiln_contract::Role;
-use kiln_contract::metastore::Metastore;
 use kiln_objstore::Storage;
-use kiln_runtime::TenantOverrides;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::heartbeat;
+use super::{Shared, heartbeat};
 
 /// A running compactor; stopping its token ends the poll loop after its running jobs.
 #[derive(Debug)]
@@ -32,13 +30,13 @@ impl CompactorRole {
 /// Starts a compactor named `name` (its address) until `stop`.
 pub(crate) fn start(
     args: &ServerArgs,
+    shared: &Shared,
     name: &str,
     storage: &Storage,
-    metastore: &Arc<dyn Metastore>,
-    overrides: &Arc<TenantOverrides>,
     metrics: CompactorMetrics,
     stop: &CancellationToken,
 ) -> CompactorRole {
+    let (metastore, overrides) = (&shared.metastore, &shared.overrides);
     let flags = &args.compaction;
     let defaults = CompactorConfig::default();
     let config = CompactorConfig {

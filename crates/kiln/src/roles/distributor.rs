@@ -10,10 +10,11 @@ use kiln_contract::metastore::Metastore;
 use kiln_distributor::{
     Distributor, DistributorConfig, DistributorMetrics, IngesterRing, TenantLimits,
 };
-use kiln_runtime::{FirstTick, TenantOverrides, spawn_every};
+use kiln_runtime::{FirstTick, spawn_every};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
+use super::Shared;
 use super::heartbeat::HEARTBEAT_INTERVAL;
 use super::ingester::IngesterRole;
 
@@ -30,16 +31,22 @@ pub(crate) struct DistributorRole {
 /// cluster's ingesters found through the metastore.
 pub(crate) fn start(
     args: &ServerArgs,
+    shared: &Shared,
     local_ingester: Option<&IngesterRole>,
-    metastore: &Arc<dyn Metastore>,
-    overrides: &Arc<TenantOverrides>,
     registry: &mut Registry,
-    stop: &CancellationToken,
 ) -> DistributorRole {
+    let Shared {
+        metastore,
+        overrides,
+        auth,
+        stop,
+        ..
+    } = shared;
     let target: Arc<dyn Ingester> = match local_ingester {
         Some(ingester) => Arc::clone(&ingester.writer) as Arc<dyn Ingester>,
         None => IngesterRing::start(
             Arc::clone(metastore),
+            shared.cluster.clone(),
             args.distributor_ingester_timeout,
             stop.clone(),
         ),
@@ -53,7 +60,7 @@ pub(crate) fn start(
         DistributorConfig {
             max_body_bytes: args.limits.max_body_bytes,
             max_decompressed_bytes: args.limits.max_decompressed_bytes,
-            multitenancy_enabled: args.multitenancy_enabled,
+            auth: Arc::clone(auth),
             limits,
         },
         target,

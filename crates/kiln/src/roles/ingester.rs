@@ -6,14 +6,12 @@ use std::time::Duration;
 use kiln_config::ServerArgs;
 use kiln_contract::Role;
 use kiln_contract::ingester::Ingester;
-use kiln_contract::metastore::Metastore;
 use kiln_ingester::{IngesterGrpc, IngesterMetrics, SegmentWriter, SegmentWriterConfig};
 use kiln_objstore::Storage;
 use kiln_proto::kiln::ingester::v1::ingester_service_server::IngesterServiceServer;
 use prometheus_client::registry::Registry;
-use tokio_util::sync::CancellationToken;
 
-use super::heartbeat;
+use super::{Shared, heartbeat};
 
 /// How often an ingester registers the blocks parked in the recovery area.
 const RECOVERY_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -26,9 +24,13 @@ pub(crate) struct IngesterRole {
 }
 
 impl IngesterRole {
-    /// The gRPC service that distributors in other processes push to.
-    pub(crate) fn service(&self) -> IngesterServiceServer<IngesterGrpc> {
-        IngesterGrpc::server(Arc::clone(&self.writer) as Arc<dyn Ingester>)
+    /// The gRPC service that distributors in other processes push to, accepting pushes of at
+    /// most `max_message_bytes`.
+    pub(crate) fn service(&self, max_message_bytes: usize) -> IngesterServiceServer<IngesterGrpc> {
+        IngesterGrpc::server(
+            Arc::clone(&self.writer) as Arc<dyn Ingester>,
+            max_message_bytes,
+        )
     }
 }
 
@@ -36,12 +38,12 @@ impl IngesterRole {
 /// ingester at `advertise_addr` (its gRPC address) until `stop`.
 pub(crate) fn start(
     args: &ServerArgs,
+    shared: &Shared,
     storage: &Storage,
-    metastore: &Arc<dyn Metastore>,
     advertise_addr: &str,
     registry: &mut Registry,
-    stop: &CancellationToken,
 ) -> IngesterRole {
+    let (metastore, stop) = (&shared.metastore, &shared.stop);
     let writer = SegmentWriter::start(
         SegmentWriterConfig {
             flush_interval: args.ingester_flush_interval,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use kiln_config::{ServerArgs, Target};
 use kiln_contract::metastore::{Metastore, MetastoreClient};
+use kiln_contract::{ChannelPool, ClusterTls};
 use kiln_metastore::{
     CompactionConfig, MetastoreGrpc, MetastoreMetrics, MetastoreNode, NodeConfig,
 };
@@ -27,11 +28,19 @@ pub(crate) struct MetastoreRole {
 }
 
 impl MetastoreRole {
-    /// The gRPC services a node serves to the other nodes and roles (none for a client).
-    pub(crate) fn routes(&self) -> Option<tonic::service::Routes> {
+    /// The gRPC services a node serves to cluster members and operators (none for a client).
+    pub(crate) fn member_routes(&self) -> Option<tonic::service::Routes> {
+        self.node.as_ref().map(|node| {
+            MetastoreGrpc::member_routes(Arc::clone(node))
+                .add_service(admin_service(Arc::clone(node)))
+        })
+    }
+
+    /// The admin service alone (all-in-one mode: no member calls in).
+    pub(crate) fn admin_routes(&self) -> Option<tonic::service::Routes> {
         self.node
             .as_ref()
-            .map(|node| MetastoreGrpc::routes(Arc::clone(node)))
+            .map(|node| MetastoreGrpc::admin_routes(Arc::clone(node)))
     }
 
     /// Registers the node's index and compaction gauges, refreshed every few seconds until
@@ -50,14 +59,39 @@ impl MetastoreRole {
     }
 }
 
+/// The admin service of `node`, to serve beside the member services on the cluster port.
+fn admin_service(
+    node: Arc<MetastoreNode>,
+) -> kiln_proto::kiln::metastore::v1::metastore_admin_service_server::MetastoreAdminServiceServer<
+    MetastoreGrpc,
+> {
+    kiln_proto::kiln::metastore::v1::metastore_admin_service_server::MetastoreAdminServiceServer::new(
+        MetastoreGrpc::new(node),
+    )
+    .max_decoding_message_size(kiln_metastore::MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(kiln_metastore::MAX_MESSAGE_BYTES)
+}
+
+/// Refuses to go on when the process needs the metastore group but was not told where it is.
+pub(crate) fn check_peers(args: &ServerArgs) -> anyhow::Result<()> {
+    if !args.runs(Target::Metastore) && args.metastore_peers.iter().all(|p| p.trim().is_empty()) {
+        bail!(
+            "--target {} without the metastore needs --metastore.peers (the metastore nodes' gRPC addresses)",
+            targets(&args.target)
+        );
+    }
+    Ok(())
+}
+
 /// Starts this process's metastore node (`grpc_addr` is the bound gRPC listener), or connects to
 /// the group named by `--metastore.peers` when the process does not run the metastore.
 pub(crate) async fn start(
     args: &ServerArgs,
     grpc_addr: SocketAddr,
+    cluster_tls: Option<ClusterTls>,
 ) -> anyhow::Result<MetastoreRole> {
     if args.runs(Target::Metastore) {
-        let node = start_node(args, grpc_addr).await?;
+        let node = start_node(args, grpc_addr, cluster_tls).await?;
         return Ok(MetastoreRole {
             handle: Arc::clone(&node) as Arc<dyn Metastore>,
             node: Some(node),
@@ -72,7 +106,8 @@ pub(crate) async fn start(
     }
     // Long enough to ride out a leader election; short enough that an ingester parks its
     // registrations soon when the metastore is down.
-    let client = MetastoreClient::new(peers, Duration::from_secs(4))?;
+    let client = MetastoreClient::new(peers, Duration::from_secs(4))?
+        .with_pool(ChannelPool::with_tls(cluster_tls));
     Ok(MetastoreRole {
         node: None,
         handle: Arc::new(client),
@@ -113,6 +148,7 @@ pub(crate) async fn resolve_peers(peers: &[String]) -> anyhow::Result<Vec<String
 async fn start_node(
     args: &ServerArgs,
     grpc_addr: SocketAddr,
+    cluster_tls: Option<ClusterTls>,
 ) -> anyhow::Result<Arc<MetastoreNode>> {
     let peers = resolve_peers(&args.metastore_peers).await?;
     let advertise_addr = match args
@@ -141,6 +177,7 @@ async fn start_node(
             lease: args.compaction.job_lease,
             max_failures: args.compaction.max_failures,
         },
+        cluster_tls,
     };
     MetastoreNode::start(config)
         .await

@@ -2,25 +2,25 @@
 
 use std::sync::Arc;
 
+use super::Shared;
 use axum::Router;
 use kiln_config::ServerArgs;
-use kiln_contract::metastore::Metastore;
 use kiln_objstore::Storage;
 use kiln_querier::{Querier, QuerierConfig};
-use kiln_runtime::TenantOverrides;
 
 /// Starts a querier reading `storage`; returns its routes for the main HTTP listener.
-pub(crate) fn start(
-    args: &ServerArgs,
-    storage: Storage,
-    metastore: &Arc<dyn Metastore>,
-    overrides: &Arc<TenantOverrides>,
-) -> Router {
+pub(crate) fn start(args: &ServerArgs, shared: &Shared, storage: Storage) -> Router {
+    let Shared {
+        metastore,
+        overrides,
+        auth,
+        ..
+    } = shared;
     let querier = Querier::new(
         QuerierConfig {
             max_nodes_default: args.querier_max_flamegraph_nodes,
             cache_bytes: args.querier_cache_bytes as u64,
-            multitenancy_enabled: args.multitenancy_enabled,
+            auth: Arc::clone(auth),
         },
         Arc::clone(metastore),
         storage,

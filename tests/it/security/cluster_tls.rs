@@ -1,0 +1,351 @@
+//! TLS on the public listeners and mutual TLS on the cluster port, with certificates made by
+//! openssl in the test.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::KilnServer;
+use kiln_contract::metastore::{Metastore, MetastoreClient};
+use kiln_contract::{ChannelPool, ClusterTls};
+use kiln_proto::kiln::ingester::v1::ingester_service_client::IngesterServiceClient;
+use kiln_proto::kiln::ingester::v1::{NormalizedProfile, PushRequest, Sample, Series};
+use kiln_proto::kiln::metastore::v1::metastore_service_client::MetastoreServiceClient;
+use kiln_proto::kiln::raft::v1::RaftPayload;
+use kiln_proto::kiln::raft::v1::raft_service_client::RaftServiceClient;
+use kiln_testkit::ports::free_port;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::support::kiln;
+
+/// A certificate and its key, as PEM files.
+struct Pem {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn openssl(args: &[&str]) {
+    let output = Command::new("openssl").args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A self-signed CA named `name`.
+fn authority(dir: &Path, name: &str) -> Pem {
+    let pem = Pem {
+        cert: dir.join(format!("{name}.pem")),
+        key: dir.join(format!("{name}.key")),
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN={name}"),
+        "-keyout",
+        pem.key.to_str().unwrap(),
+        "-out",
+        pem.cert.to_str().unwrap(),
+    ]);
+    pem
+}
+
+/// A certificate for 127.0.0.1 and localhost, for servers and clients, signed by `ca`.
+fn issue(dir: &Path, name: &str, ca: &Pem) -> Pem {
+    let pem = Pem {
+        cert: dir.join(format!("{name}.pem")),
+        key: dir.join(format!("{name}.key")),
+    };
+    let csr = dir.join(format!("{name}.csr"));
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        &format!("/CN={name}"),
+        "-keyout",
+        pem.key.to_str().unwrap(),
+        "-out",
+        csr.to_str().unwrap(),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        csr.to_str().unwrap(),
+        "-days",
+        "2",
+        "-CA",
+        ca.cert.to_str().unwrap(),
+        "-CAkey",
+        ca.key.to_str().unwrap(),
+        "-CAcreateserial",
+        "-extfile",
+        ext.to_str().unwrap(),
+        "-out",
+        pem.cert.to_str().unwrap(),
+    ]);
+    pem
+}
+
+fn tls_flags(ca: &Pem, node: &Pem) -> Vec<String> {
+    vec![
+        format!("--cluster.tls-ca-file={}", ca.cert.display()),
+        format!("--cluster.tls-cert-file={}", node.cert.display()),
+        format!("--cluster.tls-key-file={}", node.key.display()),
+    ]
+}
+
+/// A channel to `addr` over TLS trusting `ca`, presenting `identity` when given.
+async fn channel(addr: &str, ca: &Pem, identity: Option<&Pem>) -> Channel {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(&ca.cert).unwrap()));
+    if let Some(pem) = identity {
+        tls = tls.identity(Identity::from_pem(
+            std::fs::read(&pem.cert).unwrap(),
+            std::fs::read(&pem.key).unwrap(),
+        ));
+    }
+    Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .timeout(Duration::from_secs(5))
+        .connect_lazy()
+}
+
+/// A push whose sample refers to a location its symbols do not hold.
+fn forged_push() -> PushRequest {
+    PushRequest {
+        tenant: "victim".to_string(),
+        profiles: vec![NormalizedProfile {
+            service_name: "forged".to_string(),
+            time_nanos: 1,
+            symbols: Some(Default::default()),
+            series: vec![Series {
+                profile_type: "process_cpu:cpu:nanoseconds:cpu:nanoseconds".to_string(),
+                samples: vec![Sample {
+                    locations: vec![99],
+                    value: 1,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// Calls every cluster service on `metastore` and `ingester` through `channel`s; returns the
+/// gRPC code of each answer (`Ok` when the call went through).
+async fn cluster_calls(
+    metastore: Channel,
+    ingester: Channel,
+) -> Vec<(&'static str, Result<(), tonic::Status>)> {
+    let vote = RaftServiceClient::new(metastore.clone())
+        .vote(RaftPayload {
+            json: bytes::Bytes::from_static(b"{\"not\": \"a vote\"}"),
+        })
+        .await
+        .map(drop);
+    let register = MetastoreServiceClient::new(metastore)
+        .add_blocks(kiln_proto::kiln::metastore::v1::AddBlocksRequest::default())
+        .await
+        .map(drop);
+    let push = IngesterServiceClient::new(ingester)
+        .push(forged_push())
+        .await
+        .map(drop);
+    vec![
+        ("raft vote", vote),
+        ("add blocks", register),
+        ("ingester push", push),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_port_accepts_only_peers_holding_a_cluster_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = authority(dir.path(), "cluster-ca");
+    let node = issue(dir.path(), "node", &ca);
+    let rogue_ca = authority(dir.path(), "rogue-ca");
+    let rogue = issue(dir.path(), "rogue", &rogue_ca);
+    let tls = tls_flags(&ca, &node);
+
+    // A cluster role refuses to start without cluster TLS (or --cluster.insecure).
+    let output = kiln()
+        .args(["--target", "ingester", "--metastore.peers=127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--cluster.insecure"), "{stderr}");
+
+    let metastore_addr = format!("127.0.0.1:{}", free_port().unwrap());
+    let peers = format!("--metastore.peers={metastore_addr}");
+    let _metastore: KilnServer = kiln()
+        .grpc_addr(&metastore_addr)
+        .args(["--target", "metastore", &peers])
+        .args(&tls)
+        .start()
+        .await
+        .unwrap();
+    // The ingester is ready only once it reached the metastore: over mutual TLS.
+    let ingester = kiln()
+        .args(["--target", "ingester", &peers])
+        .args(&tls)
+        .start()
+        .await
+        .unwrap();
+    let ingester_addr = ingester.grpc_addr().to_string();
+
+    // Without a certificate, and with one of another CA: refused during the handshake, before
+    // any service sees the call.
+    for (case, identity) in [
+        ("no certificate", None),
+        ("a foreign CA's certificate", Some(&rogue)),
+    ] {
+        let calls = cluster_calls(
+            channel(&metastore_addr, &ca, identity).await,
+            channel(&ingester_addr, &ca, identity).await,
+        )
+        .await;
+        for (call, result) in calls {
+            let status = result.expect_err(call);
+            assert!(
+                matches!(
+                    status.code(),
+                    tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+                ),
+                "{call} with {case} must fail in the transport: {status:?}"
+            );
+        }
+    }
+    // Plaintext is refused too.
+    let plain = MetastoreClient::new(vec![metastore_addr.clone()], Duration::from_secs(2)).unwrap();
+    plain.tenants().await.unwrap_err();
+
+    // With the cluster certificate every call reaches its service, and the forged ones are
+    // refused there with a clear error.
+    let calls = cluster_calls(
+        channel(&metastore_addr, &ca, Some(&node)).await,
+        channel(&ingester_addr, &ca, Some(&node)).await,
+    )
+    .await;
+    for (call, result) in calls {
+        match call {
+            "add blocks" => result.expect("an empty registration is accepted"),
+            _ => {
+                let status = result.expect_err(call);
+                assert_eq!(
+                    status.code(),
+                    tonic::Code::InvalidArgument,
+                    "{call}: {status:?}"
+                );
+                if call == "ingester push" {
+                    assert!(status.message().contains("location"), "{status:?}");
+                }
+            }
+        }
+    }
+    let member = MetastoreClient::new(vec![metastore_addr.clone()], Duration::from_secs(5))
+        .unwrap()
+        .with_pool(ChannelPool::with_tls(Some(
+            ClusterTls::from_files(&ca.cert, &node.cert, &node.key).unwrap(),
+        )));
+    assert!(
+        member.tenants().await.unwrap().is_empty(),
+        "nothing forged was registered"
+    );
+    assert_eq!(
+        reqwest::get(ingester.url("/ready")).await.unwrap().status(),
+        200,
+        "the ingester keeps serving"
+    );
+
+    // The admin CLI speaks mutual TLS with the cluster flags.
+    let status = |extra: &[String]| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["admin", "metastore", "status", &peers])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    assert!(
+        !status(&[]).status.success(),
+        "plaintext admin call accepted"
+    );
+    let output = status(&tls);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_listeners_serve_tls_with_the_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = authority(dir.path(), "public-ca");
+    let cert = issue(dir.path(), "server", &ca);
+    let server = kiln()
+        .arg(format!("--server.tls-cert-file={}", cert.cert.display()))
+        .arg(format!("--server.tls-key-file={}", cert.key.display()))
+        .spawn()
+        .unwrap();
+    let https = format!("https://{}/ready", server.http_addr());
+    let curl = |extra: &[&str], url: &str| {
+        Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "5",
+            ])
+            .args(extra)
+            .arg(url)
+            .output()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let output = curl(&["--cacert", ca.cert.to_str().unwrap()], &https);
+        if String::from_utf8_lossy(&output.stdout) == "200" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no TLS /ready: {output:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // HTTP/2 over TLS (ALPN), as gRPC clients use it.
+    let output = curl(&["--http2", "--cacert", ca.cert.to_str().unwrap()], &https);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "200");
+    // A client that does not trust the CA is refused, and plaintext gets no HTTP answer.
+    let output = curl(&[], &https);
+    assert_ne!(String::from_utf8_lossy(&output.stdout), "200");
+    let output = curl(&[], &format!("http://{}/ready", server.http_addr()));
+    assert_ne!(String::from_utf8_lossy(&output.stdout), "200");
+}

@@ -2,6 +2,7 @@
 //! network with real clients. `support` holds what they share; kiln-testkit starts the
 //! processes, clusters and emulators.
 
+mod amplification;
 mod bad_input;
 mod cloud_storage;
 mod cluster;

@@ -43,6 +43,13 @@ pub struct Limits {
     #[serde(with = "byte_size_serde")]
     pub max_decompressed_bytes: usize,
 
+    /// Memory the decoded profiles of one request may take, e.g. 256MiB, estimated from counts
+    /// of the wire format before anything is decoded (413 above); 0 means no limit.
+    #[arg(long = "limits.max-decoded-bytes", env = "KILN_LIMITS_MAX_DECODED_BYTES",
+          default_value = "256MiB", value_parser = parse_bytes)]
+    #[serde(with = "byte_size_serde")]
+    pub max_decoded_bytes: usize,
+
     /// Active series per tenant (series pushed within the last hour), counted by each
     /// distributor; a request adding series beyond it is refused.
     #[arg(
@@ -128,6 +135,7 @@ impl Default for Limits {
             ingestion_burst_size_mb: 32.0,
             max_body_bytes: 64 << 20,
             max_decompressed_bytes: 256 << 20,
+            max_decoded_bytes: 256 << 20,
             max_series_per_tenant: 5_000,
             max_samples_per_profile: 16_000,
             max_label_names_per_series: 30,

@@ -237,13 +237,45 @@ pub struct ServerArgs {
           default_value = "1s", value_parser = parse_duration)]
     pub metastore_election_timeout: Duration,
 
-    /// Flame graph node limit when a query names none (`max-nodes`); 0 means no limit.
+    /// Flame graph node limit when a query names none (`max-nodes`); 0 means the server's
+    /// maximum (--querier.max-flamegraph-nodes-max).
     #[arg(
         long = "querier.max-flamegraph-nodes",
         env = "KILN_QUERIER_MAX_FLAMEGRAPH_NODES",
         default_value = "8192"
     )]
     pub querier_max_flamegraph_nodes: usize,
+
+    /// The most flame graph nodes any query gets: a larger `max-nodes`, and a `max-nodes` of 0
+    /// or less, mean this many (Pyroscope's max_flamegraph_nodes_max).
+    #[arg(
+        long = "querier.max-flamegraph-nodes-max",
+        env = "KILN_QUERIER_MAX_FLAMEGRAPH_NODES_MAX",
+        default_value = "1048576",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub querier_max_flamegraph_nodes_max: u64,
+
+    /// Points of one series a SelectSeries may return; more is refused (use a larger step).
+    #[arg(
+        long = "querier.max-points-per-series",
+        env = "KILN_QUERIER_MAX_POINTS_PER_SERIES",
+        default_value = "100000",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub querier_max_points_per_series: u64,
+
+    /// Largest query response, e.g. 128MiB (its protobuf encoding; JSON for Pyroscope's HTTP
+    /// endpoints); a larger one is refused, naming the limit.
+    #[arg(long = "querier.max-response-bytes", env = "KILN_QUERIER_MAX_RESPONSE_BYTES",
+          default_value = "128MiB", value_parser = parse_bytes)]
+    pub querier_max_response_bytes: usize,
+
+    /// Longest time range of a query, e.g. 31d; 0s means no limit (the range is still checked
+    /// for overflow, and retention clamps its start).
+    #[arg(long = "querier.max-query-range", env = "KILN_QUERIER_MAX_QUERY_RANGE",
+          default_value = "0s", value_parser = parse_duration)]
+    pub querier_max_query_range: Duration,
 
     /// Memory for decoded blocks cached by the querier, e.g. 512MiB.
     #[arg(long = "querier.cache-bytes", env = "KILN_QUERIER_CACHE_BYTES",

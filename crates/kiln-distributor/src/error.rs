@@ -25,6 +25,17 @@ pub enum DistributorError {
 }
 
 impl DistributorError {
+    /// This error with a limit that decoding or normalization found exceeded turned into
+    /// `tenant`'s limit error, so that it names the tenant and counts as a discarded profile.
+    pub(crate) fn for_tenant(self, tenant: &str) -> Self {
+        match self {
+            DistributorError::Model(ModelError::Limit(exceeded)) => {
+                crate::LimitError::exceeded(tenant, exceeded).into()
+            }
+            other => other,
+        }
+    }
+
     /// The HTTP status for this error.
     pub fn http_status(&self) -> StatusCode {
         match self {
@@ -35,6 +46,7 @@ impl DistributorError {
             DistributorError::Request(e) => e.http_status(),
             DistributorError::Ingest(e) if e.is_overload() => StatusCode::TOO_MANY_REQUESTS,
             DistributorError::Limit(e) if e.is_rate_limit() => StatusCode::TOO_MANY_REQUESTS,
+            DistributorError::Limit(e) if e.is_too_large() => StatusCode::PAYLOAD_TOO_LARGE,
             DistributorError::Limit(_) => StatusCode::BAD_REQUEST,
             DistributorError::Ingest(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -3,8 +3,8 @@
 //! exist for fuzzing and for replaying the fuzz corpora as tests; servers do not call them.
 
 use bytes::Bytes;
-use kiln_model::formats::otlp::convert_request;
-use kiln_model::{DecodeLimits, Labels, NormalizeOptions, decode_pprof, normalize};
+use kiln_model::formats::otlp::convert_request_within;
+use kiln_model::{DecodeBudget, DecodeLimits, Labels, NormalizeOptions, normalize};
 use kiln_proto::opentelemetry::proto::collector::profiles::v1development::ExportProfilesServiceRequest;
 use kiln_proto::push::v1::PushRequest;
 use prost::Message;
@@ -14,6 +14,25 @@ use crate::otlp::{REQUEST_TYPE, json};
 
 /// Small limits keep a fuzzer from spending its time on legitimately huge inputs.
 const LIMIT: usize = 4 << 20;
+
+/// The server's default limits of a tenant, but for decompressed bytes ([`LIMIT`]).
+fn limits() -> kiln_config::Limits {
+    kiln_config::Limits {
+        max_decompressed_bytes: LIMIT,
+        ..kiln_config::Limits::default()
+    }
+}
+
+fn decode_limits() -> DecodeLimits {
+    crate::limits::decode_limits(&limits())
+}
+
+fn normalize_options() -> NormalizeOptions {
+    NormalizeOptions {
+        limits: crate::limits::normalize_limits(&limits()),
+        ..NormalizeOptions::default()
+    }
+}
 
 /// The multipart boundary the `multipart` target's inputs use.
 pub const BOUNDARY: &str = "kilnfuzz";
@@ -26,20 +45,19 @@ fn upload() -> Upload {
         until: Some(11_000_000_000),
         now: 1_000_000_000,
         sample_rate: Some(100),
-        limit: LIMIT,
+        decode: decode_limits(),
+        normalize: crate::limits::normalize_limits(&limits()),
     }
 }
 
 /// A pprof body, gzipped or not, as `/ingest?format=pprof` and `push.v1` decode it.
 pub fn pprof(data: &[u8]) -> usize {
-    let limits = DecodeLimits {
-        max_decompressed_bytes: LIMIT,
-    };
-    let Ok(profile) = decode_pprof(Bytes::copy_from_slice(data), limits) else {
+    let mut budget = DecodeBudget::new(decode_limits());
+    let Ok(profile) = budget.decode_pprof(Bytes::copy_from_slice(data)) else {
         return 0;
     };
     let labels = Labels::from_pairs([("service_name", "fuzz")]);
-    normalize(profile, &labels, NormalizeOptions::default()).map_or(0, |_| 1)
+    normalize(profile, &labels, normalize_options()).map_or(0, |_| 1)
 }
 
 /// A `push.v1` request body (protobuf).
@@ -48,18 +66,21 @@ pub fn push(data: &[u8]) -> usize {
         return 0;
     };
     let mut count = 0;
+    let mut budget = DecodeBudget::new(decode_limits());
     for series in request.series {
         let Ok(labels) = crate::push::series_labels(&series.labels) else {
             continue;
         };
         for sample in series.samples {
-            let limits = DecodeLimits {
-                max_decompressed_bytes: LIMIT,
-            };
-            if let Ok(profile) = decode_pprof(sample.raw_profile, limits)
-                && normalize(profile, &labels, NormalizeOptions::default()).is_ok()
-            {
-                count += 1;
+            match budget.decode_pprof(sample.raw_profile) {
+                Ok(profile) => {
+                    if normalize(profile, &labels, normalize_options()).is_ok() {
+                        count += 1;
+                    }
+                }
+                // As the server, which refuses the whole request.
+                Err(kiln_model::ModelError::Limit(_)) => return 0,
+                Err(_) => {}
             }
         }
     }
@@ -71,7 +92,13 @@ pub fn otlp(data: &[u8]) -> usize {
     let Ok(request) = ExportProfilesServiceRequest::decode(data) else {
         return 0;
     };
-    convert_request(request, 1_000_000_000).profiles.len()
+    convert(request)
+}
+
+/// Converts as the server does, within the default limits.
+fn convert(request: ExportProfilesServiceRequest) -> usize {
+    let limits = crate::limits::convert_limits(&limits());
+    convert_request_within(request, 1_000_000_000, &limits).map_or(0, |c| c.profiles.len())
 }
 
 /// An OTLP profiles export, JSON (hex ids).
@@ -82,7 +109,7 @@ pub fn otlp_json(data: &[u8]) -> usize {
     json::hex_ids_to_base64(&mut value);
     let text = serde_json::to_vec(&value).expect("a JSON value serializes");
     match kiln_proto::json::from_json::<ExportProfilesServiceRequest>(REQUEST_TYPE, &text) {
-        Ok(request) => convert_request(request, 1_000_000_000).profiles.len(),
+        Ok(request) => convert(request),
         Err(_) => 0,
     }
 }

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use kiln_api::{RequestError, read_body};
 use kiln_model::{
-    DecodeLimits, LABEL_NAME, LABEL_SERVICE_NAME, Labels, NormalizeOptions, NormalizedProfile,
-    decode_pprof, decompress, formats, normalize, parse_app_name, parse_time_nanos,
+    DecodeBudget, DecodeLimits, LABEL_NAME, LABEL_SERVICE_NAME, Labels, NormalizeLimits,
+    NormalizeOptions, NormalizedProfile, formats, normalize, parse_app_name, parse_time_nanos,
 };
 use kiln_proto::io::pyroscope::labels::pb::LabelsSnapshot;
 use prost::Message;
@@ -118,7 +118,6 @@ async fn ingest(
         Some(boundary) => Some(read_form(body.clone(), boundary).await?),
         None => None,
     };
-    let limit = tenant_limits.max_decompressed_bytes;
     let request = Upload {
         app_name,
         labels,
@@ -126,9 +125,11 @@ async fn ingest(
         until,
         now,
         sample_rate,
-        limit,
+        decode: crate::limits::decode_limits(&tenant_limits),
+        normalize: crate::limits::normalize_limits(&tenant_limits),
     };
     let bytes = body.len() as u64;
+    distributor.admit(&tenant, &tenant_limits, bytes, 1)?;
     let profiles = tokio::task::spawn_blocking(move || match format.as_str() {
         "pprof" => request.pprof(body, form),
         "jfr" => request.jfr(body, form),
@@ -136,7 +137,8 @@ async fn ingest(
         _ => request.collapsed(body, false),
     })
     .await
-    .map_err(|e| RequestError::BadRequest(format!("decoding panicked: {e}")))??;
+    .map_err(|e| RequestError::BadRequest(format!("decoding panicked: {e}")))?
+    .map_err(|e| distributor.refused(&tenant, e, 1))?;
     distributor.store("ingest", tenant, profiles, bytes).await
 }
 
@@ -148,7 +150,10 @@ pub(crate) struct Upload {
     pub(crate) until: Option<i64>,
     pub(crate) now: i64,
     pub(crate) sample_rate: Option<i64>,
-    pub(crate) limit: usize,
+    /// Limits of decoding: the payloads of the request share one [`DecodeBudget`].
+    pub(crate) decode: DecodeLimits,
+    /// Label and series limits of normalization.
+    pub(crate) normalize: NormalizeLimits,
 }
 
 impl Upload {
@@ -173,6 +178,7 @@ impl Upload {
             time_nanos: self.from,
             now_nanos: self.now,
             profile_id: None,
+            limits: self.normalize,
         }
     }
 
@@ -182,11 +188,9 @@ impl Upload {
         body: Bytes,
         form: Option<Form>,
     ) -> Result<Vec<NormalizedProfile>, DistributorError> {
-        let limits = DecodeLimits {
-            max_decompressed_bytes: self.limit,
-        };
+        let mut budget = DecodeBudget::new(self.decode);
         let (mut profile, config, previous) = match form {
-            None => (decode_pprof(body, limits)?, BTreeMap::new(), None),
+            None => (budget.decode_pprof(body)?, BTreeMap::new(), None),
             Some(mut form) => {
                 let profile = form.take("profile").ok_or_else(|| {
                     RequestError::BadRequest("multipart body has no 'profile' field".to_string())
@@ -196,11 +200,11 @@ impl Upload {
                     None => BTreeMap::new(),
                 };
                 let previous = form.take("prev_profile").filter(|p| !p.is_empty());
-                (decode_pprof(profile, limits)?, config, previous)
+                (budget.decode_pprof(profile)?, config, previous)
             }
         };
         if let Some(previous) = previous {
-            let previous = decode_pprof(previous, limits)?;
+            let previous = budget.decode_pprof(previous)?;
             formats::subtract_previous(&mut profile, &previous, &config)?;
         }
         // The client's display name (mutex_count, block_duration, ...) tells mutex from block.
@@ -220,7 +224,7 @@ impl Upload {
         body: Bytes,
         lines: bool,
     ) -> Result<Vec<NormalizedProfile>, DistributorError> {
-        let body = decompress(body, self.limit)?;
+        let body = DecodeBudget::new(self.decode).decompress(body)?;
         let legacy = formats::legacy_type(&self.app_name, self.sample_rate)?;
         let time = self.from.unwrap_or(self.now);
         let profile = if lines {
@@ -247,13 +251,12 @@ impl Upload {
                 (recording, form.take("labels"))
             }
         };
-        let recording = decompress(recording, self.limit)?;
+        let mut budget = DecodeBudget::new(self.decode);
+        let recording = budget.decompress(recording)?;
         let snapshot = match snapshot {
-            Some(bytes) => Some(
-                LabelsSnapshot::decode(decompress(bytes, self.limit)?).map_err(|e| {
-                    RequestError::BadRequest(format!("malformed JFR labels field: {e}"))
-                })?,
-            ),
+            Some(bytes) => Some(LabelsSnapshot::decode(budget.decompress(bytes)?).map_err(
+                |e| RequestError::BadRequest(format!("malformed JFR labels field: {e}")),
+            )?),
             None => None,
         };
         let time = self.from.unwrap_or(self.now);

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kiln_config::Limits;
-use kiln_model::NormalizedProfile;
+use kiln_model::formats::otlp::ConvertLimits;
+use kiln_model::{DecodeLimits, LimitExceeded, NormalizeLimits, NormalizedProfile};
 use kiln_runtime::TenantOverrides;
 use parking_lot::Mutex;
 use thiserror::Error;
@@ -37,6 +38,15 @@ pub enum LimitError {
     TooManySamples {
         tenant: String,
         samples: usize,
+        limit: usize,
+    },
+    /// The decoded profiles of a request would take too much memory (413).
+    #[error(
+        "tenant {tenant}: decoded profiles would take {bytes} bytes, over max_decoded_bytes {limit}"
+    )]
+    DecodedTooLarge {
+        tenant: String,
+        bytes: u64,
         limit: usize,
     },
     /// Too many label names on a series.
@@ -113,6 +123,7 @@ impl LimitError {
             LimitError::RateLimited { .. } => "rate_limited",
             LimitError::LargerThanBurst { .. } => "larger_than_burst",
             LimitError::TooManySamples { .. } => "too_many_samples",
+            LimitError::DecodedTooLarge { .. } => "decoded_too_large",
             LimitError::TooManyLabels { .. } => "too_many_labels",
             LimitError::LabelNameTooLong { .. } => "label_name_too_long",
             LimitError::LabelValueTooLong { .. } => "label_value_too_long",
@@ -126,6 +137,86 @@ impl LimitError {
     /// True when the same request may pass later (rate limiting), so 429 rather than 400.
     pub fn is_rate_limit(&self) -> bool {
         matches!(self, LimitError::RateLimited { .. })
+    }
+
+    /// True for a request too large to be decoded (413 rather than 400).
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, LimitError::DecodedTooLarge { .. })
+    }
+
+    /// The tenant's limit error for a limit that decoding or normalization found exceeded.
+    pub fn exceeded(tenant: &str, exceeded: LimitExceeded) -> Self {
+        let tenant = tenant.to_string();
+        match exceeded {
+            LimitExceeded::Samples { samples, limit } => LimitError::TooManySamples {
+                tenant,
+                samples,
+                limit,
+            },
+            LimitExceeded::DecodedBytes { bytes, limit } => LimitError::DecodedTooLarge {
+                tenant,
+                bytes,
+                limit,
+            },
+            LimitExceeded::LabelNames { names, limit } => LimitError::TooManyLabels {
+                tenant,
+                names,
+                limit,
+            },
+            LimitExceeded::LabelNameLength {
+                name,
+                length,
+                limit,
+            } => LimitError::LabelNameTooLong {
+                tenant,
+                name,
+                length,
+                limit,
+            },
+            LimitExceeded::LabelValueLength {
+                name,
+                length,
+                limit,
+            } => LimitError::LabelValueTooLong {
+                tenant,
+                name,
+                length,
+                limit,
+            },
+            LimitExceeded::Series { series, limit } => LimitError::TooManySeries {
+                tenant,
+                series,
+                limit,
+            },
+        }
+    }
+}
+
+/// The limits that decoding checks, from a tenant's limits.
+pub(crate) fn decode_limits(limits: &Limits) -> DecodeLimits {
+    DecodeLimits {
+        max_decompressed_bytes: limits.max_decompressed_bytes,
+        max_samples_per_profile: limits.max_samples_per_profile,
+        max_decoded_bytes: limits.max_decoded_bytes,
+    }
+}
+
+/// The label and series limits that normalization checks, from a tenant's limits.
+pub(crate) fn normalize_limits(limits: &Limits) -> NormalizeLimits {
+    NormalizeLimits {
+        max_label_names_per_series: limits.max_label_names_per_series,
+        max_label_name_length: limits.max_label_name_length,
+        max_label_value_length: limits.max_label_value_length,
+        max_series: limits.max_series_per_tenant,
+    }
+}
+
+/// The limits that OTLP conversion checks, from a tenant's limits.
+pub(crate) fn convert_limits(limits: &Limits) -> ConvertLimits {
+    ConvertLimits {
+        max_samples_per_profile: limits.max_samples_per_profile,
+        max_stack_depth: limits.max_stack_depth,
+        normalize: normalize_limits(limits),
     }
 }
 

@@ -46,10 +46,22 @@ impl Distributor {
         request: ExportProfilesServiceRequest,
     ) -> Result<ExportProfilesServiceResponse, DistributorError> {
         let bytes = request.encoded_len() as u64;
+        let count: u64 = request
+            .resource_profiles
+            .iter()
+            .flat_map(|r| &r.scope_profiles)
+            .map(|s| s.profiles.len() as u64)
+            .sum();
+        let limits = self.config.limits.limits(tenant.as_str());
+        self.admit(&tenant, &limits, bytes, count)?;
+        let convert = crate::limits::convert_limits(&limits);
         let now = now_nanos();
-        let converted = tokio::task::spawn_blocking(move || otlp::convert_request(request, now))
-            .await
-            .map_err(|e| RequestError::BadRequest(format!("conversion panicked: {e}")))?;
+        let converted = tokio::task::spawn_blocking(move || {
+            otlp::convert_request_within(request, now, &convert)
+        })
+        .await
+        .map_err(|e| RequestError::BadRequest(format!("conversion panicked: {e}")))?
+        .map_err(|e| self.refused(&tenant, kiln_model::ModelError::Limit(e).into(), count))?;
         let message = rejection_message(&converted.rejected);
         if converted.total > 0 && converted.rejected.len() == converted.total {
             return Err(

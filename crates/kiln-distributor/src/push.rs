@@ -5,9 +5,10 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use kiln_api::{Codec, RequestError};
+use kiln_config::Limits;
 use kiln_model::{
-    DecodeLimits, LABEL_SERVICE_NAME, Labels, NormalizeOptions, NormalizedProfile, TenantId,
-    decode_pprof, normalize, validate_label_name, validate_label_value,
+    DecodeBudget, LABEL_SERVICE_NAME, Labels, NormalizeOptions, NormalizedProfile, TenantId,
+    normalize, validate_label_name, validate_label_value,
 };
 use kiln_proto::push::v1::pusher_service_server::{PusherService, PusherServiceServer};
 use kiln_proto::push::v1::{PushRequest, PushResponse};
@@ -75,43 +76,84 @@ async fn handle_connect(
 
 impl Distributor {
     /// Decodes, validates and stores every profile of a push request; all or nothing.
+    ///
+    /// The rate limit is taken from the bytes received, and every profile is decoded within one
+    /// [`DecodeBudget`] and normalized within the label and series limits, so that each limit
+    /// refuses the request before the work it bounds.
     pub async fn push(
         &self,
         tenant: TenantId,
         request: PushRequest,
     ) -> Result<(), DistributorError> {
-        let limits = DecodeLimits {
-            max_decompressed_bytes: self
-                .config
-                .limits
-                .limits(tenant.as_str())
-                .max_decompressed_bytes,
-        };
+        let limits = self.config.limits.limits(tenant.as_str());
+        let bytes: u64 = request
+            .series
+            .iter()
+            .flat_map(|s| &s.samples)
+            .map(|s| s.raw_profile.len() as u64)
+            .sum();
+        let count: u64 = request.series.iter().map(|s| s.samples.len() as u64).sum();
+        self.admit(&tenant, &limits, bytes, count)?;
+        let decode = crate::limits::decode_limits(&limits);
+        let normalize_limits = crate::limits::normalize_limits(&limits);
         let now = now_nanos();
-        let (profiles, bytes) = tokio::task::spawn_blocking(move || {
+        let profiles = tokio::task::spawn_blocking(move || {
+            let mut budget = DecodeBudget::new(decode);
             let mut profiles = Vec::new();
-            let mut bytes = 0u64;
             for series in request.series {
                 let labels = series_labels(&series.labels)?;
                 for sample in series.samples {
-                    bytes += sample.raw_profile.len() as u64;
-                    let pprof = decode_pprof(sample.raw_profile, limits)?;
+                    let pprof = budget.decode_pprof(sample.raw_profile)?;
                     let options = NormalizeOptions {
                         now_nanos: now,
                         profile_id: (!sample.id.is_empty()).then_some(sample.id),
+                        limits: normalize_limits,
                         ..NormalizeOptions::default()
                     };
                     profiles.push(normalize(pprof, &labels, options)?);
                 }
             }
-            Ok::<_, DistributorError>((profiles, bytes))
+            Ok::<_, DistributorError>(profiles)
         })
         .await
-        .map_err(|e| RequestError::BadRequest(format!("decoding panicked: {e}")))??;
+        .map_err(|e| RequestError::BadRequest(format!("decoding panicked: {e}")))?
+        .map_err(|e| self.refused(&tenant, e, count))?;
         self.store("push", tenant, profiles, bytes).await
     }
 
-    /// Hands normalized profiles to the ingester and counts them.
+    /// Takes `bytes` from the tenant's ingestion rate before anything is decoded; a refusal
+    /// counts the request's `profiles` as discarded.
+    pub(crate) fn admit(
+        &self,
+        tenant: &TenantId,
+        limits: &Limits,
+        bytes: u64,
+        profiles: u64,
+    ) -> Result<(), DistributorError> {
+        self.config
+            .limits
+            .admit(tenant.as_str(), limits, bytes)
+            .map_err(|e| self.refused(tenant, e.into(), profiles))
+    }
+
+    /// `error` as the tenant's limit error where it is one, counting the request's `profiles`
+    /// as discarded for that reason.
+    pub(crate) fn refused(
+        &self,
+        tenant: &TenantId,
+        error: DistributorError,
+        profiles: u64,
+    ) -> DistributorError {
+        let error = error.for_tenant(tenant.as_str());
+        if let DistributorError::Limit(limit) = &error {
+            self.metrics
+                .discarded(tenant.as_str(), limit.reason(), profiles);
+        }
+        error
+    }
+
+    /// Hands normalized profiles to the ingester and counts them, after the limits that need
+    /// them normalized: time, samples per type, labels (again) and active series.
     pub(crate) async fn store(
         &self,
         protocol: &str,
@@ -123,7 +165,6 @@ impl Distributor {
         let limits = self.config.limits.limits(tenant.as_str());
         let checked = crate::limits::apply(tenant.as_str(), &limits, &mut profiles, now_nanos())
             .and_then(|truncations| {
-                self.config.limits.admit(tenant.as_str(), &limits, bytes)?;
                 self.active_series.admit(
                     tenant.as_str(),
                     limits.max_series_per_tenant,

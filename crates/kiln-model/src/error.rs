@@ -52,6 +52,9 @@ pub enum ModelError {
     /// The series has no service name after defaults were applied.
     #[error("missing service_name label")]
     MissingServiceName,
+    /// Over one of the limits that bound the cost of decoding and normalizing a request.
+    #[error(transparent)]
+    Limit(#[from] crate::LimitExceeded),
 }
 
 impl ModelError {

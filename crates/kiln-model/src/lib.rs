@@ -11,6 +11,7 @@ mod decode;
 mod error;
 pub mod formats;
 mod labels;
+mod limit;
 mod matcher;
 mod normalize;
 mod profile_type;
@@ -19,12 +20,13 @@ mod tenant;
 mod time;
 
 pub use block_meta::{BlockMeta, DatasetMeta, PARTITION_NANOS, partition_of};
-pub use decode::{DecodeLimits, decode_pprof, decompress};
+pub use decode::{DecodeBudget, DecodeLimits, PprofCounts, decode_pprof, decompress};
 pub use error::{ModelError, Result};
 pub use labels::{
     LABEL_NAME, LABEL_PROFILE_TYPE, LABEL_SERVICE_NAME, Labels, MAX_LABEL_NAME_LEN,
     MAX_LABEL_VALUE_LEN, parse_app_name, validate_label_name, validate_label_value,
 };
+pub use limit::{LimitExceeded, NormalizeLimits};
 pub use matcher::{LabelMatcher, MatchOp};
 pub use normalize::{
     NormalizeOptions, NormalizedProfile, NormalizedSample, SampleLabels, SeriesProfile, normalize,

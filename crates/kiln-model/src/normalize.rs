@@ -4,7 +4,10 @@ use std::sync::Arc;
 use kiln_proto::google::v1::Profile;
 
 use crate::labels::{LABEL_NAME, LABEL_PROFILE_TYPE, LABEL_SERVICE_NAME, Labels};
-use crate::{ModelError, ProfileType, Result, profile_name_for, validate_label_name};
+use crate::{
+    LimitExceeded, ModelError, NormalizeLimits, ProfileType, Result, profile_name_for,
+    validate_label_name,
+};
 
 /// Sample labels that identify a sample rather than a series, so they stay on the sample
 /// instead of splitting the profile into one series per value.
@@ -21,6 +24,8 @@ pub struct NormalizeOptions {
     pub now_nanos: i64,
     /// The client's id for this profile; a random one is made when absent.
     pub profile_id: Option<String>,
+    /// Label and series limits, checked before label sets are copied per sample type.
+    pub limits: NormalizeLimits,
 }
 
 /// A profile split into series, ready for the ingester.
@@ -132,7 +137,12 @@ pub fn normalize(
         }
     };
 
-    // Group samples by their series-level labels; keep the rest on the samples.
+    let limits = options.limits;
+    for (name, value) in base.iter() {
+        limits.check_label(name, value)?;
+    }
+    // Group samples by their series-level labels; keep the rest on the samples. Label limits
+    // are checked as each group is made, before anything is copied per sample type.
     let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
     let mut group_of: HashMap<Vec<(i64, i64)>, usize> = HashMap::new();
     let mut sample_labels: Vec<Arc<SampleLabels>> = Vec::with_capacity(profile.sample.len());
@@ -156,7 +166,19 @@ pub fn normalize(
                 for &(k, v) in &key {
                     validate_label_name(string(k))?;
                     crate::validate_label_value(string(k), string(v))?;
+                    limits.check_label(string(k), string(v))?;
                     labels.set(string(k).to_string(), string(v).to_string());
+                    // Derived labels can remove at most this many (an empty type or unit): past
+                    // it the series is over the limit whatever they are.
+                    if limits.max_label_names_per_series > 0
+                        && labels.len() > limits.max_label_names_per_series + DERIVED_LABELS
+                    {
+                        return Err(LimitExceeded::LabelNames {
+                            names: labels.len(),
+                            limit: limits.max_label_names_per_series,
+                        }
+                        .into());
+                    }
                 }
                 groups.push((labels, Vec::new()));
                 group_of.insert(key, groups.len() - 1);
@@ -180,6 +202,23 @@ pub fn normalize(
         .iter()
         .map(|s| Arc::from(s.location_id.as_slice()))
         .collect();
+    let has_data = |type_index: usize, members: &[usize]| {
+        members
+            .iter()
+            .any(|&i| profile.sample[i].value[type_index] != 0)
+    };
+    if limits.max_series > 0 {
+        let count = (0..sample_types.len())
+            .map(|t| groups.iter().filter(|(_, m)| has_data(t, m)).count())
+            .sum::<usize>();
+        if count > limits.max_series {
+            return Err(LimitExceeded::Series {
+                series: count,
+                limit: limits.max_series,
+            }
+            .into());
+        }
+    }
     let mut series = Vec::new();
     for (type_index, (sample_type, sample_unit)) in sample_types.iter().enumerate() {
         let profile_type = ProfileType {
@@ -189,7 +228,23 @@ pub fn normalize(
             period_type: period_type.to_string(),
             period_unit: period_unit.to_string(),
         };
+        let type_id = profile_type.id();
+        let derived = [
+            (LABEL_NAME, name.as_str()),
+            (LABEL_PROFILE_TYPE, type_id.as_str()),
+            ("__type__", *sample_type),
+            ("__unit__", *sample_unit),
+            ("__period_type__", period_type),
+            ("__period_unit__", period_unit),
+        ];
         for (group_labels, members) in &groups {
+            if !has_data(type_index, members) {
+                continue;
+            }
+            limits.check_names(series_label_count(group_labels, &derived))?;
+            for (label, value) in derived {
+                limits.check_label(label, value)?;
+            }
             let samples: Vec<NormalizedSample> = members
                 .iter()
                 .filter(|&&i| profile.sample[i].value[type_index] != 0)
@@ -204,7 +259,7 @@ pub fn normalize(
             }
             let mut labels = group_labels.clone();
             labels.set(LABEL_NAME.to_string(), name.clone());
-            labels.set(LABEL_PROFILE_TYPE.to_string(), profile_type.id());
+            labels.set(LABEL_PROFILE_TYPE.to_string(), type_id.clone());
             labels.set("__type__".to_string(), sample_type.to_string());
             labels.set("__unit__".to_string(), sample_unit.to_string());
             labels.set("__period_type__".to_string(), period_type.to_string());
@@ -233,6 +288,23 @@ pub fn normalize(
         symbols: Arc::new(profile),
         series,
     })
+}
+
+/// Labels that normalization derives for every series and that can remove a label by being
+/// empty (`__type__`, `__unit__`, `__period_type__`, `__period_unit__`).
+const DERIVED_LABELS: usize = 4;
+
+/// The number of labels of `group` once `derived` are set on it (an empty value removes).
+fn series_label_count(group: &Labels, derived: &[(&str, &str)]) -> usize {
+    let mut count = group.len();
+    for (name, value) in derived {
+        match (group.get(name).is_some(), value.is_empty()) {
+            (false, false) => count += 1,
+            (true, true) => count -= 1,
+            _ => {}
+        }
+    }
+    count
 }
 
 /// Checks every index and id reference of a pprof so that later stages can index without
@@ -503,5 +575,57 @@ mod tests {
         let missing = Labels::from_pairs([("env", "prod")]);
         let err = normalize(profile(vec![vec![]]), &missing, NormalizeOptions::default());
         assert!(matches!(err, Err(ModelError::MissingServiceName)));
+    }
+
+    #[test]
+    fn label_and_series_limits_apply_before_series_are_made() {
+        let limited = |limits: NormalizeLimits| NormalizeOptions {
+            limits,
+            ..NormalizeOptions::default()
+        };
+        // service_name, env, region + __name__, __profile_type__, __type__, __unit__,
+        // __period_type__, __period_unit__: 9 label names per series.
+        let p = profile(vec![vec![("region", "eu")], vec![("region", "us")]]);
+        let names = |max| NormalizeLimits {
+            max_label_names_per_series: max,
+            ..NormalizeLimits::default()
+        };
+        assert!(normalize(p.clone(), &base(), limited(names(9))).is_ok());
+        let err = normalize(p.clone(), &base(), limited(names(8))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "series has 9 label names, over max_label_names_per_series 8"
+        );
+        let lengths = NormalizeLimits {
+            max_label_value_length: 3,
+            ..NormalizeLimits::default()
+        };
+        let err = normalize(p.clone(), &base(), limited(lengths)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "value of label env is 4 bytes, over max_label_value_length 3"
+        );
+        // Two sample types times two regions.
+        let series = |max| NormalizeLimits {
+            max_series: max,
+            ..NormalizeLimits::default()
+        };
+        assert!(normalize(p.clone(), &base(), limited(series(4))).is_ok());
+        let err = normalize(p, &base(), limited(series(3))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "profile would make 4 series, over max_series_per_tenant 3"
+        );
+
+        // A sample with thousands of labels is refused as soon as its group passes the limit.
+        let many: Vec<(String, String)> = (0..5000)
+            .map(|i| (format!("l{i}"), "v".to_string()))
+            .collect();
+        let pairs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let err = normalize(profile(vec![pairs]), &base(), limited(names(30))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "series has 35 label names, over max_label_names_per_series 30"
+        );
     }
 }

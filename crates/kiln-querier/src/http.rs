@@ -51,6 +51,7 @@ where
         let body = kiln_api::decode_content_encoding(&parts.headers, body, MAX_REQUEST_BYTES)?;
         let message: Req = codec.decode(request_type, &body)?;
         let response = call(Arc::clone(&querier), tenant, message).await?;
+        querier.check_response_bytes(response.encoded_len())?;
         Ok::<_, QuerierError>(codec.respond(response_type, &response))
     }
     .await;
@@ -186,11 +187,14 @@ async fn render(
             .config
             .auth
             .authorize(&headers, kiln_api::Right::Read)?;
-        querier.render(&tenant, params).await
+        let body = serde_json::to_vec(&querier.render(&tenant, params).await?)
+            .map_err(|e| QuerierError::Internal(format!("cannot encode the response: {e}")))?;
+        querier.check_response_bytes(body.len())?;
+        Ok::<_, QuerierError>(body)
     }
     .await;
     match result {
-        Ok(body) => axum::Json(body).into_response(),
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => error_text(e),
     }
 }
@@ -232,7 +236,7 @@ pub(crate) struct GrpcHandler {
 }
 
 impl GrpcHandler {
-    async fn run<Req, Resp, F, Fut>(
+    async fn run<Req, Resp: Message, F, Fut>(
         &self,
         request: tonic::Request<Req>,
         call: F,
@@ -249,6 +253,7 @@ impl GrpcHandler {
             .authorize(&headers, kiln_api::Right::Read)
             .map_err(QuerierError::from)?;
         let response = call(Arc::clone(&self.querier), tenant, request.into_inner()).await?;
+        self.querier.check_response_bytes(response.encoded_len())?;
         Ok(tonic::Response::new(response))
     }
 }

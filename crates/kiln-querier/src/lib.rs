@@ -31,11 +31,25 @@ pub use select::{Query, SelectedDataset};
 pub use selector::{MatchOp, Matcher, Selector, parse_query};
 pub use timeseries::{Aggregation, SeriesBuilder};
 
+/// The default of the most flame graph nodes any request gets (Pyroscope's
+/// `max_flamegraph_nodes_max`).
+pub const MAX_NODES_MAX: usize = 1 << 20;
+
 /// Settings of the querier.
 #[derive(Clone, Debug)]
 pub struct QuerierConfig {
-    /// Flame graph node limit when a request names none (Pyroscope's default is 8192).
+    /// Flame graph node limit when a request names none (Pyroscope's default is 8192); 0
+    /// means `max_nodes_max`.
     pub max_nodes_default: usize,
+    /// The most flame graph nodes of any request: larger requests, and requests of 0 or less,
+    /// get this many.
+    pub max_nodes_max: usize,
+    /// Points of one series a `SelectSeries` may return.
+    pub max_points_per_series: usize,
+    /// Largest response, in bytes (protobuf encoding; JSON for the Pyroscope HTTP endpoints).
+    pub max_response_bytes: usize,
+    /// Longest range of a query; zero means no limit.
+    pub max_query_range: std::time::Duration,
     /// Bytes of decoded blocks kept in memory.
     pub cache_bytes: u64,
     /// Who may query, as which tenant.
@@ -46,6 +60,10 @@ impl Default for QuerierConfig {
     fn default() -> Self {
         Self {
             max_nodes_default: 8192,
+            max_nodes_max: MAX_NODES_MAX,
+            max_points_per_series: 100_000,
+            max_response_bytes: 128 << 20,
+            max_query_range: std::time::Duration::ZERO,
             cache_bytes: 512 << 20,
             auth: Auth::open(false),
         }

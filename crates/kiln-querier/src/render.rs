@@ -50,6 +50,11 @@ impl RenderParams {
                 "invalid time range: from {from} is after until {until} (nanoseconds)"
             )));
         }
+        if until.checked_sub(from).is_none() {
+            return Err(QuerierError::BadRequest(format!(
+                "invalid time range: from {from} to until {until} (nanoseconds) overflows"
+            )));
+        }
         Ok((profile_type, selector, from, until))
     }
 }
@@ -86,11 +91,19 @@ impl Querier {
         let (profile_type, selector, from, until) = params.resolve()?;
         let parsed = ProfileType::parse(&profile_type).expect("parse_query validated it");
         let max_nodes = self.max_nodes(params.max_nodes_dash.or(params.max_nodes_camel));
+        // `resolve` checked the range: `until - from` does not overflow, so neither does any
+        // of this, and the timeline has at most MAX_TIMELINE_POINTS + 2 points.
+        self.check_range(from, until)?;
         let range_seconds = (until - from) / NANOS_PER_SECOND;
         let step = MIN_TIMELINE_STEP_SECONDS
             .max((range_seconds + MAX_TIMELINE_POINTS - 1) / MAX_TIMELINE_POINTS);
         let start = (from / NANOS_PER_SECOND).div_euclid(step) * step;
         let points = ((until / NANOS_PER_SECOND - start) / step + 1).max(1);
+        if points > MAX_TIMELINE_POINTS + 2 {
+            return Err(QuerierError::Internal(format!(
+                "timeline of {points} points for {from}..{until}"
+            )));
+        }
         let (mut tree, series) = self
             .fold_profiles(
                 tenant,
@@ -162,6 +175,7 @@ impl Querier {
         let profile = self
             .merged_pprof(tenant, &profile_type, &selector, from, until)
             .await?;
+        self.check_response_bytes(profile.encoded_len())?;
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         encoder
             .write_all(&profile.encode_to_vec())

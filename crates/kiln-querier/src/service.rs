@@ -75,13 +75,46 @@ fn parse_profile_type(id: &str) -> Result<ProfileType, QuerierError> {
 }
 
 impl Querier {
-    /// The flame graph node limit for a request.
+    /// The flame graph node limit for a request: what it asks for, at most the server's
+    /// maximum, which is also what 0 or less means; the default when it names none.
     pub(crate) fn max_nodes(&self, requested: Option<i64>) -> usize {
-        match requested {
-            Some(n) if n > 0 => n as usize,
-            Some(_) => 0,
+        let max = self.config.max_nodes_max.max(1);
+        let nodes = match requested {
+            Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
+            Some(_) => max,
+            None if self.config.max_nodes_default == 0 => max,
             None => self.config.max_nodes_default,
+        };
+        nodes.min(max)
+    }
+
+    /// Refuses a range longer than `max_query_range`; `start` and `end` are nanoseconds.
+    pub(crate) fn check_range(&self, start: i64, end: i64) -> Result<(), QuerierError> {
+        let Some(length) = end.checked_sub(start) else {
+            return Err(QuerierError::BadRequest(format!(
+                "invalid time range: {start} to {end} (nanoseconds) overflows"
+            )));
+        };
+        let max = self.config.max_query_range;
+        if !max.is_zero() && length as u128 > max.as_nanos() {
+            return Err(QuerierError::BadRequest(format!(
+                "query range of {}s is over max_query_range {}s",
+                length / 1_000_000_000,
+                max.as_secs()
+            )));
         }
+        Ok(())
+    }
+
+    /// Refuses a response larger than `max_response_bytes`.
+    pub(crate) fn check_response_bytes(&self, bytes: usize) -> Result<(), QuerierError> {
+        let max = self.config.max_response_bytes;
+        if max > 0 && bytes > max {
+            return Err(QuerierError::BadRequest(format!(
+                "response of {bytes} bytes is over max_response_bytes {max}; narrow the query or ask for fewer nodes"
+            )));
+        }
+        Ok(())
     }
 
     /// Folds the datasets of one profile type and label selector into `acc` (see
@@ -102,6 +135,7 @@ impl Querier {
         F: Fn(&mut T, &SelectedDataset) + Send + Sync + 'static,
     {
         parse_profile_type(profile_type)?;
+        self.check_range(start_nanos, end_nanos)?;
         let query = Query {
             tenant: tenant.as_str().to_string(),
             profile_type: Some(profile_type.to_string()),
@@ -119,6 +153,7 @@ impl Querier {
         request: ProfileTypesRequest,
     ) -> Result<ProfileTypesResponse, QuerierError> {
         let (start, end) = range_from_millis(request.start, request.end)?;
+        self.check_range(start, end)?;
         let start = start.max(self.retained_from(tenant.as_str()));
         if start >= end {
             return Ok(ProfileTypesResponse::default());
@@ -157,6 +192,7 @@ impl Querier {
         end_millis: i64,
     ) -> Result<BTreeSet<Labels>, QuerierError> {
         let (start_nanos, end_nanos) = range_from_millis(start_millis, end_millis)?;
+        self.check_range(start_nanos, end_nanos)?;
         let query = Query {
             tenant: tenant.as_str().to_string(),
             profile_type: None,
@@ -399,9 +435,15 @@ impl Querier {
                 SeriesBuilder::add,
             )
             .await?;
-        Ok(SelectSeriesResponse {
-            series: builder.finish(aggregation, limit),
-        })
+        let series = builder.finish(aggregation, limit);
+        let max = self.config.max_points_per_series;
+        if let Some(long) = series.iter().find(|s| s.points.len() > max) {
+            return Err(QuerierError::BadRequest(format!(
+                "series has {} points, over max_points_per_series {max}; use a larger step",
+                long.points.len()
+            )));
+        }
+        Ok(SelectSeriesResponse { series })
     }
 
     /// `GetProfileStats`: whether the tenant has data, and its time span.

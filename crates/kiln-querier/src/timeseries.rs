@@ -50,7 +50,10 @@ impl SeriesBuilder {
                     .map(|value| (name.clone(), value.to_string()))
             }));
             let millis = profile.time_nanos.div_euclid(1_000_000);
-            let step = (millis - self.start_millis).div_euclid(self.step_millis);
+            // In i128: a start or step taken from the request cannot overflow.
+            let step = (i128::from(millis) - i128::from(self.start_millis))
+                .div_euclid(i128::from(self.step_millis));
+            let step = i64::try_from(step).unwrap_or(if step < 0 { i64::MIN } else { i64::MAX });
             let bucket = self.groups.entry(key).or_default().entry(step).or_default();
             bucket.0 += total;
             bucket.1 += 1;
@@ -69,7 +72,9 @@ impl SeriesBuilder {
         let mut series: Vec<(i64, Series)> = groups
             .into_iter()
             .map(|(labels, buckets)| {
-                let sum: i64 = buckets.values().map(|(total, _)| total).sum();
+                let sum: i64 = buckets
+                    .values()
+                    .fold(0i64, |sum, (total, _)| sum.saturating_add(*total));
                 let points = buckets
                     .into_iter()
                     .map(|(step, (total, count))| Point {
@@ -77,7 +82,7 @@ impl SeriesBuilder {
                             Aggregation::Sum => total as f64,
                             Aggregation::Average => total as f64 / count as f64,
                         },
-                        timestamp: start_millis + step * step_millis,
+                        timestamp: start_millis.saturating_add(step.saturating_mul(step_millis)),
                         annotations: vec![],
                         exemplars: vec![],
                     })

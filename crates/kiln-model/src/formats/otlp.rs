@@ -22,7 +22,7 @@ use kiln_proto::opentelemetry::proto::profiles::v1development::{Profile, Resourc
 pub use error::OtlpError;
 
 use self::dictionary::{Dictionary, check_dictionary};
-use crate::{NormalizedProfile, normalize};
+use crate::{LimitExceeded, ModelError, NormalizeLimits, NormalizedProfile, normalize};
 
 /// Where a profile is in its request: indices into `resource_profiles`, then
 /// `scope_profiles`, then `profiles`.
@@ -78,10 +78,35 @@ pub struct Converted {
     pub total: usize,
 }
 
+/// The limits a conversion checks before the work they bound. 0 turns a limit off (the
+/// default: no limits).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConvertLimits {
+    /// Samples per profile, checked before the profile is converted.
+    pub max_samples_per_profile: usize,
+    /// Locations per stack: a deeper stack is copied to a sample with `max_stack_depth + 1` of
+    /// its outermost locations only, for the limit's truncation to cut and count.
+    pub max_stack_depth: usize,
+    /// Label and series limits of normalization.
+    pub normalize: NormalizeLimits,
+}
+
 /// Converts every profile of `request`; a profile that is invalid is rejected on its own, and
 /// every profile is when the dictionary is invalid. `now_nanos` is the time of profiles that
 /// carry none.
 pub fn convert_request(request: ExportProfilesServiceRequest, now_nanos: i64) -> Converted {
+    convert_request_within(request, now_nanos, &ConvertLimits::default())
+        .expect("no limit is exceeded without limits")
+}
+
+/// [`convert_request`] within `limits`: the first profile over one of them refuses the whole
+/// request (as the distributor's limits always have), before the profiles after it are
+/// converted.
+pub fn convert_request_within(
+    request: ExportProfilesServiceRequest,
+    now_nanos: i64,
+    limits: &ConvertLimits,
+) -> Result<Converted, LimitExceeded> {
     let dictionary = request.dictionary.unwrap_or_default();
     let mut converted = Converted::default();
     if let Err(error) = check_dictionary(&dictionary) {
@@ -92,7 +117,7 @@ pub fn convert_request(request: ExportProfilesServiceRequest, now_nanos: i64) ->
                 error: error.clone(),
             })
             .collect();
-        return converted;
+        return Ok(converted);
     }
     let dictionary = Dictionary::new(&dictionary);
     for (r, resource) in request.resource_profiles.iter().enumerate() {
@@ -110,9 +135,11 @@ pub fn convert_request(request: ExportProfilesServiceRequest, now_nanos: i64) ->
                     scope.scope.as_ref(),
                     profile,
                     now_nanos,
+                    limits,
                 );
                 match converted_profile {
                     Ok(normalized) => converted.profiles.push(normalized),
+                    Err(OtlpError::Normalize(ModelError::Limit(exceeded))) => return Err(exceeded),
                     Err(error) => converted.rejected.push(Rejected {
                         position: Some(ProfilePosition {
                             resource: r,
@@ -125,7 +152,7 @@ pub fn convert_request(request: ExportProfilesServiceRequest, now_nanos: i64) ->
             }
         }
     }
-    converted
+    Ok(converted)
 }
 
 /// One profile: its series labels, its pprof, then normalization.
@@ -135,9 +162,25 @@ fn convert_profile(
     scope: Option<&InstrumentationScope>,
     profile: &Profile,
     now_nanos: i64,
+    limits: &ConvertLimits,
 ) -> Result<NormalizedProfile, OtlpError> {
+    let max = limits.max_samples_per_profile;
+    if max > 0 && profile.samples.len() > max {
+        let exceeded = LimitExceeded::Samples {
+            samples: profile.samples.len(),
+            limit: max,
+        };
+        return Err(ModelError::Limit(exceeded).into());
+    }
     let mut labels = labels::base_labels(dictionary, resource_attributes, scope, profile)?;
-    let (pprof, options) = pprof::to_pprof(dictionary, profile, &mut labels, now_nanos)?;
+    let (pprof, mut options) = pprof::to_pprof(
+        dictionary,
+        profile,
+        &mut labels,
+        now_nanos,
+        limits.max_stack_depth,
+    )?;
+    options.limits = limits.normalize;
     Ok(normalize(pprof, &labels, options)?)
 }
 

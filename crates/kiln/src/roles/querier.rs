@@ -19,6 +19,10 @@ pub(crate) fn start(args: &ServerArgs, shared: &Shared, storage: Storage) -> Rou
     let querier = Querier::new(
         QuerierConfig {
             max_nodes_default: args.querier_max_flamegraph_nodes,
+            max_nodes_max: args.querier_max_flamegraph_nodes_max as usize,
+            max_points_per_series: args.querier_max_points_per_series as usize,
+            max_response_bytes: args.querier_max_response_bytes,
+            max_query_range: args.querier_max_query_range,
             cache_bytes: args.querier_cache_bytes as u64,
             auth: Arc::clone(auth),
         },

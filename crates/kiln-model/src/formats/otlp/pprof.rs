@@ -5,7 +5,7 @@
 //! [`samples`] (every sample checked and converted), then [`mappings`], [`locations`] and
 //! [`functions`] (the dictionary's symbols, which keep their indices as pprof ids).
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use kiln_proto::google::v1 as pprof;
 use kiln_proto::opentelemetry::proto::profiles::v1development::{Profile, Sample, Stack};
@@ -24,26 +24,39 @@ const BUILD_ID_KEYS: [&str; 4] = [
 ];
 
 /// Builds the pprof of one OTLP profile and the options to normalize it with; sets
-/// `__name__` on `labels` where the OTLP type needs a name of its own. The pprof's string
-/// table is the dictionary's, with the strings conversion adds appended.
+/// `__name__` on `labels` where the OTLP type needs a name of its own.
+///
+/// The pprof holds only what its samples use of the request's dictionary: their locations,
+/// the functions and mappings of those, and the strings of all of them (plus the labels' and
+/// types'), so that a request of many profiles over one large dictionary does not copy the
+/// dictionary per profile. Locations, functions and mappings keep their dictionary indices as
+/// ids. A stack deeper than `max_stack_depth` (0: no limit) keeps its `max_stack_depth + 1`
+/// outermost locations, which is enough for the limit's truncation to cut and count it as it
+/// does any other.
 pub(super) fn to_pprof(
     dictionary: &Dictionary<'_>,
     profile: &Profile,
     labels: &mut Labels,
     now_nanos: i64,
+    max_stack_depth: usize,
 ) -> Result<(pprof::Profile, NormalizeOptions), OtlpError> {
     let stored = stored_type(dictionary, profile, labels)?;
     let label_keys = sample_label_keys(dictionary, profile)?;
-    // Strings are appended in the order they always were: sample labels, build ids, types.
-    let mut strings = StringTable::extending(dictionary.d.string_table.clone());
+    // Index 0 is the only string not looked up: an empty label value interned later gets an
+    // index of its own, which normalization keeps (index 0 means "no string value").
+    let mut strings = StringTable::extending(vec![String::new()]);
     let sample = samples(
         dictionary,
         profile,
         &label_keys,
         stored.multiplier,
+        max_stack_depth,
         &mut strings,
     )?;
-    let mapping = mappings(dictionary, &mut strings);
+    let symbols = Symbols::used_by(dictionary, &sample);
+    let mapping = mappings(dictionary, &symbols.mappings, &mut strings);
+    let location = locations(dictionary, &symbols.locations);
+    let function = functions(dictionary, &symbols.functions, &mut strings);
     let sample_type = pprof::ValueType {
         r#type: strings.intern(stored.sample_type),
         unit: strings.intern(stored.sample_unit),
@@ -57,8 +70,8 @@ pub(super) fn to_pprof(
         sample_type: vec![sample_type],
         sample,
         mapping,
-        location: locations(dictionary),
-        function: functions(dictionary),
+        location,
+        function,
         string_table: strings.into_strings(),
         time_nanos,
         duration_nanos: i64::try_from(profile.duration_nano).unwrap_or(i64::MAX),
@@ -73,6 +86,49 @@ pub(super) fn to_pprof(
         ..NormalizeOptions::default()
     };
     Ok((pprof, options))
+}
+
+/// The dictionary entries a profile's samples use, by dictionary index, in index order.
+#[derive(Debug, Default)]
+struct Symbols {
+    locations: BTreeSet<usize>,
+    functions: BTreeSet<usize>,
+    mappings: BTreeSet<usize>,
+}
+
+impl Symbols {
+    /// The locations of `samples` (ids are indices plus one), the functions of their lines and
+    /// their mappings other than the zero entry.
+    fn used_by(dictionary: &Dictionary<'_>, samples: &[pprof::Sample]) -> Self {
+        let mut used = Self::default();
+        for sample in samples {
+            used.locations
+                .extend(sample.location_id.iter().map(|&id| id as usize - 1));
+        }
+        // An index can be 0 of an empty table (check_dictionary allows it): such an entry is
+        // left out, and validation then refuses the reference as it always did.
+        for location in used
+            .locations
+            .iter()
+            .filter_map(|&i| dictionary.d.location_table.get(i))
+        {
+            used.functions
+                .extend(location.lines.iter().map(|l| l.function_index as usize));
+            if location.mapping_index > 0 {
+                used.mappings.insert(location.mapping_index as usize);
+            }
+        }
+        used
+    }
+}
+
+/// The pprof string of dictionary string `index`: 0 stays 0, any other is interned.
+fn string(dictionary: &Dictionary<'_>, strings: &mut StringTable, index: i32) -> i64 {
+    if index == 0 {
+        0
+    } else {
+        strings.intern(dictionary.string(index))
+    }
 }
 
 /// What a profile's samples are stored as.
@@ -143,14 +199,19 @@ fn samples(
     profile: &Profile,
     label_keys: &HashSet<String>,
     multiplier: i64,
+    max_stack_depth: usize,
     strings: &mut StringTable,
 ) -> Result<Vec<pprof::Sample>, OtlpError> {
     let mut samples = Vec::with_capacity(profile.samples.len());
     for (i, sample) in profile.samples.iter().enumerate() {
         let stack = check_sample(dictionary, i, sample)?;
+        let locations = &stack.location_indices;
+        let keep = match max_stack_depth {
+            0 => locations.len(),
+            depth => locations.len().min(depth + 1),
+        };
         samples.push(pprof::Sample {
-            location_id: stack
-                .location_indices
+            location_id: locations[locations.len() - keep..]
                 .iter()
                 .map(|&l| l as u64 + 1)
                 .collect(),
@@ -245,15 +306,15 @@ fn sample_labels(
     labels
 }
 
-/// The dictionary's mappings but its zero entry, ids their indices, each with the build id
-/// of the first of [`BUILD_ID_KEYS`] among its attributes.
-fn mappings(dictionary: &Dictionary<'_>, strings: &mut StringTable) -> Vec<pprof::Mapping> {
-    dictionary
-        .d
-        .mapping_table
-        .iter()
-        .enumerate()
-        .skip(1)
+/// The dictionary's mappings at `used` indices (never the zero entry), ids their indices, each
+/// with the build id of the first of [`BUILD_ID_KEYS`] among its attributes.
+fn mappings(
+    dictionary: &Dictionary<'_>,
+    used: &BTreeSet<usize>,
+    strings: &mut StringTable,
+) -> Vec<pprof::Mapping> {
+    used.iter()
+        .filter_map(|&i| Some((i, dictionary.d.mapping_table.get(i)?)))
         .map(|(i, m)| {
             let build_id = BUILD_ID_KEYS
                 .iter()
@@ -270,7 +331,7 @@ fn mappings(dictionary: &Dictionary<'_>, strings: &mut StringTable) -> Vec<pprof
                 memory_start: m.memory_start,
                 memory_limit: m.memory_limit,
                 file_offset: m.file_offset,
-                filename: m.filename_strindex as i64,
+                filename: string(dictionary, strings, m.filename_strindex),
                 build_id: strings.intern(&build_id),
                 ..Default::default()
             }
@@ -278,14 +339,11 @@ fn mappings(dictionary: &Dictionary<'_>, strings: &mut StringTable) -> Vec<pprof
         .collect()
 }
 
-/// The dictionary's locations, ids their indices plus one, lines referring to functions by
-/// index plus one.
-fn locations(dictionary: &Dictionary<'_>) -> Vec<pprof::Location> {
-    dictionary
-        .d
-        .location_table
-        .iter()
-        .enumerate()
+/// The dictionary's locations at `used` indices, ids their indices plus one, lines referring
+/// to functions by index plus one.
+fn locations(dictionary: &Dictionary<'_>, used: &BTreeSet<usize>) -> Vec<pprof::Location> {
+    used.iter()
+        .filter_map(|&i| Some((i, dictionary.d.location_table.get(i)?)))
         .map(|(i, l)| pprof::Location {
             id: i as u64 + 1,
             mapping_id: l.mapping_index.max(0) as u64,
@@ -304,19 +362,20 @@ fn locations(dictionary: &Dictionary<'_>) -> Vec<pprof::Location> {
         .collect()
 }
 
-/// The dictionary's functions, ids their indices plus one, names referring to the
-/// dictionary's strings.
-fn functions(dictionary: &Dictionary<'_>) -> Vec<pprof::Function> {
-    dictionary
-        .d
-        .function_table
-        .iter()
-        .enumerate()
+/// The dictionary's functions at `used` indices, ids their indices plus one, their strings
+/// interned.
+fn functions(
+    dictionary: &Dictionary<'_>,
+    used: &BTreeSet<usize>,
+    strings: &mut StringTable,
+) -> Vec<pprof::Function> {
+    used.iter()
+        .filter_map(|&i| Some((i, dictionary.d.function_table.get(i)?)))
         .map(|(i, f)| pprof::Function {
             id: i as u64 + 1,
-            name: f.name_strindex as i64,
-            system_name: f.system_name_strindex as i64,
-            filename: f.filename_strindex as i64,
+            name: string(dictionary, strings, f.name_strindex),
+            system_name: string(dictionary, strings, f.system_name_strindex),
+            filename: string(dictionary, strings, f.filename_strindex),
             start_line: f.start_line,
         })
         .collect()

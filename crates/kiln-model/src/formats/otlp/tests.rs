@@ -389,3 +389,102 @@ fn rejections_say_which_profile_and_what_is_wrong() {
         "link_table[1] must have a 16-byte trace_id and an 8-byte span_id, got 16 and 7"
     );
 }
+
+/// A request of many profiles over one large dictionary: each profile's pprof holds only what
+/// its samples use, so the dictionary is not copied per profile.
+#[test]
+fn each_profile_holds_only_the_symbols_it_uses() {
+    let mut big = request(
+        (0..100)
+            .map(|_| (vec![kv("service.name", "api")], cpu_profile()))
+            .collect(),
+    );
+    let dictionary = big.dictionary.as_mut().unwrap();
+    let unused = dictionary.string_table.len();
+    dictionary
+        .string_table
+        .extend((0..10_000).map(|i| format!("unused_{i}")));
+    let converted = convert_request(big, 0);
+    assert_eq!(converted.profiles.len(), 100);
+    for profile in &converted.profiles {
+        let symbols = &profile.symbols;
+        assert!(
+            symbols.string_table.len() <= unused + 8,
+            "{}",
+            symbols.string_table.len()
+        );
+        assert!(
+            symbols
+                .string_table
+                .iter()
+                .all(|s| !s.starts_with("unused_"))
+        );
+    }
+}
+
+#[test]
+fn limits_refuse_the_request_before_conversion() {
+    let limits = ConvertLimits {
+        max_samples_per_profile: 2,
+        ..ConvertLimits::default()
+    };
+    let err = convert_request_within(
+        request(vec![(vec![kv("service.name", "api")], cpu_profile())]),
+        0,
+        &limits,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "profile has 3 samples, over max_samples_per_profile 2"
+    );
+    let limits = ConvertLimits {
+        normalize: NormalizeLimits {
+            max_label_names_per_series: 3,
+            ..NormalizeLimits::default()
+        },
+        ..ConvertLimits::default()
+    };
+    let err = convert_request_within(
+        request(vec![(vec![kv("service.name", "api")], cpu_profile())]),
+        0,
+        &limits,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("over max_label_names_per_series 3"),
+        "{err}"
+    );
+}
+
+/// Stacks deeper than the limit keep one location more than it on the root side, for the
+/// distributor's truncation to cut and count.
+#[test]
+fn deep_stacks_are_cut_to_one_past_the_limit() {
+    let limits = ConvertLimits {
+        max_stack_depth: 1,
+        ..ConvertLimits::default()
+    };
+    let full = convert_request(
+        request(vec![(vec![kv("service.name", "api")], cpu_profile())]),
+        0,
+    );
+    let cut = convert_request_within(
+        request(vec![(vec![kv("service.name", "api")], cpu_profile())]),
+        0,
+        &limits,
+    )
+    .unwrap();
+    let stacks = |c: &Converted| -> Vec<Vec<u64>> {
+        c.profiles[0].series[0]
+            .samples
+            .iter()
+            .map(|s| s.locations.to_vec())
+            .collect()
+    };
+    for (full, cut) in stacks(&full).iter().zip(stacks(&cut)) {
+        let keep = full.len().min(2);
+        assert_eq!(cut, full[full.len() - keep..]);
+    }
+}

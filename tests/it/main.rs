@@ -3,6 +3,7 @@
 //! processes, clusters and emulators.
 
 mod bad_input;
+mod budgets;
 mod cloud_storage;
 mod cluster;
 mod compaction;

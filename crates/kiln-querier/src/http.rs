@@ -47,14 +47,33 @@ where
         let body = kiln_api::read_body(body, MAX_REQUEST_BYTES).await?;
         let body = kiln_api::decode_content_encoding(&parts.headers, body, MAX_REQUEST_BYTES)?;
         let message: Req = codec.decode(request_type, &body)?;
-        let response = call(Arc::clone(&querier), tenant, message).await?;
+        let response = querier
+            .gate
+            .run(call(Arc::clone(&querier), tenant, message))
+            .await?;
         Ok::<_, QuerierError>(codec.respond(response_type, &response))
     }
     .await;
-    result.unwrap_or_else(|e| {
-        let status = e.http_status();
-        kiln_api::error_response(status, kiln_api::connect_code(status), &e.to_string())
-    })
+    result.unwrap_or_else(|e| connect_error(&e))
+}
+
+/// A Connect error response; 429 tells when to come back.
+fn connect_error(e: &QuerierError) -> Response {
+    with_retry_after(
+        e,
+        kiln_api::error_response(e.http_status(), e.connect_code(), &e.to_string()),
+    )
+}
+
+/// Adds `Retry-After: 1` to the answer of an overloaded querier.
+fn with_retry_after(e: &QuerierError, mut response: Response) -> Response {
+    if matches!(e, QuerierError::Overloaded { .. }) {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+    }
+    response
 }
 
 macro_rules! unary_route {
@@ -165,7 +184,7 @@ impl Querier {
 }
 
 fn error_text(e: QuerierError) -> Response {
-    (e.http_status(), format!("{e}\n")).into_response()
+    with_retry_after(&e, (e.http_status(), format!("{e}\n")).into_response())
 }
 
 async fn render(
@@ -175,7 +194,7 @@ async fn render(
 ) -> Response {
     let result = async {
         let tenant = querier.tenants.resolve(&headers)?;
-        querier.render(&tenant, params).await
+        querier.gate.run(querier.render(&tenant, params)).await
     }
     .await;
     match result {
@@ -191,7 +210,10 @@ async fn pprof(
 ) -> Response {
     let result = async {
         let tenant = querier.tenants.resolve(&headers)?;
-        querier.pprof_export(&tenant, params).await
+        querier
+            .gate
+            .run(querier.pprof_export(&tenant, params))
+            .await
     }
     .await;
     match result {
@@ -233,7 +255,15 @@ impl GrpcHandler {
             .tenants
             .resolve(&headers)
             .map_err(QuerierError::from)?;
-        let response = call(Arc::clone(&self.querier), tenant, request.into_inner()).await?;
+        let response = self
+            .querier
+            .gate
+            .run(call(
+                Arc::clone(&self.querier),
+                tenant,
+                request.into_inner(),
+            ))
+            .await?;
         Ok(tonic::Response::new(response))
     }
 }

@@ -117,6 +117,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             storage.clone(),
             &metastore.handle,
             &overrides,
+            &mut registry,
         ));
     }
     if let (Some(listener), Some(routes)) = (grpc_listener, grpc_routes) {

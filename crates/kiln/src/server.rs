@@ -200,7 +200,7 @@ async fn serve_until_signal(
             // gRPC and small query answers must not wait for Nagle's algorithm.
             let _ = tcp.set_nodelay(true);
         });
-        axum::serve(listener, router)
+        axum::serve(listener, router.layer(crate::panics::catch_panics()))
             .with_graceful_shutdown(http_shutdown.clone().cancelled_owned())
             .into_future()
     });

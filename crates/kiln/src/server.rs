@@ -159,6 +159,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         )),
         _ => None,
     };
+    // The loops the roles cannot work without: /ready turns 503 when one ends.
+    if let Some(ingester) = &ingester {
+        let writer = std::sync::Arc::clone(&ingester.writer);
+        ops.watch("the ingester's flush loop", move || writer.is_flushing());
+    }
+    if let Some(compactor) = &compactor {
+        ops.watch("the compactor's poll loop", compactor.poll_loop_alive());
+    }
     ops.set_listening();
     tracing::info!(targets = %metastore::targets(&args.target), "kiln is serving");
 

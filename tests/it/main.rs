@@ -4,6 +4,7 @@
 
 mod amplification;
 mod bad_input;
+mod budgets;
 mod cloud_storage;
 mod cluster;
 mod compaction;

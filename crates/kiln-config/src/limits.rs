@@ -119,6 +119,22 @@ pub struct Limits {
     #[serde(with = "humantime_serde")]
     pub reject_older_than: Duration,
 
+    /// Blocks one query may read (after pruning by tenant, time, profile type and service);
+    /// a query that needs more is refused before anything is read.
+    #[arg(
+        long = "limits.max-query-blocks",
+        env = "KILN_LIMITS_MAX_QUERY_BLOCKS",
+        default_value = "10000"
+    )]
+    pub max_query_blocks: usize,
+
+    /// Memory one query's merge may hold, e.g. 512MiB: the merged result being built and the
+    /// set of profile ids it deduplicates by (estimated). A query that needs more is stopped.
+    #[arg(long = "limits.max-query-merge-bytes", env = "KILN_LIMITS_MAX_QUERY_MERGE_BYTES",
+          default_value = "512MiB", value_parser = parse_bytes)]
+    #[serde(with = "byte_size_serde")]
+    pub max_query_merge_bytes: usize,
+
     /// How long profiles are kept, e.g. 7d or 30d; 0 keeps them for ever. Older data leaves
     /// every query at once and object storage within the compactor's retention interval plus
     /// its deletion delay; pushes of older profiles are refused.
@@ -145,6 +161,8 @@ impl Default for Limits {
             max_symbol_length: 65_535,
             reject_newer_than: Duration::from_secs(600),
             reject_older_than: Duration::ZERO,
+            max_query_blocks: 10_000,
+            max_query_merge_bytes: 512 << 20,
             retention_period: Duration::from_secs(30 * 24 * 3600),
         }
     }

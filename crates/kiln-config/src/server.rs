@@ -282,6 +282,31 @@ pub struct ServerArgs {
           default_value = "512MiB", value_parser = parse_bytes)]
     pub querier_cache_bytes: usize,
 
+    /// How long one query may run before it is stopped and answered with 504 (gRPC
+    /// DEADLINE_EXCEEDED).
+    #[arg(long = "querier.timeout", env = "KILN_QUERIER_TIMEOUT",
+          default_value = "2m", value_parser = parse_duration)]
+    pub querier_timeout: Duration,
+
+    /// Queries one querier runs at once; more are answered with 429 (gRPC RESOURCE_EXHAUSTED)
+    /// at once instead of queueing. 0 means no limit.
+    #[arg(
+        long = "querier.max-concurrent",
+        env = "KILN_QUERIER_MAX_CONCURRENT",
+        default_value = "8"
+    )]
+    pub querier_max_concurrent: usize,
+
+    /// Threads that decode blocks and merge query results, apart from the threads that serve
+    /// requests, flush segments and write the metastore. 0: every core when the process runs
+    /// no ingester or metastore, else half of them (at least one).
+    #[arg(
+        long = "querier.merge-threads",
+        env = "KILN_QUERIER_MERGE_THREADS",
+        default_value = "0"
+    )]
+    pub querier_merge_threads: usize,
+
     /// Per-tenant limits: the defaults of every tenant.
     #[command(flatten)]
     pub limits: crate::Limits,

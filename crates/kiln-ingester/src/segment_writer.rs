@@ -215,6 +215,15 @@ impl SegmentWriter {
         self.flush_now.notify_one();
     }
 
+    /// True while the flush loop runs. It ends only at shutdown, or when it panicked: then
+    /// pushes are never acknowledged and the ingester cannot work any more.
+    pub fn is_flushing(&self) -> bool {
+        self.flusher
+            .lock()
+            .as_ref()
+            .is_some_and(|handle| !handle.is_finished())
+    }
+
     /// Refuses new pushes, flushes what is buffered, and waits for the flush loop to end.
     pub async fn shutdown(&self) {
         self.shutdown.cancel();

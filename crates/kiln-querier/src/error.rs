@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use http::StatusCode;
 use kiln_api::RequestError;
 use thiserror::Error;
@@ -22,6 +24,35 @@ pub enum QuerierError {
     /// A bug: a merge or load task panicked.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The querier runs as many queries as it may (`--querier.max-concurrent`): retry later.
+    #[error(
+        "querier is running its maximum of {max} concurrent queries (--querier.max-concurrent); retry later"
+    )]
+    Overloaded { max: usize },
+    /// The query ran longer than `--querier.timeout` and was stopped.
+    #[error("query stopped after the querier's timeout of {} (--querier.timeout)", humantime::format_duration(*.timeout))]
+    Timeout { timeout: Duration },
+    /// The query needs more blocks than its tenant's `max_query_blocks`.
+    #[error(
+        "tenant {tenant}: query would read {blocks} blocks, over max_query_blocks {limit}; narrow the time range or the selector"
+    )]
+    TooManyBlocks {
+        tenant: String,
+        blocks: usize,
+        limit: usize,
+    },
+    /// The merge grew past its tenant's `max_query_merge_bytes`.
+    #[error(
+        "tenant {tenant}: query merge holds about {bytes} bytes, over max_query_merge_bytes {limit}; narrow the time range or the selector"
+    )]
+    MergeTooLarge {
+        tenant: String,
+        bytes: usize,
+        limit: usize,
+    },
+    /// The query was abandoned (its client went away, or it timed out); nobody sees this.
+    #[error("query cancelled")]
+    Cancelled,
 }
 
 impl QuerierError {
@@ -34,6 +65,51 @@ impl QuerierError {
             QuerierError::Block { .. } | QuerierError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            QuerierError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            QuerierError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            // The same query will never fit: not 429, which invites a retry.
+            QuerierError::TooManyBlocks { .. } | QuerierError::MergeTooLarge { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            // Client Closed Request, as nginx logs it; never sent, as the client is gone.
+            QuerierError::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+        }
+    }
+
+    /// The Connect error code.
+    pub fn connect_code(&self) -> &'static str {
+        match self {
+            QuerierError::Overloaded { .. }
+            | QuerierError::TooManyBlocks { .. }
+            | QuerierError::MergeTooLarge { .. } => "resource_exhausted",
+            QuerierError::Timeout { .. } => "deadline_exceeded",
+            QuerierError::Cancelled => "canceled",
+            other => kiln_api::connect_code(other.http_status()),
+        }
+    }
+
+    /// The gRPC status code.
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self {
+            QuerierError::Overloaded { .. }
+            | QuerierError::TooManyBlocks { .. }
+            | QuerierError::MergeTooLarge { .. } => tonic::Code::ResourceExhausted,
+            QuerierError::Timeout { .. } => tonic::Code::DeadlineExceeded,
+            QuerierError::Cancelled => tonic::Code::Cancelled,
+            other => kiln_api::grpc_code(other.http_status()),
+        }
+    }
+
+    /// The outcome label of `kiln_querier_queries_total`.
+    pub(crate) fn outcome(&self) -> &'static str {
+        match self {
+            QuerierError::Overloaded { .. } => "overloaded",
+            QuerierError::Timeout { .. } => "timeout",
+            QuerierError::TooManyBlocks { .. } | QuerierError::MergeTooLarge { .. } => {
+                "over_budget"
+            }
+            QuerierError::Cancelled => "cancelled",
+            _ => "error",
         }
     }
 }
@@ -46,6 +122,6 @@ impl From<kiln_model::ModelError> for QuerierError {
 
 impl From<QuerierError> for tonic::Status {
     fn from(error: QuerierError) -> Self {
-        tonic::Status::new(kiln_api::grpc_code(error.http_status()), error.to_string())
+        tonic::Status::new(error.grpc_code(), error.to_string())
     }
 }

@@ -10,6 +10,7 @@ use rustc_hash::FxHashMap;
 use kiln_block::{DatasetData, Symbols};
 use kiln_proto::querier::v1::{FlameGraph, Level};
 
+use crate::budget::{ENTRY_OVERHEAD, MergeMemory, STRING_OVERHEAD};
 use crate::select::SelectedDataset;
 
 const ROOT_NAME: &str = "total";
@@ -33,6 +34,8 @@ pub struct FrameTree {
     /// frame of every merged stack.
     children: FxHashMap<(u32, u32), u32>,
     totals_computed: bool,
+    /// Bytes of the names' text, for the merge's memory estimate.
+    name_bytes: usize,
 }
 
 impl Default for FrameTree {
@@ -43,6 +46,7 @@ impl Default for FrameTree {
             nodes: Vec::new(),
             children: FxHashMap::default(),
             totals_computed: false,
+            name_bytes: 0,
         };
         let root = tree.name_id(ROOT_NAME);
         tree.nodes.push(Node {
@@ -80,6 +84,7 @@ impl FrameTree {
             return id;
         }
         let id = self.names.len() as u32;
+        self.name_bytes += name.len();
         self.names.push(name.to_string());
         self.name_ids.insert(name.to_string(), id);
         id
@@ -298,6 +303,17 @@ impl FrameTree {
         // Nodes tied with the cut-off would push the count over the limit; drop them too
         // unless that would drop everything but the root.
         (*nth + 1).max(1)
+    }
+}
+
+impl MergeMemory for FrameTree {
+    fn merge_bytes(&self) -> usize {
+        // Each name is held twice: in `names` and as a key of `name_ids`.
+        2 * self.name_bytes
+            + self.names.capacity() * STRING_OVERHEAD
+            + self.name_ids.capacity() * (STRING_OVERHEAD + 4 + ENTRY_OVERHEAD)
+            + self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.children.capacity() * (12 + ENTRY_OVERHEAD)
     }
 }
 

@@ -50,15 +50,34 @@ where
         let body = kiln_api::read_body(body, MAX_REQUEST_BYTES).await?;
         let body = kiln_api::decode_content_encoding(&parts.headers, body, MAX_REQUEST_BYTES)?;
         let message: Req = codec.decode(request_type, &body)?;
-        let response = call(Arc::clone(&querier), tenant, message).await?;
+        let response = querier
+            .gate
+            .run(call(Arc::clone(&querier), tenant, message))
+            .await?;
         querier.check_response_bytes(response.encoded_len())?;
         Ok::<_, QuerierError>(codec.respond(response_type, &response))
     }
     .await;
-    result.unwrap_or_else(|e| {
-        let status = e.http_status();
-        kiln_api::error_response(status, kiln_api::connect_code(status), &e.to_string())
-    })
+    result.unwrap_or_else(|e| connect_error(&e))
+}
+
+/// A Connect error response; 429 tells when to come back.
+fn connect_error(e: &QuerierError) -> Response {
+    with_retry_after(
+        e,
+        kiln_api::error_response(e.http_status(), e.connect_code(), &e.to_string()),
+    )
+}
+
+/// Adds `Retry-After: 1` to the answer of an overloaded querier.
+fn with_retry_after(e: &QuerierError, mut response: Response) -> Response {
+    if matches!(e, QuerierError::Overloaded { .. }) {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+    }
+    response
 }
 
 macro_rules! unary_route {
@@ -174,7 +193,7 @@ impl Querier {
 }
 
 fn error_text(e: QuerierError) -> Response {
-    (e.http_status(), format!("{e}\n")).into_response()
+    with_retry_after(&e, (e.http_status(), format!("{e}\n")).into_response())
 }
 
 async fn render(
@@ -187,7 +206,8 @@ async fn render(
             .config
             .auth
             .authorize(&headers, kiln_api::Right::Read)?;
-        let body = serde_json::to_vec(&querier.render(&tenant, params).await?)
+        let answer = querier.gate.run(querier.render(&tenant, params)).await?;
+        let body = serde_json::to_vec(&answer)
             .map_err(|e| QuerierError::Internal(format!("cannot encode the response: {e}")))?;
         querier.check_response_bytes(body.len())?;
         Ok::<_, QuerierError>(body)
@@ -209,7 +229,10 @@ async fn pprof(
             .config
             .auth
             .authorize(&headers, kiln_api::Right::Read)?;
-        querier.pprof_export(&tenant, params).await
+        querier
+            .gate
+            .run(querier.pprof_export(&tenant, params))
+            .await
     }
     .await;
     match result {
@@ -252,7 +275,15 @@ impl GrpcHandler {
             .auth
             .authorize(&headers, kiln_api::Right::Read)
             .map_err(QuerierError::from)?;
-        let response = call(Arc::clone(&self.querier), tenant, request.into_inner()).await?;
+        let response = self
+            .querier
+            .gate
+            .run(call(
+                Arc::clone(&self.querier),
+                tenant,
+                request.into_inner(),
+            ))
+            .await?;
         self.querier.check_response_bytes(response.encoded_len())?;
         Ok(tonic::Response::new(response))
     }

@@ -5,9 +5,13 @@
 //! are selected (each profile id once), and their stacks are merged exactly: into a flame
 //! graph, a pprof profile, or time series.
 
+mod budget;
 mod error;
 mod flamegraph;
+mod gate;
 mod http;
+mod metrics;
+mod pool;
 mod pprof;
 mod reader;
 mod render;
@@ -17,14 +21,17 @@ mod service;
 mod timeseries;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kiln_api::Auth;
 use kiln_contract::metastore::Metastore;
 use kiln_objstore::Storage;
 use kiln_runtime::TenantOverrides;
 
+pub use budget::MergeMemory;
 pub use error::QuerierError;
 pub use flamegraph::FrameTree;
+pub use metrics::{OutcomeLabels, QuerierMetrics};
 pub use pprof::PprofBuilder;
 pub use reader::{BlockData, BlockReader};
 pub use select::{Query, SelectedDataset};
@@ -54,6 +61,12 @@ pub struct QuerierConfig {
     pub cache_bytes: u64,
     /// Who may query, as which tenant.
     pub auth: Arc<Auth>,
+    /// How long one query may run (`--querier.timeout`); zero: no deadline.
+    pub timeout: Duration,
+    /// Queries run at once; more are refused (`--querier.max-concurrent`). 0: no limit.
+    pub max_concurrent: usize,
+    /// Threads of the merge pool, which decodes blocks and merges results.
+    pub merge_threads: usize,
 }
 
 impl Default for QuerierConfig {
@@ -66,6 +79,9 @@ impl Default for QuerierConfig {
             max_query_range: std::time::Duration::ZERO,
             cache_bytes: 512 << 20,
             auth: Auth::open(false),
+            timeout: Duration::from_secs(120),
+            max_concurrent: 8,
+            merge_threads: 1,
         }
     }
 }
@@ -77,19 +93,26 @@ pub struct Querier {
     metastore: Arc<dyn Metastore>,
     reader: BlockReader,
     overrides: Arc<TenantOverrides>,
+    pool: pool::MergePool,
+    gate: gate::QueryGate,
 }
 
 impl Querier {
     /// A querier planning from `metastore` and reading blocks from `storage`; `overrides` give
-    /// each tenant's retention period, beyond which nothing is returned.
+    /// each tenant's retention period, beyond which nothing is returned, and its query limits.
     pub fn new(
         config: QuerierConfig,
         metastore: Arc<dyn Metastore>,
         storage: Storage,
         overrides: Arc<TenantOverrides>,
+        metrics: QuerierMetrics,
     ) -> Arc<Self> {
+        let pool = pool::MergePool::new(config.merge_threads);
+        tracing::info!(threads = pool.threads(), "query merge pool started");
         Arc::new(Self {
-            reader: BlockReader::new(storage, config.cache_bytes),
+            reader: BlockReader::new(storage, config.cache_bytes, pool.clone()),
+            gate: gate::QueryGate::new(config.max_concurrent, config.timeout, metrics),
+            pool,
             config,
             metastore,
             overrides,

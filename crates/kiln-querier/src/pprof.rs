@@ -6,6 +6,7 @@ use kiln_block::{DatasetData, Symbols};
 use kiln_model::{ProfileType, StringTable};
 use kiln_proto::google::v1::{Function, Line, Location, Mapping, Profile, Sample, ValueType};
 
+use crate::budget::{ENTRY_OVERHEAD, MergeMemory, STRING_OVERHEAD};
 use crate::select::SelectedDataset;
 
 /// A location by content: mapping id, address, (function id, line) per line, is_folded.
@@ -19,6 +20,12 @@ pub struct PprofBuilder {
     mappings: HashMap<(u64, u64, u64, i64, i64), u64>,
     locations: HashMap<LocationKey, u64>,
     samples: HashMap<Vec<u64>, i64>,
+    /// For the merge's memory estimate: strings interned and their bytes, bytes of location
+    /// lines and of sample keys.
+    interned: usize,
+    string_bytes: usize,
+    line_bytes: usize,
+    sample_key_bytes: usize,
 }
 
 impl PprofBuilder {
@@ -43,7 +50,12 @@ impl PprofBuilder {
                 };
                 ids.push(id);
             }
-            *self.samples.entry(ids).or_insert(0) += value;
+            if let Some(total) = self.samples.get_mut(&ids) {
+                *total += value;
+            } else {
+                self.sample_key_bytes += ids.len() * 8 + std::mem::size_of::<Vec<u64>>();
+                self.samples.insert(ids, value);
+            }
         }
     }
 
@@ -57,8 +69,8 @@ impl PprofBuilder {
                     m.memory_start,
                     m.memory_limit,
                     m.file_offset,
-                    self.strings.intern(symbols.string(m.filename)),
-                    self.strings.intern(symbols.string(m.build_id)),
+                    self.intern(symbols.string(m.filename)),
+                    self.intern(symbols.string(m.build_id)),
                 );
                 let next = self.mappings.len() as u64 + 1;
                 *self.mappings.entry(key).or_insert(next)
@@ -70,9 +82,9 @@ impl PprofBuilder {
             .map(|(function, line)| {
                 let f = &symbols.functions[*function as usize];
                 let key = (
-                    self.strings.intern(symbols.string(f.name)),
-                    self.strings.intern(symbols.string(f.system_name)),
-                    self.strings.intern(symbols.string(f.filename)),
+                    self.intern(symbols.string(f.name)),
+                    self.intern(symbols.string(f.system_name)),
+                    self.intern(symbols.string(f.filename)),
                     f.start_line,
                 );
                 let next = self.functions.len() as u64 + 1;
@@ -80,10 +92,23 @@ impl PprofBuilder {
             })
             .collect();
         let next = self.locations.len() as u64 + 1;
-        *self
-            .locations
-            .entry((mapping, location.address, lines, location.is_folded))
-            .or_insert(next)
+        let key = (mapping, location.address, lines, location.is_folded);
+        if let Some(&id) = self.locations.get(&key) {
+            return id;
+        }
+        self.line_bytes += key.2.len() * 16;
+        self.locations.insert(key, next);
+        next
+    }
+
+    /// Interns `text`, counting the bytes of strings seen for the first time.
+    fn intern(&mut self, text: &str) -> i64 {
+        let id = self.strings.intern(text);
+        if id as usize >= self.interned {
+            self.interned = id as usize + 1;
+            self.string_bytes += text.len();
+        }
+        id
     }
 
     /// The merged profile of `profile_type`, covering `[start, end)`.
@@ -168,5 +193,19 @@ impl PprofBuilder {
             .collect();
         profile.string_table = self.strings.into_strings();
         profile
+    }
+}
+
+impl MergeMemory for PprofBuilder {
+    fn merge_bytes(&self) -> usize {
+        // Strings are held twice by the table: in order and as lookup keys.
+        2 * (self.string_bytes + self.interned * STRING_OVERHEAD)
+            + self.interned * ENTRY_OVERHEAD
+            + self.functions.capacity() * (40 + ENTRY_OVERHEAD)
+            + self.mappings.capacity() * (48 + ENTRY_OVERHEAD)
+            + self.locations.capacity() * (std::mem::size_of::<LocationKey>() + 8 + ENTRY_OVERHEAD)
+            + self.line_bytes
+            + self.samples.capacity() * (std::mem::size_of::<Vec<u64>>() + 8 + ENTRY_OVERHEAD)
+            + self.sample_key_bytes
     }
 }

@@ -10,6 +10,7 @@ use kiln_objstore::Storage;
 use moka::future::Cache;
 
 use crate::QuerierError;
+use crate::pool::MergePool;
 
 /// The decoded datasets of one region of a block (the whole block for a segment).
 pub type BlockData = Arc<Vec<DatasetData>>;
@@ -19,6 +20,7 @@ pub type BlockData = Arc<Vec<DatasetData>>;
 pub struct BlockReader {
     storage: Storage,
     cache: Cache<(String, RegionRange), BlockData>,
+    pool: MergePool,
 }
 
 /// An estimate of the memory the decoded datasets of a block take, for the cache's weigher.
@@ -44,13 +46,18 @@ fn decoded_bytes(data: &BlockData) -> u64 {
 }
 
 impl BlockReader {
-    /// A reader over `storage` caching up to `cache_bytes` of decoded regions.
-    pub fn new(storage: Storage, cache_bytes: u64) -> Self {
+    /// A reader over `storage` caching up to `cache_bytes` of decoded regions, decoding on
+    /// `pool`.
+    pub(crate) fn new(storage: Storage, cache_bytes: u64, pool: MergePool) -> Self {
         let cache = Cache::builder()
             .max_capacity(cache_bytes)
             .weigher(|_, data: &BlockData| u32::try_from(decoded_bytes(data)).unwrap_or(u32::MAX))
             .build();
-        Self { storage, cache }
+        Self {
+            storage,
+            cache,
+            pool,
+        }
     }
 
     /// The datasets of `block` that `wanted` selects, region by region (plus the other datasets
@@ -63,12 +70,16 @@ impl BlockReader {
         let mut regions = Vec::new();
         for range in fetch::ranges_of(block, wanted) {
             let key = (block.id.clone(), range.clone());
-            let (storage, meta) = (self.storage.clone(), block.clone());
+            let (storage, meta, pool) = (self.storage.clone(), block.clone(), self.pool.clone());
             let region = self
                 .cache
                 .try_get_with(key, async move {
-                    fetch::load(&storage, &meta, &range)
+                    let bytes = fetch::fetch(&storage, &meta, &range)
                         .await
+                        .map_err(|e| e.to_string())?;
+                    pool.run("block decode", move || fetch::decode(bytes, &range))
+                        .await
+                        .map_err(|e| e.to_string())?
                         .map(Arc::new)
                         .map_err(|e| e.to_string())
                 })

@@ -121,14 +121,15 @@ impl Querier {
                 },
             )
             .await?;
-        let (flamegraph, series) = tokio::task::spawn_blocking(move || {
-            (
-                tree.flamegraph(max_nodes),
-                series.finish(Aggregation::Sum, 0),
-            )
-        })
-        .await
-        .map_err(|e| QuerierError::Internal(format!("merge panicked: {e}")))?;
+        let (flamegraph, series) = self
+            .pool
+            .run("flame graph", move || {
+                (
+                    tree.flamegraph(max_nodes),
+                    series.finish(Aggregation::Sum, 0),
+                )
+            })
+            .await?;
 
         let mut samples = vec![0i64; points as usize];
         for point in series.iter().flat_map(|s| &s.points) {

@@ -10,6 +10,7 @@ use kiln_contract::metastore::BlockQuery;
 use kiln_model::LabelMatcher;
 use kiln_model::{DatasetMeta, LABEL_SERVICE_NAME, Labels};
 
+use crate::budget::{MergeMemory, QueryBudget, SeenProfiles};
 use crate::reader::BlockData;
 use crate::selector::{MatchOp, Selector};
 use crate::{Querier, QuerierError};
@@ -133,11 +134,7 @@ impl SelectedDataset {
 
 /// Marks the profile rows of `data` that `query` selects, skipping profiles already seen
 /// (the same profile id in the same series, e.g. a retried push), or `None` when none are.
-fn select_rows(
-    query: &Query,
-    data: &DatasetData,
-    seen: &mut HashSet<(String, Labels, String)>,
-) -> Option<Vec<bool>> {
+fn select_rows(query: &Query, data: &DatasetData, seen: &mut SeenProfiles) -> Option<Vec<bool>> {
     if data.tenant != query.tenant {
         return None;
     }
@@ -156,11 +153,11 @@ fn select_rows(
             series_ok[p.series as usize]
                 && p.time_nanos >= query.start_nanos
                 && p.time_nanos < query.end_nanos
-                && seen.insert((
-                    data.service_name.clone(),
-                    data.series[p.series as usize].labels.clone(),
-                    p.profile_id.clone(),
-                ))
+                && seen.insert(
+                    &data.service_name,
+                    &data.series[p.series as usize].labels,
+                    &p.profile_id,
+                )
         })
         .collect();
     rows.contains(&true).then_some(rows)
@@ -189,62 +186,93 @@ impl Querier {
     /// Folds every dataset that `query` selects into `acc` with `add`, each profile id
     /// counted once per series, and returns the result.
     ///
-    /// Blocks stream through: a few load ahead while the previous one is folded on a blocking
+    /// Blocks stream through: a few load ahead while the previous one is folded on a merge
     /// thread, and each is dropped (or left to the cache) once folded, so memory stays bounded
-    /// by the cache and the accumulator however long the range is.
+    /// by the cache and the accumulator however long the range is. The tenant's
+    /// `max_query_blocks` is checked before anything is read and `max_query_merge_bytes` after
+    /// every dataset folded. Dropping the returned future stops the work: loads are aborted and
+    /// the fold stops at its next dataset.
     pub async fn select_fold<T, F>(&self, query: &Query, acc: T, add: F) -> Result<T, QuerierError>
     where
-        T: Send + 'static,
+        T: MergeMemory + Send + 'static,
         F: Fn(&mut T, &SelectedDataset) + Send + Sync + 'static,
     {
         let query = self.within_retention(query);
         if query.start_nanos >= query.end_nanos {
             return Ok(acc);
         }
+        let budget = QueryBudget::new(&query.tenant, &self.overrides.limits(&query.tenant));
+        let _cancel = budget.cancel_on_drop();
         let mut blocks = self.metastore.query_blocks(&query.block_query()?).await?;
         blocks.retain(|b| b.datasets.iter().any(|d| query.wants(d)));
+        budget.check_blocks(blocks.len())?;
         // Oldest first, so that the first copy of a duplicated profile is the one kept.
         blocks.sort_by(|a, b| a.id.cmp(&b.id));
         let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
         let query = Arc::new(query);
         let reader = self.reader.clone();
         // Spawned, so that loads progress while the fold runs; `buffered` starts at most
-        // `parallelism` of them and yields in block order.
+        // `parallelism` of them and yields in block order. Dropping the stream aborts them.
         let mut loads = futures::stream::iter(blocks)
             .map({
                 let query = query.clone();
                 move |block| {
                     let (reader, query) = (reader.clone(), query.clone());
-                    tokio::spawn(async move { reader.load(&block, |d| query.wants(d)).await })
+                    AbortOnDrop(tokio::spawn(async move {
+                        reader.load(&block, |d| query.wants(d)).await
+                    }))
                 }
             })
             .buffered(parallelism);
 
         let add = Arc::new(add);
-        let mut state = (acc, HashSet::new());
+        let mut state = (acc, SeenProfiles::default());
         while let Some(loaded) = loads.next().await {
             let regions = loaded
                 .map_err(|e| QuerierError::Internal(format!("block load panicked: {e}")))??;
-            let (add, query) = (add.clone(), query.clone());
-            state = tokio::task::spawn_blocking(move || {
-                let (mut acc, mut seen) = state;
-                for block in regions {
-                    for index in 0..block.len() {
-                        if let Some(selected) = select_rows(&query, &block[index], &mut seen) {
-                            let dataset = SelectedDataset {
-                                block: block.clone(),
-                                index,
-                                selected,
-                            };
-                            add(&mut acc, &dataset);
+            let (add, query, budget) = (add.clone(), query.clone(), budget.clone());
+            state = self
+                .pool
+                .run("merge", move || {
+                    let (mut acc, mut seen) = state;
+                    for block in regions {
+                        for index in 0..block.len() {
+                            budget.check_wanted()?;
+                            if let Some(selected) = select_rows(&query, &block[index], &mut seen) {
+                                let dataset = SelectedDataset {
+                                    block: block.clone(),
+                                    index,
+                                    selected,
+                                };
+                                add(&mut acc, &dataset);
+                                budget.check_merge(acc.merge_bytes() + seen.bytes())?;
+                            }
                         }
                     }
-                }
-                (acc, seen)
-            })
-            .await
-            .map_err(|e| QuerierError::Internal(format!("merge panicked: {e}")))?;
+                    Ok::<_, QuerierError>((acc, seen))
+                })
+                .await??;
         }
         Ok(state.0)
+    }
+}
+
+/// A spawned task that is aborted when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

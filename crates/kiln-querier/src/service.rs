@@ -16,6 +16,7 @@ use kiln_proto::types::v1::{
     LabelValuesResponse, Labels as LabelSet, TimeSeriesAggregationType,
 };
 
+use crate::budget::MergeMemory;
 use crate::flamegraph::FrameTree;
 use crate::pprof::PprofBuilder;
 use crate::select::{Query, SelectedDataset};
@@ -55,13 +56,6 @@ fn add_to_tree(tree: &mut FrameTree, dataset: &SelectedDataset, spans: Option<&H
     tree.add_stacks(dataset.data(), values);
 }
 
-async fn into_flamegraph(tree: FrameTree, max_nodes: usize) -> Result<FlameGraph, QuerierError> {
-    let mut tree = tree;
-    tokio::task::spawn_blocking(move || tree.flamegraph(max_nodes))
-        .await
-        .map_err(|e| QuerierError::Internal(format!("merge panicked: {e}")))
-}
-
 fn parse_matchers(matchers: &[String]) -> Result<Vec<Selector>, QuerierError> {
     matchers.iter().map(|m| Selector::parse(m)).collect()
 }
@@ -75,6 +69,18 @@ fn parse_profile_type(id: &str) -> Result<ProfileType, QuerierError> {
 }
 
 impl Querier {
+    /// Renders `tree` as a flame graph of at most `max_nodes` nodes on a merge thread.
+    async fn render_flamegraph(
+        &self,
+        tree: FrameTree,
+        max_nodes: usize,
+    ) -> Result<FlameGraph, QuerierError> {
+        let mut tree = tree;
+        self.pool
+            .run("flame graph", move || tree.flamegraph(max_nodes))
+            .await
+    }
+
     /// The flame graph node limit for a request: what it asks for, at most the server's
     /// maximum, which is also what 0 or less means; the default when it names none.
     pub(crate) fn max_nodes(&self, requested: Option<i64>) -> usize {
@@ -131,7 +137,7 @@ impl Querier {
         add: F,
     ) -> Result<T, QuerierError>
     where
-        T: Send + 'static,
+        T: MergeMemory + Send + 'static,
         F: Fn(&mut T, &SelectedDataset) + Send + Sync + 'static,
     {
         parse_profile_type(profile_type)?;
@@ -303,7 +309,7 @@ impl Querier {
             )
             .await?;
         let max_nodes = self.max_nodes(request.max_nodes);
-        let flamegraph = into_flamegraph(tree, max_nodes).await?;
+        let flamegraph = self.render_flamegraph(tree, max_nodes).await?;
         Ok(SelectMergeStacktracesResponse {
             flamegraph: Some(flamegraph),
             ..Default::default()
@@ -343,7 +349,7 @@ impl Querier {
             )
             .await?;
         let max_nodes = self.max_nodes(request.max_nodes);
-        let flamegraph = into_flamegraph(tree, max_nodes).await?;
+        let flamegraph = self.render_flamegraph(tree, max_nodes).await?;
         Ok(SelectMergeSpanProfileResponse {
             flamegraph: Some(flamegraph),
             ..Default::default()
@@ -394,9 +400,9 @@ impl Querier {
             )
             .await?;
         let (builder, period) = selection;
-        tokio::task::spawn_blocking(move || builder.finish(&parsed, period, start, end))
+        self.pool
+            .run("merge", move || builder.finish(&parsed, period, start, end))
             .await
-            .map_err(|e| QuerierError::Internal(format!("merge panicked: {e}")))
     }
 
     /// `SelectSeries`: totals over time, grouped and aggregated.

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use kiln_model::Labels;
 use kiln_proto::types::v1::{LabelPair, Point, Series};
 
+use crate::budget::{ENTRY_OVERHEAD, MergeMemory, labels_bytes};
 use crate::select::SelectedDataset;
 
 /// How the profiles of one step are combined.
@@ -113,5 +114,16 @@ impl SeriesBuilder {
             series.truncate(limit);
         }
         series.into_iter().map(|(_, s)| s).collect()
+    }
+}
+
+impl MergeMemory for SeriesBuilder {
+    fn merge_bytes(&self) -> usize {
+        self.groups
+            .iter()
+            .map(|(labels, steps)| {
+                labels_bytes(labels) + ENTRY_OVERHEAD + steps.len() * (3 * 8 + ENTRY_OVERHEAD)
+            })
+            .sum()
     }
 }

@@ -19,7 +19,8 @@ pub enum FirstTick {
 /// Runs `task` every `period` on the current runtime until `stop` is cancelled.
 ///
 /// A run is never cut short: cancellation is seen between runs. A run that takes longer than the
-/// period delays the next one instead of causing a burst of catch-up runs.
+/// period delays the next one instead of causing a burst of catch-up runs. A run that panics is
+/// logged and the loop goes on: one bad run does not end a heartbeat or a sweep for good.
 pub fn spawn_every<F, Fut>(
     period: Duration,
     first: FirstTick,
@@ -41,7 +42,12 @@ where
                 () = stop.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            task().await;
+            // Its own task, so that a panic ends the run, not the loop.
+            if let Err(e) = tokio::spawn(task()).await
+                && e.is_panic()
+            {
+                tracing::error!(error = %e, "a periodic task panicked; it runs again next period");
+            }
         }
     })
 }
@@ -76,6 +82,29 @@ mod tests {
         handle.await.unwrap();
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(runs.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_run_does_not_end_the_loop() {
+        let runs = Arc::new(AtomicU32::new(0));
+        let stop = CancellationToken::new();
+        let counting = Arc::clone(&runs);
+        let handle = spawn_every(
+            Duration::from_secs(1),
+            FirstTick::Now,
+            stop.clone(),
+            move || {
+                let run = counting.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    assert!(run != 1, "the second run fails");
+                }
+            },
+        );
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        assert!(!handle.is_finished());
+        stop.cancel();
+        handle.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

@@ -3,6 +3,7 @@
 mod admin;
 mod cli;
 mod ops;
+mod panics;
 mod roles;
 mod security;
 mod server;

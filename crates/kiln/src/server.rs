@@ -126,7 +126,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(storage) = storage.as_ref().filter(|_| args.runs(Target::Querier)) {
-        app = app.merge(querier::start(&args, &shared, storage.clone()));
+        app = app.merge(querier::start(&args, &shared, storage.clone(), &mut registry));
     }
     if let (Some(listener), Some(routes)) = (grpc_listener, grpc_routes) {
         let mut router = routes.into_axum_router();
@@ -174,6 +174,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         )),
         _ => None,
     };
+    // The loops the roles cannot work without: /ready turns 503 when one ends.
+    if let Some(ingester) = &ingester {
+        let writer = std::sync::Arc::clone(&ingester.writer);
+        ops.watch("the ingester's flush loop", move || writer.is_flushing());
+    }
+    if let Some(compactor) = &compactor {
+        ops.watch("the compactor's poll loop", compactor.poll_loop_alive());
+    }
     ops.set_listening();
     tracing::info!(targets = %metastore::targets(&args.target), "kiln is serving");
 
@@ -219,7 +227,12 @@ async fn serve_until_signal(
         http_stop.cancel();
     });
     let servers = listeners.into_iter().map(|(_, listener, router, options)| {
-        kiln_api::serve(listener, router, options, http_shutdown.clone())
+        kiln_api::serve(
+            listener,
+            router.layer(crate::panics::catch_panics()),
+            options,
+            http_shutdown.clone(),
+        )
     });
     let serving = futures::future::join_all(servers);
     // Pushes in flight finish quickly once the ingester drains; a long query whose client is

@@ -19,6 +19,13 @@ pub(crate) struct CompactorRole {
 }
 
 impl CompactorRole {
+    /// Tells whether the poll loop still runs: without it the compactor takes no jobs and
+    /// deletes nothing.
+    pub(crate) fn poll_loop_alive(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let worker = self.worker.abort_handle();
+        move || !worker.is_finished()
+    }
+
     /// Waits for the poll loop to report its last jobs (after the stop token was cancelled).
     pub(crate) async fn stopped(self) {
         if let Err(e) = self.worker.await {

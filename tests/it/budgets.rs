@@ -256,7 +256,9 @@ async fn start_slow_query(server: &KilnServer) -> tokio::task::JoinHandle<(u16, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_querier_answers_429_while_another_querier_and_ingestion_proceed() {
-    let (server, _pipe) = server_with_a_slow_block(&["--querier.max-concurrent=1"]).await;
+    // --cluster.insecure: the all-in-one server also serves the member API, for the querier below.
+    let (server, _pipe) =
+        server_with_a_slow_block(&["--querier.max-concurrent=1", "--cluster.insecure"]).await;
     // A second querier on the same index and objects, with a short deadline.
     let objects = server.data_dir().join("objects");
     let other = kiln()
@@ -264,6 +266,7 @@ async fn a_full_querier_answers_429_while_another_querier_and_ingestion_proceed(
             "--target=querier",
             "--auth.multitenancy-enabled",
             "--querier.timeout=2s",
+            "--cluster.insecure",
         ])
         .arg(format!("--metastore.peers={}", server.grpc_addr()))
         .arg(format!("--storage=file://{}", objects.display()))
@@ -332,4 +335,160 @@ async fn a_query_whose_client_disconnects_stops_and_frees_its_slot() {
     let (status, _, answer) = flamegraph(&client, &server, "t", "fast").await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(outcome(&server, "ok").await, 1.0);
+}
+
+/// Pushes one CPU profile as `tenant`, with a `pod` label; the status.
+async fn push_labelled(
+    client: &reqwest::Client,
+    server: &KilnServer,
+    tenant: &str,
+    pod: &str,
+) -> u16 {
+    let request =
+        crate::support::push_request(&[("service_name", "svc"), ("pod", pod)], &cpu_profile(), "");
+    let response = client
+        .post(server.url("/push.v1.PusherService/Push"))
+        .header("X-Scope-OrgID", tenant)
+        .header("content-type", "application/proto")
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+/// The distinct `tenant` label values of `kiln_distributor_*` series, and the series that name
+/// `tenant`, summed by metric name.
+async fn tenant_labels(
+    server: &KilnServer,
+) -> std::collections::BTreeMap<String, Vec<(String, f64)>> {
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut tenants: std::collections::BTreeMap<String, Vec<(String, f64)>> = Default::default();
+    for line in text.lines().filter(|l| l.starts_with("kiln_distributor_")) {
+        let Some((_, rest)) = line.split_once("tenant=\"") else {
+            continue;
+        };
+        let tenant = rest.split('"').next().unwrap().to_string();
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let name = series.split('{').next().unwrap().to_string();
+        tenants
+            .entry(tenant)
+            .or_default()
+            .push((name, value.parse().unwrap()));
+    }
+    tenants
+}
+
+/// Sends, for each of `tenants` (from `first`), one accepted push and one refused by the
+/// tenant's `max_label_value_length`, 32 at a time.
+async fn random_tenants(server: &KilnServer, first: usize, tenants: usize) {
+    let client = reqwest::Client::new();
+    let ids: Vec<String> = (first..first + tenants)
+        .map(|i| format!("random-{i:05}-{}", i * 7919 % 10007))
+        .collect();
+    for chunk in ids.chunks(32) {
+        let requests = chunk.iter().map(|tenant| {
+            let client = &client;
+            async move {
+                assert_eq!(push_labelled(client, server, tenant, "p").await, 200);
+                assert_eq!(
+                    push_labelled(
+                        client,
+                        server,
+                        tenant,
+                        "a-pod-name-that-is-well-over-the-limit-of-forty-eight-bytes"
+                    )
+                    .await,
+                    400
+                );
+            }
+        });
+        futures::future::join_all(requests).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_random_tenants_keep_metric_series_and_maps_bounded() {
+    let server = kiln()
+        .args([
+            "--auth.multitenancy-enabled",
+            NO_COMPACTION,
+            "--tenants.max-tracked=50",
+            "--tenants.idle-timeout=1h",
+            "--limits.ingestion-rate-mb=1000",
+            "--limits.max-label-value-length=48",
+            "--ingester.flush-interval=20ms",
+        ])
+        .start()
+        .await
+        .unwrap();
+    random_tenants(&server, 0, 1500).await;
+
+    // 50 tenants have their own series; the other 1450 refusals are counted as `#other`.
+    let labels = tenant_labels(&server).await;
+    assert_eq!(labels.len(), 51, "{:?}", labels.keys().collect::<Vec<_>>());
+    let other = &labels["#other"];
+    assert_eq!(
+        other,
+        &vec![
+            (
+                "kiln_distributor_rejected_requests_total".to_string(),
+                1450.0
+            ),
+            (
+                "kiln_distributor_discarded_profiles_total".to_string(),
+                1450.0
+            ),
+        ]
+    );
+    // Active-series counts and rate-limit buckets for at most 50 tenants.
+    let tracked = |map: &str| format!("kiln_distributor_tracked_tenants{{map=\"{map}\"}}");
+    assert_eq!(
+        server.metric(&tracked("active_series")).await.unwrap(),
+        50.0
+    );
+    assert!(server.metric(&tracked("rate_limit")).await.unwrap() <= 50.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_tenants_leave_the_metrics_and_free_their_place() {
+    let server = kiln()
+        .args([
+            "--auth.multitenancy-enabled",
+            NO_COMPACTION,
+            "--tenants.max-tracked=5",
+            "--tenants.idle-timeout=1s",
+            "--limits.max-label-value-length=48",
+            "--ingester.flush-interval=20ms",
+        ])
+        .start()
+        .await
+        .unwrap();
+    random_tenants(&server, 0, 20).await;
+    let labels = tenant_labels(&server).await;
+    assert!(
+        labels.len() <= 6 && labels.contains_key("#other"),
+        "{labels:?}"
+    );
+
+    // Once idle, their series go, only `#other` stays, and a new tenant gets its own label.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tenant_labels(&server).await.len() > 1 {
+        assert!(Instant::now() < deadline, "idle tenants never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_for_metric(
+        &server,
+        "kiln_distributor_tracked_tenants{map=\"metric_labels\"}",
+        0.0,
+    )
+    .await;
+    random_tenants(&server, 100, 1).await;
+    let labels = tenant_labels(&server).await;
+    assert!(labels.contains_key("random-00100-1347"), "{labels:?}");
 }

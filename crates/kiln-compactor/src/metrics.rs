@@ -1,3 +1,7 @@
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kiln_runtime::BoundedTenants;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -45,8 +49,11 @@ pub struct CompactorMetrics {
     pub duplicate_profiles: Counter,
     /// Objects deleted, by why.
     pub objects_deleted: Family<ReasonLabels, Counter>,
-    /// Datasets removed from the index by retention, per tenant.
+    /// Datasets removed from the index by retention, per tenant (at most a number of tenants
+    /// at once, see [`CompactorMetrics::with_tenant_cap`]).
     pub retention_datasets_removed: Family<TenantLabels, Counter>,
+    /// The tenants the retention counter names.
+    tenants: Arc<BoundedTenants<TenantLabels>>,
 }
 
 impl CompactorMetrics {
@@ -62,6 +69,7 @@ impl CompactorMetrics {
             duplicate_profiles: Counter::default(),
             objects_deleted: Family::default(),
             retention_datasets_removed: Family::default(),
+            tenants: Arc::new(BoundedTenants::new(1000, Duration::from_secs(15 * 60))),
         };
         let registry = registry.sub_registry_with_prefix("kiln_compactor");
         registry.register(
@@ -110,6 +118,33 @@ impl CompactorMetrics {
             metrics.retention_datasets_removed.clone(),
         );
         metrics
+    }
+
+    /// The same metrics naming at most `max` tenants at once in the retention counter (the
+    /// others as `#other`), each forgotten with its series `idle` after its last count.
+    pub fn with_tenant_cap(mut self, max: usize, idle: Duration) -> Self {
+        self.tenants = Arc::new(BoundedTenants::new(max, idle));
+        self
+    }
+
+    /// Counts `datasets` of `tenant` removed by retention.
+    pub(crate) fn retention_removed(&self, tenant: &str, datasets: u64) {
+        self.tenants.series(tenant, Instant::now(), |tenant| {
+            let labels = TenantLabels {
+                tenant: tenant.to_string(),
+            };
+            self.retention_datasets_removed
+                .get_or_create(&labels)
+                .inc_by(datasets);
+            labels
+        });
+    }
+
+    /// Removes the retention series of tenants not counted for the idle time.
+    pub(crate) fn forget_idle_tenants(&self) {
+        for labels in self.tenants.expire(Instant::now()) {
+            self.retention_datasets_removed.remove(&labels);
+        }
     }
 
     /// Counts one job's outcome.

@@ -9,7 +9,6 @@ use kiln_runtime::{FirstTick, TenantOverrides, spawn_every};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::TenantLabels;
 use crate::{CompactionError, CompactorMetrics};
 
 /// The cutoffs of every tenant with data that keeps it for a limited time, at `now_nanos`.
@@ -56,13 +55,9 @@ pub async fn apply_once(
             blocks = removal.blocks,
             "data past its retention period left the index"
         );
-        metrics
-            .retention_datasets_removed
-            .get_or_create(&TenantLabels {
-                tenant: removal.tenant.clone(),
-            })
-            .inc_by(removal.datasets);
+        metrics.retention_removed(&removal.tenant, removal.datasets);
     }
+    metrics.forget_idle_tenants();
     Ok(removed)
 }
 

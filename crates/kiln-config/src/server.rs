@@ -307,6 +307,23 @@ pub struct ServerArgs {
     )]
     pub querier_merge_threads: usize,
 
+    /// Tenants named at once in the labels of per-tenant metrics (the others share the label
+    /// `#other`), and tenants a distributor keeps ingestion-rate and active-series state for
+    /// (beyond it, the least recently seen tenant's state is dropped). Tenant ids are chosen by
+    /// clients: this bounds what random ids cost.
+    #[arg(
+        long = "tenants.max-tracked",
+        env = "KILN_TENANTS_MAX_TRACKED",
+        default_value = "1000"
+    )]
+    pub tenants_max_tracked: usize,
+
+    /// A tenant's per-tenant metric series are dropped this long after its last use, and its
+    /// place among --tenants.max-tracked freed.
+    #[arg(long = "tenants.idle-timeout", env = "KILN_TENANTS_IDLE_TIMEOUT",
+          default_value = "15m", value_parser = parse_duration)]
+    pub tenants_idle_timeout: Duration,
+
     /// Per-tenant limits: the defaults of every tenant.
     #[command(flatten)]
     pub limits: crate::Limits,

@@ -74,11 +74,29 @@ impl Distributor {
         metrics: DistributorMetrics,
     ) -> Arc<Self> {
         Arc::new(Self {
+            active_series: series::ActiveSeries::new(config.limits.max_tenants()),
             config,
             ingester,
             metrics,
-            active_series: series::ActiveSeries::default(),
         })
+    }
+
+    /// Drops what the distributor keeps per tenant and no longer needs: metric series of
+    /// tenants idle for the metrics' idle time, rate-limit buckets that refilled, active-series
+    /// counts of tenants with no push within the active window. Call it every
+    /// [`Distributor::sweep_period`]; it also refreshes `kiln_distributor_tracked_tenants`.
+    pub fn forget_idle_tenants(&self) {
+        let now = std::time::Instant::now();
+        self.metrics.forget_idle_tenants(now);
+        let buckets = self.config.limits.forget_full_buckets(now);
+        self.metrics.set_tracked("rate_limit", buckets);
+        let counted = self.active_series.forget_inactive(now);
+        self.metrics.set_tracked("active_series", counted);
+    }
+
+    /// How often [`Distributor::forget_idle_tenants`] should run.
+    pub fn sweep_period(&self) -> std::time::Duration {
+        self.metrics.sweep_period()
     }
 
     /// The HTTP routes of the distributor: `/ingest`, `/pyroscope/ingest` and

@@ -360,12 +360,25 @@ fn truncate(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// A token bucket of bytes.
+/// A token bucket of bytes, with the rate and size it was last used with.
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
     updated: Instant,
+    rate: f64,
+    burst: f64,
 }
+
+impl Bucket {
+    /// True when the bucket has refilled by `now`: the same as no bucket at all.
+    fn is_full(&self, now: Instant) -> bool {
+        self.tokens + now.saturating_duration_since(self.updated).as_secs_f64() * self.rate
+            >= self.burst
+    }
+}
+
+/// Tenants with in-memory state by default (see [`TenantLimits::set_max_tenants`]).
+const DEFAULT_MAX_TENANTS: usize = 1000;
 
 /// The distributor's view of the tenants' limits: their values (from [`TenantOverrides`]) and
 /// the state of their ingestion rate.
@@ -374,6 +387,7 @@ pub struct TenantLimits {
     overrides: Arc<TenantOverrides>,
     buckets: Mutex<HashMap<String, Bucket>>,
     live_distributors: AtomicUsize,
+    max_tenants: AtomicUsize,
 }
 
 impl TenantLimits {
@@ -383,7 +397,32 @@ impl TenantLimits {
             overrides,
             buckets: Mutex::default(),
             live_distributors: AtomicUsize::new(1),
+            max_tenants: AtomicUsize::new(DEFAULT_MAX_TENANTS),
         })
+    }
+
+    /// Keeps ingestion-rate state (and active series) for at most `max` tenants at once (at
+    /// least one). Beyond it, buckets that refilled are dropped first (which loses nothing),
+    /// then the one used least recently (that tenant gets a full burst again).
+    pub fn set_max_tenants(&self, max: usize) {
+        self.max_tenants.store(max.max(1), Ordering::Relaxed);
+    }
+
+    /// The most tenants with in-memory state.
+    pub fn max_tenants(&self) -> usize {
+        self.max_tenants.load(Ordering::Relaxed)
+    }
+
+    /// How many tenants have a rate-limit bucket now.
+    pub fn tracked_tenants(&self) -> usize {
+        self.buckets.lock().len()
+    }
+
+    /// Drops the buckets that refilled by `now`; returns how many are left.
+    pub fn forget_full_buckets(&self, now: Instant) -> usize {
+        let mut buckets = self.buckets.lock();
+        buckets.retain(|_, bucket| !bucket.is_full(now));
+        buckets.len()
     }
 
     /// The limits of `tenant` now.
@@ -419,10 +458,25 @@ impl TenantLimits {
         let rate = limits.ingestion_rate_mb * 1e6 / share;
         let mut buckets = self.buckets.lock();
         let now = Instant::now();
+        if !buckets.contains_key(tenant) && buckets.len() >= self.max_tenants() {
+            buckets.retain(|_, bucket| !bucket.is_full(now));
+            if buckets.len() >= self.max_tenants() {
+                let oldest = buckets
+                    .iter()
+                    .min_by_key(|(_, bucket)| bucket.updated)
+                    .map(|(id, _)| id.clone());
+                if let Some(oldest) = oldest {
+                    buckets.remove(&oldest);
+                }
+            }
+        }
         let bucket = buckets.entry(tenant.to_string()).or_insert(Bucket {
             tokens: burst,
             updated: now,
+            rate,
+            burst,
         });
+        (bucket.rate, bucket.burst) = (rate, burst);
         let elapsed = now.duration_since(bucket.updated).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
         bucket.updated = now;
@@ -435,5 +489,31 @@ impl TenantLimits {
         }
         bucket.tokens -= bytes as f64;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_capped_and_full_ones_dropped() {
+        let limits = TenantLimits::new(TenantOverrides::new(Limits::default()));
+        limits.set_max_tenants(2);
+        let rated = Limits {
+            ingestion_rate_mb: 0.000_001,
+            ingestion_burst_size_mb: 1.0,
+            ..Limits::default()
+        };
+        for tenant in ["a", "b", "c"] {
+            limits.admit(tenant, &rated, 500_000).unwrap();
+        }
+        assert_eq!(limits.buckets.lock().len(), 2);
+        assert!(!limits.buckets.lock().contains_key("a"));
+        // At one byte per second nothing refills soon; in a year everything has.
+        let now = Instant::now();
+        assert_eq!(limits.forget_full_buckets(now), 2);
+        let later = now + Duration::from_secs(365 * 24 * 3600);
+        assert_eq!(limits.forget_full_buckets(later), 0);
     }
 }

@@ -1,6 +1,27 @@
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kiln_runtime::BoundedTenants;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+/// Labels of a series.
+type LabelSet = Vec<(String, String)>;
+
+/// The per-tenant counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum TenantFamily {
+    Rejected,
+    Discarded,
+    Truncated,
+}
+
+/// Tenants labelled by default: at most this many at once...
+const DEFAULT_MAX_TENANTS: usize = 1000;
+/// ...each forgotten after this long unused.
+const DEFAULT_TENANT_IDLE: Duration = Duration::from_secs(15 * 60);
 
 /// Prometheus metrics of the distributor.
 #[derive(Clone, Debug)]
@@ -15,6 +36,11 @@ pub struct DistributorMetrics {
     pub discarded_profiles: Family<Vec<(String, String)>, Counter>,
     /// Samples (deep stacks) or symbols (long names) truncated, by tenant and what.
     pub truncated: Family<Vec<(String, String)>, Counter>,
+    /// Tenants held in memory, by map: `metric_labels` (tenants named in the labels above),
+    /// `active_series`, `rate_limit`.
+    pub tracked_tenants: Family<Vec<(String, String)>, Gauge>,
+    /// The tenants the per-tenant counters name, capped and expiring.
+    tenants: Arc<BoundedTenants<(TenantFamily, LabelSet)>>,
 }
 
 impl DistributorMetrics {
@@ -26,6 +52,11 @@ impl DistributorMetrics {
             rejected_requests: Family::default(),
             discarded_profiles: Family::default(),
             truncated: Family::default(),
+            tracked_tenants: Family::default(),
+            tenants: Arc::new(BoundedTenants::new(
+                DEFAULT_MAX_TENANTS,
+                DEFAULT_TENANT_IDLE,
+            )),
         };
         let registry = registry.sub_registry_with_prefix("kiln_distributor");
         registry.register(
@@ -53,28 +84,86 @@ impl DistributorMetrics {
             "Stacks cut to the maximum depth and symbols cut to the maximum length, by tenant",
             metrics.truncated.clone(),
         );
+        registry.register(
+            "tracked_tenants",
+            "Tenants held in memory, by map (metric_labels, active_series, rate_limit)",
+            metrics.tracked_tenants.clone(),
+        );
         metrics
     }
 
-    pub(crate) fn discarded(&self, tenant: &str, reason: &str, profiles: u64) {
-        let labels = vec![
-            ("tenant".to_string(), tenant.to_string()),
-            ("reason".to_string(), reason.to_string()),
-        ];
-        self.discarded_profiles
+    /// The same metrics naming at most `max` tenants at once in their labels (the others as
+    /// `#other`), each forgotten with its series `idle` after its last use.
+    pub fn with_tenant_cap(mut self, max: usize, idle: Duration) -> Self {
+        self.tenants = Arc::new(BoundedTenants::new(max, idle));
+        self
+    }
+
+    /// How often [`DistributorMetrics::forget_idle_tenants`] should run.
+    pub fn sweep_period(&self) -> Duration {
+        self.tenants.sweep_period()
+    }
+
+    /// Removes the series of tenants unused for the idle time.
+    pub(crate) fn forget_idle_tenants(&self, now: Instant) {
+        for (family, labels) in self.tenants.expire(now) {
+            match family {
+                TenantFamily::Rejected => self.rejected_requests.remove(&labels),
+                TenantFamily::Discarded => self.discarded_profiles.remove(&labels),
+                TenantFamily::Truncated => self.truncated.remove(&labels),
+            };
+        }
+        self.set_tracked("metric_labels", self.tenants.len());
+    }
+
+    /// Sets the number of tenants held by `map`.
+    pub(crate) fn set_tracked(&self, map: &str, tenants: usize) {
+        let labels = vec![("map".to_string(), map.to_string())];
+        self.tracked_tenants
             .get_or_create(&labels)
-            .inc_by(profiles);
+            .set(i64::try_from(tenants).unwrap_or(i64::MAX));
+    }
+
+    /// Adds `by` to the per-tenant counter of `family` labelled `before`, the tenant's label,
+    /// `after`. The series is made while the tenant's entry is locked, so that an expiry
+    /// cannot miss it.
+    fn count(
+        &self,
+        family: TenantFamily,
+        before: &[(&str, &str)],
+        tenant: &str,
+        after: &[(&str, &str)],
+        by: u64,
+    ) {
+        let pair = |(name, value): &(&str, &str)| (name.to_string(), value.to_string());
+        self.tenants.series(tenant, Instant::now(), |tenant| {
+            let labels: LabelSet = before
+                .iter()
+                .map(pair)
+                .chain([("tenant".to_string(), tenant.to_string())])
+                .chain(after.iter().map(pair))
+                .collect();
+            let counters = match family {
+                TenantFamily::Rejected => &self.rejected_requests,
+                TenantFamily::Discarded => &self.discarded_profiles,
+                TenantFamily::Truncated => &self.truncated,
+            };
+            counters.get_or_create(&labels).inc_by(by);
+            (family, labels)
+        });
+    }
+
+    pub(crate) fn discarded(&self, tenant: &str, reason: &str, profiles: u64) {
+        let reason = [("reason", reason)];
+        self.count(TenantFamily::Discarded, &[], tenant, &reason, profiles);
     }
 
     pub(crate) fn truncated(&self, tenant: &str, what: &str, count: u64) {
         if count == 0 {
             return;
         }
-        let labels = vec![
-            ("tenant".to_string(), tenant.to_string()),
-            ("what".to_string(), what.to_string()),
-        ];
-        self.truncated.get_or_create(&labels).inc_by(count);
+        let what = [("what", what)];
+        self.count(TenantFamily::Truncated, &[], tenant, &what, count);
     }
 
     pub(crate) fn accepted(&self, protocol: &str, profiles: u64, bytes: u64) {
@@ -86,11 +175,7 @@ impl DistributorMetrics {
     }
 
     pub(crate) fn rejected(&self, protocol: &str, tenant: &str, reason: &str) {
-        let labels = vec![
-            ("protocol".to_string(), protocol.to_string()),
-            ("tenant".to_string(), tenant.to_string()),
-            ("reason".to_string(), reason.to_string()),
-        ];
-        self.rejected_requests.get_or_create(&labels).inc();
+        let (protocol, reason) = ([("protocol", protocol)], [("reason", reason)]);
+        self.count(TenantFamily::Rejected, &protocol, tenant, &reason, 1);
     }
 }

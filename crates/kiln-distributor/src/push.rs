@@ -173,6 +173,10 @@ impl Distributor {
                 )?;
                 Ok(truncations)
             });
+        self.metrics
+            .set_tracked("rate_limit", self.config.limits.tracked_tenants());
+        self.metrics
+            .set_tracked("active_series", self.active_series.tracked_tenants());
         let truncations = match checked {
             Ok(truncations) => truncations,
             Err(e) => {

@@ -88,7 +88,7 @@ pub(crate) fn transport(args: &ServerArgs, stop: &CancellationToken) -> anyhow::
         _ if given > 0 => bail!(
             "cluster TLS needs all of --cluster.tls-ca-file, --cluster.tls-cert-file and --cluster.tls-key-file"
         ),
-        _ if all_in_one => (base.clone(), None),
+        _ if all_in_one && !flags.cluster_insecure => (base.clone(), None),
         _ if flags.cluster_insecure => {
             tracing::warn!(
                 "--cluster.insecure: the cluster port (--grpc-addr) serves Raft, the metastore and \

@@ -78,10 +78,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         cluster: ChannelPool::with_tls(transport.cluster_tls.clone()),
         stop: shutdown.clone(),
     };
-    let mut grpc_routes = if all_in_one {
-        metastore.admin_routes()
-    } else {
+    // All-in-one mode makes no cross-role call over the network, so its gRPC port serves only
+    // the admin API, unless the operator opened it to other processes that join it (an extra
+    // querier, say) by giving it cluster TLS or --cluster.insecure.
+    let serves_members =
+        !all_in_one || transport.cluster_tls.is_some() || args.security.cluster_insecure;
+    let mut grpc_routes = if serves_members {
         metastore.member_routes()
+    } else {
+        metastore.admin_routes()
     };
     let storage = if [Target::Ingester, Target::Querier, Target::Compactor]
         .into_iter()
@@ -97,8 +102,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let ingester = match storage.as_ref().filter(|_| args.runs(Target::Ingester)) {
         Some(storage) => {
             let role = ingester::start(&args, &shared, storage, &advertise_addr, &mut registry);
-            // All-in-one pushes in process: nobody calls the ingester's service.
-            if !all_in_one {
+            // All-in-one pushes in process: nobody else calls the ingester's service.
+            if serves_members {
                 let service = role.service(args.limits.max_decompressed_bytes.saturating_mul(2));
                 grpc_routes = Some(match grpc_routes {
                     Some(routes) => routes.add_service(service),
@@ -126,7 +131,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(storage) = storage.as_ref().filter(|_| args.runs(Target::Querier)) {
-        app = app.merge(querier::start(&args, &shared, storage.clone(), &mut registry));
+        app = app.merge(querier::start(
+            &args,
+            &shared,
+            storage.clone(),
+            &mut registry,
+        ));
     }
     if let (Some(listener), Some(routes)) = (grpc_listener, grpc_routes) {
         let mut router = routes.into_axum_router();

@@ -44,6 +44,7 @@ pub(crate) fn start(
     stop: &CancellationToken,
 ) -> CompactorRole {
     let (metastore, overrides) = (&shared.metastore, &shared.overrides);
+    let metrics = metrics.with_tenant_cap(args.tenants_max_tracked, args.tenants_idle_timeout);
     let flags = &args.compaction;
     let defaults = CompactorConfig::default();
     let config = CompactorConfig {

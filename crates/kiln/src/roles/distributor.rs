@@ -52,6 +52,7 @@ pub(crate) fn start(
         ),
     };
     let limits = TenantLimits::new(Arc::clone(overrides));
+    limits.set_max_tenants(args.tenants_max_tracked);
     // All-in-one is the only distributor of its cluster.
     if !args.runs(Target::All) {
         count_live_distributors(metastore, &limits, stop);
@@ -64,7 +65,18 @@ pub(crate) fn start(
             limits,
         },
         target,
-        DistributorMetrics::new(registry),
+        DistributorMetrics::new(registry)
+            .with_tenant_cap(args.tenants_max_tracked, args.tenants_idle_timeout),
+    );
+    let sweeping = Arc::clone(&distributor);
+    spawn_every(
+        distributor.sweep_period(),
+        FirstTick::AfterPeriod,
+        stop.clone(),
+        move || {
+            sweeping.forget_idle_tenants();
+            std::future::ready(())
+        },
     );
     DistributorRole {
         router: distributor.router(),

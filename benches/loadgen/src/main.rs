@@ -301,7 +301,7 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
             let server = query_server(&binary, &dataset_dir, &args).await?;
             let started = std::time::Instant::now();
             let samples = dataset
-                .generate(&server.url(""), &dataset_dir, args.generate_in_flight)
+                .generate(&server.url(""), &dataset_dir, args.generate_in_flight, 60)
                 .await
                 .context("generating the query data set")?;
             eprintln!(

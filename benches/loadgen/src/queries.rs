@@ -73,17 +73,19 @@ impl Dataset {
         serde_json::from_slice(&std::fs::read(Self::marker(dir)).ok()?).ok()
     }
 
-    /// Pushes the whole data set through push.v1 (60 profiles per request, `in_flight` requests
-    /// at once, each built on its own task so that both cores generate) and marks `dir`.
+    /// Pushes the whole data set through push.v1 (`batch` profiles of one instance per request,
+    /// `in_flight` requests at once, each built on its own task so that both cores generate) and
+    /// marks `dir`.
     pub(crate) async fn generate(
         &self,
         base: &str,
         dir: &Path,
         in_flight: usize,
+        batch: usize,
     ) -> anyhow::Result<u64> {
         let model = Arc::new(self.service());
         let client = reqwest::Client::builder().http2_prior_knowledge().build()?;
-        let batch = 60;
+        let batch = batch.max(1) as i64;
         let batches = (0..self.instances).flat_map(|instance| {
             (0..self.profiles_per_instance())
                 .step_by(batch as usize)

@@ -58,6 +58,22 @@ pub(crate) struct CompactionArgs {
     /// Instances of that data set.
     #[arg(long, default_value = "1")]
     instances: usize,
+    /// Profiles per push request of the split part's data set: 60 backfills a day in about 76
+    /// segments; 1, with a short `--flush-interval`, writes about one segment per profile, as
+    /// live ingestion does (a segment every 500 ms per busy ingester).
+    #[arg(long, default_value = "60")]
+    profiles_per_push: usize,
+    /// Pushes in flight while the split part's data set is pushed.
+    #[arg(long, default_value = "4")]
+    pushes_in_flight: usize,
+    /// `--ingester.flush-interval` of the split part's ingester (default: the server's, 500ms).
+    #[arg(long)]
+    flush_interval: Option<String>,
+    /// `--metastore.snapshot-logs` of the split part's metastore (default: the server's,
+    /// 10000). A restarted metastore replays the log kept since its last snapshot, so a small
+    /// value makes its memory after a restart that of the index rather than of its history.
+    #[arg(long)]
+    metastore_snapshot_logs: Option<u64>,
     /// Probes of the latency part, per phase (idle, under load).
     #[arg(long, default_value = "3")]
     probes: usize,
@@ -102,6 +118,10 @@ pub(crate) async fn run(args: CompactionArgs) -> anyhow::Result<()> {
                     minutes: if args.smoke { 60 } else { args.days * 24 * 60 },
                     instances: args.instances,
                     samples_per_profile: if args.smoke { 200 } else { 1000 },
+                    profiles_per_push: args.profiles_per_push,
+                    pushes_in_flight: args.pushes_in_flight,
+                    flush_interval: args.flush_interval.as_deref(),
+                    snapshot_logs: args.metastore_snapshot_logs,
                     timeout: Duration::from_secs(if args.smoke { 300 } else { 7200 }),
                 };
                 split::run(&config, &mut figures).await?;

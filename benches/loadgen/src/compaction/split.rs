@@ -27,6 +27,14 @@ pub(crate) struct SplitConfig<'a> {
     pub(crate) minutes: i64,
     pub(crate) instances: usize,
     pub(crate) samples_per_profile: usize,
+    /// Profiles per push request while the data set is pushed.
+    pub(crate) profiles_per_push: usize,
+    /// Pushes in flight while the data set is pushed.
+    pub(crate) pushes_in_flight: usize,
+    /// `--ingester.flush-interval` of the ingester (None: the server's default).
+    pub(crate) flush_interval: Option<&'a str>,
+    /// `--metastore.snapshot-logs` of the metastore (None: the server's default).
+    pub(crate) snapshot_logs: Option<u64>,
     /// Longest wait for compaction to reach the final level.
     pub(crate) timeout: Duration,
 }
@@ -75,15 +83,23 @@ pub(crate) async fn run(config: &SplitConfig<'_>, figures: &mut Figures) -> anyh
     let peers = format!("--metastore.peers={metastore_addr}");
     let mut metastore = server::command(config.binary, &config.dir.join("metastore"))
         .grpc_addr(&metastore_addr)
-        .args(["--target", "metastore", &levels])
-        .start()
-        .await?;
+        .args(["--target", "metastore", &levels]);
+    if let Some(logs) = config.snapshot_logs {
+        metastore = metastore.arg(format!("--metastore.snapshot-logs={logs}"));
+    }
+    let mut metastore = metastore.start().await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let empty_rss = server::rss_mib(&metastore);
-    let roles = server::command(config.binary, &config.dir.join("roles"))
-        .args(["--target", "distributor,ingester,querier", &peers, &storage])
-        .start()
-        .await?;
+    let mut roles = server::command(config.binary, &config.dir.join("roles")).args([
+        "--target",
+        "distributor,ingester,querier",
+        &peers,
+        &storage,
+    ]);
+    if let Some(interval) = config.flush_interval {
+        roles = roles.arg(format!("--ingester.flush-interval={interval}"));
+    }
+    let roles = roles.start().await?;
 
     let dataset = Dataset {
         generator: GENERATOR,
@@ -93,7 +109,14 @@ pub(crate) async fn run(config: &SplitConfig<'_>, figures: &mut Figures) -> anyh
         samples_per_profile: config.samples_per_profile,
     };
     let started = Instant::now();
-    let samples = dataset.generate(&roles.url(""), config.dir, 4).await?;
+    let samples = dataset
+        .generate(
+            &roles.url(""),
+            config.dir,
+            config.pushes_in_flight,
+            config.profiles_per_push,
+        )
+        .await?;
     eprintln!(
         "split: pushed {samples} samples in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -121,7 +144,7 @@ pub(crate) async fn run(config: &SplitConfig<'_>, figures: &mut Figures) -> anyh
         .metric("kiln_compactor_written_bytes_total")
         .await?
         - written_start;
-    watch::wait_deleted(&client, Duration::from_secs(120)).await?;
+    watch::wait_deleted(&client, Duration::from_secs(900)).await?;
     let (metastore, after) = snapshot(metastore, &objects_dir).await?;
 
     figures.add("compaction: samples pushed", samples as f64, "samples");

@@ -1,8 +1,10 @@
-//! `kiln-loadgen`: Kiln's load generator (`run`) and system benchmark suite (`suite`).
+//! `kiln-loadgen`: Kiln's load generator (`run`), system benchmark suite (`suite`) and the
+//! metastore, cluster and compaction benchmarks.
 //! docs/benchmarks.md records the figures with the command that produced them.
 
 mod baseline;
 mod cluster;
+mod compaction;
 mod driver;
 mod figures;
 mod metastore;
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use kiln_contract::metastore::Metastore;
 
 use crate::driver::LoadConfig;
 use crate::push::Protocol;
@@ -41,6 +44,9 @@ enum Command {
     Metastore(metastore::MetastoreArgs),
     /// Start a loopback cluster on an S3 server, ingest through it and beside all-in-one.
     Cluster(cluster::ClusterArgs),
+    /// Compaction: throughput, latency to level 1, bytes per sample per level, objects and
+    /// metastore memory, and real Go profiles against `go tool pprof`.
+    Compaction(compaction::CompactionArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -148,6 +154,17 @@ struct SuiteArgs {
     /// of 10 s profiles here).
     #[arg(long, default_value = "1440")]
     go_merge_max_minutes: i64,
+    /// `--compaction.levels` of the servers that generate and query the query data set (default:
+    /// the server's own).
+    #[arg(long)]
+    compaction_levels: Option<String>,
+    /// Time the queries only once every block of the query data set is at the final level of
+    /// `--compaction-levels` (the server's default ages take hours to reach it).
+    #[arg(long, requires = "compaction_levels")]
+    compacted: bool,
+    /// Requests in flight while generating the query data set.
+    #[arg(long, default_value = "4")]
+    generate_in_flight: usize,
     /// Write the results as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -170,6 +187,7 @@ fn main() -> anyhow::Result<()> {
             Command::Suite(args) => suite(args).await,
             Command::Metastore(args) => metastore::run(args).await,
             Command::Cluster(args) => cluster::run(args).await,
+            Command::Compaction(args) => compaction::run(args).await,
         }
     })
 }
@@ -179,6 +197,19 @@ fn now_nanos() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
+}
+
+/// The server of the query data set: all-in-one, with the suite's compaction levels.
+async fn query_server(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    args: &SuiteArgs,
+) -> anyhow::Result<kiln_testkit::process::KilnServer> {
+    let mut command = server::command(binary, dir);
+    if let Some(levels) = &args.compaction_levels {
+        command = command.arg(format!("--compaction.levels={levels}"));
+    }
+    command.start().await
 }
 
 async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
@@ -267,10 +298,10 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
                 end_seconds: now_nanos() / 1_000_000_000 / 3600 * 3600,
                 ..wanted
             };
-            let server = server::start(&binary, &dataset_dir).await?;
+            let server = query_server(&binary, &dataset_dir, &args).await?;
             let started = std::time::Instant::now();
             let samples = dataset
-                .generate(&server.url(""), &dataset_dir)
+                .generate(&server.url(""), &dataset_dir, args.generate_in_flight, 60)
                 .await
                 .context("generating the query data set")?;
             eprintln!(
@@ -281,7 +312,27 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
             dataset
         }
     };
-    let server = server::start(&binary, &dataset_dir).await?;
+    let server = query_server(&binary, &dataset_dir, &args).await?;
+    if let (true, Some(levels)) = (args.compacted, &args.compaction_levels) {
+        let client = compaction::watch::client(server.grpc_addr())?;
+        let mut log = compaction::watch::BlockLog::default();
+        let final_level = compaction::watch::final_level(levels);
+        let waited = compaction::watch::wait_compacted(
+            &client,
+            final_level,
+            &mut log,
+            Duration::from_secs(4 * 3600),
+        )
+        .await?;
+        eprintln!(
+            "the query data set is at level {final_level} (waited {:.0} s)",
+            waited.as_secs_f64()
+        );
+    }
+    let blocks = compaction::watch::client(server.grpc_addr())?
+        .list_blocks(None)
+        .await?;
+    report.query_levels = compaction::watch::by_level(&blocks);
     let runs = args.query_runs.max(1);
     let ranges: Vec<(i64, usize)> = [(60, runs * 2), (24 * 60, runs), (7 * 24 * 60, runs)]
         .into_iter()

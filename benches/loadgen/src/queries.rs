@@ -2,6 +2,7 @@
 //! once and reused, and query latencies over it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -72,28 +73,48 @@ impl Dataset {
         serde_json::from_slice(&std::fs::read(Self::marker(dir)).ok()?).ok()
     }
 
-    /// Pushes the whole data set through push.v1 (60 profiles per request) and marks `dir`.
-    pub(crate) async fn generate(&self, base: &str, dir: &Path) -> anyhow::Result<u64> {
-        let model = self.service();
+    /// Pushes the whole data set through push.v1 (`batch` profiles of one instance per request,
+    /// `in_flight` requests at once, each built on its own task so that both cores generate) and
+    /// marks `dir`.
+    pub(crate) async fn generate(
+        &self,
+        base: &str,
+        dir: &Path,
+        in_flight: usize,
+        batch: usize,
+    ) -> anyhow::Result<u64> {
+        let model = Arc::new(self.service());
         let client = reqwest::Client::builder().http2_prior_knowledge().build()?;
+        let batch = batch.max(1) as i64;
+        let batches = (0..self.instances).flat_map(|instance| {
+            (0..self.profiles_per_instance())
+                .step_by(batch as usize)
+                .map(move |index| (instance, index))
+        });
+        let mut tasks = tokio::task::JoinSet::new();
         let mut samples = 0u64;
-        let batch = 60;
-        for instance in 0..self.instances {
-            let mut index = 0;
-            while index < self.profiles_per_instance() {
-                let end = (index + batch).min(self.profiles_per_instance());
+        for (instance, index) in batches {
+            if tasks.len() >= in_flight.max(1) {
+                samples += tasks.join_next().await.expect("a task")??;
+            }
+            let (dataset, model, client) = (self.clone(), model.clone(), client.clone());
+            let base = base.to_string();
+            tasks.spawn(async move {
+                let end = (index + batch).min(dataset.profiles_per_instance());
                 let profiles: Vec<_> = (index..end)
-                    .map(|i| self.profile(&model, instance, i))
+                    .map(|i| dataset.profile(&model, instance, i))
                     .collect();
                 let payload = push::push_payload(&model, instance, "process_cpu", &profiles);
-                samples += payload.samples as u64;
-                let status = push::send(&client, base, &payload).await;
+                let status = push::send(&client, &base, &payload).await;
                 anyhow::ensure!(
                     status == 200,
                     "generating the data set: push answered {status}"
                 );
-                index = end;
-            }
+                Ok(payload.samples as u64)
+            });
+        }
+        while let Some(result) = tasks.join_next().await {
+            samples += result??;
         }
         std::fs::write(Self::marker(dir), serde_json::to_vec(self)?)?;
         Ok(samples)
@@ -137,6 +158,90 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
+/// The query kinds timed, in the order the table shows them.
+pub(crate) const KINDS: [&str; 3] = ["flamegraph", "series", "pprof"];
+
+/// The CPU profile type of the generated and the Go test profiles.
+pub(crate) const CPU_PROFILE_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+
+/// An HTTP/2 client for queries (a 7-day merge may take minutes).
+pub(crate) fn client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(3600))
+        .build()?)
+}
+
+/// One query of `kind` (`flamegraph`, `series` or `pprof`) of the CPU profiles matching
+/// `selector` over `[start_ms, end_ms)`; returns the milliseconds until the whole answer was
+/// read, and fails unless it answered 200.
+pub(crate) async fn time_query(
+    client: &reqwest::Client,
+    base: &str,
+    kind: &str,
+    selector: &str,
+    start_ms: i64,
+    end_ms: i64,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let response = match kind {
+        "flamegraph" => {
+            let request = SelectMergeStacktracesRequest {
+                profile_type_id: CPU_PROFILE_TYPE.to_string(),
+                label_selector: selector.to_string(),
+                start: start_ms,
+                end: end_ms,
+                ..Default::default()
+            };
+            client
+                .post(format!(
+                    "{base}/querier.v1.QuerierService/SelectMergeStacktraces"
+                ))
+                .header("content-type", "application/proto")
+                .body(request.encode_to_vec())
+                .send()
+                .await?
+        }
+        "series" => {
+            let request = SelectSeriesRequest {
+                profile_type_id: CPU_PROFILE_TYPE.to_string(),
+                label_selector: selector.to_string(),
+                start: start_ms,
+                end: end_ms,
+                step: ((end_ms - start_ms) / 1000 / 360).max(10) as f64,
+                group_by: vec!["instance".to_string()],
+                ..Default::default()
+            };
+            client
+                .post(format!("{base}/querier.v1.QuerierService/SelectSeries"))
+                .header("content-type", "application/proto")
+                .body(request.encode_to_vec())
+                .send()
+                .await?
+        }
+        _ => {
+            let query = format!("{CPU_PROFILE_TYPE}{selector}");
+            client
+                .get(format!("{base}/api/v1/pprof"))
+                .query(&[
+                    ("query", query.as_str()),
+                    ("from", &(start_ms / 1000).to_string()),
+                    ("until", &(end_ms / 1000).to_string()),
+                ])
+                .send()
+                .await?
+        }
+    };
+    let status = response.status();
+    let body = response.bytes().await.context("reading the query answer")?;
+    anyhow::ensure!(
+        status == 200,
+        "{kind} query answered {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(started.elapsed().as_secs_f64() * 1000.0)
+}
+
 /// Runs flame graph, series and pprof queries over the last `minutes` of the data set.
 pub(crate) async fn measure(
     base: &str,
@@ -144,76 +249,17 @@ pub(crate) async fn measure(
     minutes: i64,
     runs: usize,
 ) -> anyhow::Result<Vec<QueryLatency>> {
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        // A 7-day merge takes over 10 minutes on 2 cores today.
-        .timeout(Duration::from_secs(3600))
-        .build()?;
+    let client = client()?;
     let end_ms = dataset.end_seconds * 1000;
     let start_ms = end_ms - minutes * 60_000;
     let selector = format!("{{service_name=\"{}\"}}", dataset.service().name);
-    let profile_type = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
     let mut results = Vec::new();
-    for kind in ["flamegraph", "series", "pprof"] {
+    for kind in KINDS {
         let mut times = Vec::new();
         for _ in 0..runs.max(1) {
-            let started = Instant::now();
-            let response = match kind {
-                "flamegraph" => {
-                    let request = SelectMergeStacktracesRequest {
-                        profile_type_id: profile_type.to_string(),
-                        label_selector: selector.clone(),
-                        start: start_ms,
-                        end: end_ms,
-                        ..Default::default()
-                    };
-                    client
-                        .post(format!(
-                            "{base}/querier.v1.QuerierService/SelectMergeStacktraces"
-                        ))
-                        .header("content-type", "application/proto")
-                        .body(request.encode_to_vec())
-                        .send()
-                        .await?
-                }
-                "series" => {
-                    let request = SelectSeriesRequest {
-                        profile_type_id: profile_type.to_string(),
-                        label_selector: selector.clone(),
-                        start: start_ms,
-                        end: end_ms,
-                        step: (minutes * 60 / 360).max(10) as f64,
-                        group_by: vec!["instance".to_string()],
-                        ..Default::default()
-                    };
-                    client
-                        .post(format!("{base}/querier.v1.QuerierService/SelectSeries"))
-                        .header("content-type", "application/proto")
-                        .body(request.encode_to_vec())
-                        .send()
-                        .await?
-                }
-                _ => {
-                    let query = format!("{profile_type}{selector}");
-                    client
-                        .get(format!("{base}/api/v1/pprof"))
-                        .query(&[
-                            ("query", query.as_str()),
-                            ("from", &(start_ms / 1000).to_string()),
-                            ("until", &(end_ms / 1000).to_string()),
-                        ])
-                        .send()
-                        .await?
-                }
-            };
-            let status = response.status();
-            let body = response.bytes().await.context("reading the query answer")?;
-            anyhow::ensure!(
-                status == 200,
-                "{kind} query over {minutes} min answered {status}: {}",
-                String::from_utf8_lossy(&body)
-            );
-            let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+            let elapsed = time_query(&client, base, kind, &selector, start_ms, end_ms)
+                .await
+                .with_context(|| format!("{kind} over {minutes} min"))?;
             // Progress on stderr: a long suite shows where it is, and a failure later keeps
             // what was measured.
             eprintln!("{kind} over {minutes} min: {elapsed:.0} ms");

@@ -2,6 +2,9 @@
 
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
+use crate::compaction::watch::LevelTotals;
 use crate::driver::LoadResult;
 use crate::queries::QueryLatency;
 
@@ -23,6 +26,8 @@ pub(crate) struct Report {
     pub(crate) ingest: Vec<IngestFigures>,
     pub(crate) queries: Vec<QueryLatency>,
     pub(crate) query_peak_rss_mib: f64,
+    /// The query data set's blocks per compaction level when the queries ran.
+    pub(crate) query_levels: BTreeMap<u32, LevelTotals>,
     /// (minutes, files, milliseconds) of `go tool pprof -proto` merges.
     pub(crate) go_merge: Vec<(i64, usize, f64)>,
 }
@@ -36,6 +41,7 @@ impl Report {
             ingest: Vec::new(),
             queries: Vec::new(),
             query_peak_rss_mib: 0.0,
+            query_levels: BTreeMap::new(),
             go_merge: Vec::new(),
         }
     }
@@ -130,6 +136,15 @@ impl Report {
             "\nQuery server peak RSS: {:.0} MiB.\n",
             self.query_peak_rss_mib
         ));
+        for (level, totals) in &self.query_levels {
+            out.push_str(&format!(
+                "Query data set, level {level}: {} blocks, {:.1} MB, {} samples, {:.2} bytes/sample.\n",
+                totals.blocks,
+                totals.bytes as f64 / 1e6,
+                totals.samples,
+                totals.bytes_per_sample()
+            ));
+        }
         out
     }
 }

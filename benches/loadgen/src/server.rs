@@ -7,9 +7,13 @@ use kiln_testkit::process::{KilnCommand, KilnServer};
 /// Benchmark servers log warnings and kiln's own events (which report the listeners).
 const LOG_FILTER: &str = "warn,kiln=info";
 
-/// `binary server` on `data_dir`, with loopback listeners on free ports.
+/// `binary server` on `data_dir`, with loopback listeners on free ports. Retention is off
+/// (`--retention-period=0`): the query data sets are backdated by days, and a server refuses
+/// pushes older than its retention period.
 pub(crate) fn command(binary: &Path, data_dir: &Path) -> KilnCommand {
-    KilnCommand::new(binary, data_dir).rust_log(LOG_FILTER)
+    KilnCommand::new(binary, data_dir)
+        .rust_log(LOG_FILTER)
+        .arg("--retention-period=0")
 }
 
 /// Starts an all-in-one server on `data_dir` and waits until it is ready.
@@ -41,11 +45,21 @@ pub(crate) fn cpu_seconds(server: &KilnServer) -> f64 {
 
 /// Peak resident memory in MiB.
 pub(crate) fn peak_rss_mib(server: &KilnServer) -> f64 {
+    status_mib(server, "VmHWM:")
+}
+
+/// Resident memory now, in MiB.
+pub(crate) fn rss_mib(server: &KilnServer) -> f64 {
+    status_mib(server, "VmRSS:")
+}
+
+/// A `kB` field of `/proc/<pid>/status`, in MiB.
+fn status_mib(server: &KilnServer, field: &str) -> f64 {
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .unwrap_or(0.0)
         / 1024.0
@@ -59,6 +73,21 @@ pub(crate) fn stored_bytes(server: &KilnServer) -> (u64, u64) {
     )
 }
 
+/// Files under `dir` (objects of a file:// bucket), at any depth.
+pub(crate) fn file_count(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() { file_count(&path) } else { 1 }
+        })
+        .sum()
+}
+
+/// Bytes of the files under `dir`, at any depth.
 pub(crate) fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;

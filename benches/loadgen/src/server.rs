@@ -14,6 +14,8 @@ pub(crate) fn command(binary: &Path, data_dir: &Path) -> KilnCommand {
     KilnCommand::new(binary, data_dir)
         .rust_log(LOG_FILTER)
         .arg("--retention-period=0")
+        // Every process of a benchmark runs on loopback: no cluster TLS (docs/security.md).
+        .arg("--cluster.insecure")
 }
 
 /// Starts an all-in-one server on `data_dir` and waits until it is ready.

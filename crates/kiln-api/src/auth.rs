@@ -21,7 +21,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
-use crate::{RequestError, TENANT_HEADER};
+use crate::RequestError;
+
+/// The header (and gRPC metadata key) that names the tenant.
+pub const TENANT_HEADER: &str = "x-scope-orgid";
 
 /// What a credential allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

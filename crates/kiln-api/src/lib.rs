@@ -7,10 +7,9 @@ mod connect;
 mod error;
 mod inflight;
 mod serve;
-mod tenant;
 pub mod tls;
 
-pub use auth::{Auth, AuthFuture, Right, Tokens, refusal, refusal_message, require};
+pub use auth::{Auth, AuthFuture, Right, TENANT_HEADER, Tokens, refusal, refusal_message, require};
 pub use connect::{
     Codec, connect_code, decode_content_encoding, error_response, grpc_or, read_body,
     set_body_read_timeout,
@@ -18,4 +17,3 @@ pub use connect::{
 pub use error::{RequestError, grpc_code};
 pub use inflight::InFlightBytes;
 pub use serve::{ServeOptions, serve};
-pub use tenant::{TENANT_HEADER, TenantResolver};

@@ -8,6 +8,9 @@ use bytes::Bytes;
 use kiln_contract::metastore::MetastoreClient;
 use kiln_proto::opentelemetry::proto::collector::profiles::v1development::ExportProfilesServiceRequest;
 use kiln_proto::opentelemetry::proto::collector::profiles::v1development::profiles_service_client::ProfilesServiceClient;
+use kiln_proto::push::v1::pusher_service_client::PusherServiceClient;
+use kiln_proto::querier::v1::ProfileTypesRequest;
+use kiln_proto::querier::v1::querier_service_client::QuerierServiceClient;
 use prost::Message;
 use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
@@ -178,6 +181,17 @@ async fn call(
     (status, response.text().await.unwrap_or_default())
 }
 
+/// A gRPC request carrying `token` as a Bearer credential, when given.
+fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    request
+}
+
 /// A token that has every right but `right`, for the "valid but not allowed" case.
 fn token_without(right: &str) -> &'static str {
     match right {
@@ -334,12 +348,7 @@ async fn every_endpoint_refuses_missing_wrong_foreign_and_insufficient_credentia
             .await
             .unwrap();
     let export = |token: Option<&str>| {
-        let mut request = tonic::Request::new(ExportProfilesServiceRequest::default());
-        if let Some(token) = token {
-            request
-                .metadata_mut()
-                .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        }
+        let request = with_token(ExportProfilesServiceRequest::default(), token);
         let mut client = ProfilesServiceClient::new(channel.clone());
         async move { client.export(request).await }
     };
@@ -356,6 +365,42 @@ async fn every_endpoint_refuses_missing_wrong_foreign_and_insufficient_credentia
         tonic::Code::PermissionDenied
     );
     export(Some(WRITER_A)).await.unwrap();
+
+    // gRPC clients of push.v1 and querier.v1 on the HTTP listener.
+    let http = tonic::transport::Endpoint::from_shared(format!("http://{}", server.http_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let push_grpc = |token: Option<&str>| {
+        let request = with_token(kiln_proto::push::v1::PushRequest::default(), token);
+        let mut client = PusherServiceClient::new(http.clone());
+        async move { client.push(request).await.map(drop) }
+    };
+    let types_grpc = |token: Option<&str>| {
+        let request = with_token(ProfileTypesRequest::default(), token);
+        let mut client = QuerierServiceClient::new(http.clone());
+        async move { client.profile_types(request).await.map(drop) }
+    };
+    for (token, push_code, query_code) in [
+        (
+            None,
+            Some(tonic::Code::Unauthenticated),
+            Some(tonic::Code::Unauthenticated),
+        ),
+        (
+            Some("not-a-token-at-all"),
+            Some(tonic::Code::Unauthenticated),
+            Some(tonic::Code::Unauthenticated),
+        ),
+        (Some(READER_A), Some(tonic::Code::PermissionDenied), None),
+        (Some(WRITER_A), None, Some(tonic::Code::PermissionDenied)),
+    ] {
+        let push = push_grpc(token).await.err().map(|s| s.code());
+        assert_eq!(push, push_code, "push.v1 over gRPC with {token:?}");
+        let query = types_grpc(token).await.err().map(|s| s.code());
+        assert_eq!(query, query_code, "querier.v1 over gRPC with {token:?}");
+    }
 
     let admin = |token: Option<&str>| {
         MetastoreClient::new(vec![server.grpc_addr().to_string()], Duration::from_secs(5))

@@ -71,6 +71,9 @@ impl Compactor {
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(self.config.poll_interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first poll waits one period: a metastore started in the same process elects
+            // itself meanwhile, instead of the poll failing with a warning at every start.
+            ticks.tick().await;
             loop {
                 tokio::select! {
                     () = stop.cancelled() => break,

@@ -348,4 +348,29 @@ async fn public_listeners_serve_tls_with_the_given_certificate() {
     assert_ne!(String::from_utf8_lossy(&output.stdout), "200");
     let output = curl(&[], &format!("http://{}/ready", server.http_addr()));
     assert_ne!(String::from_utf8_lossy(&output.stdout), "200");
+
+    // A renewed certificate (here of another CA) is served once its files change, without a
+    // restart.
+    let renewed_ca = authority(dir.path(), "renewed-ca");
+    let renewed = issue(dir.path(), "renewed", &renewed_ca);
+    std::fs::rename(&renewed.key, &cert.key).unwrap();
+    std::fs::rename(&renewed.cert, &cert.cert).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let output = curl(&["--cacert", renewed_ca.cert.to_str().unwrap()], &https);
+        if String::from_utf8_lossy(&output.stdout) == "200" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewed certificate was never served: {output:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let output = curl(&["--cacert", ca.cert.to_str().unwrap()], &https);
+    assert_ne!(
+        String::from_utf8_lossy(&output.stdout),
+        "200",
+        "the old certificate is still served"
+    );
 }

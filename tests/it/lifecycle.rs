@@ -280,3 +280,86 @@ async fn everything_acknowledged_survives_a_kill_right_after_the_acknowledgement
     let server = command.start().await.unwrap();
     assert_eq!(stored_totals(&server).await, expected);
 }
+
+/// A registered block whose object is lost fails the queries that need it with an error naming
+/// it; `kiln admin blocks remove` takes it out of the index, and queries answer again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_block_fails_its_queries_by_name_until_an_admin_removes_it() {
+    let server = kiln()
+        .arg("--compaction.levels=1000000/1000h")
+        .start()
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    // Two pushes, two flushes: each service in a segment of its own.
+    for service in ["lost", "kept"] {
+        let response = client
+            .post(server.url(&format!("/ingest?name={service}&format=pprof")))
+            .body(crate::support::cpu_profile())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let blocks = crate::support::registered_blocks(&server).await;
+    let lost: Vec<_> = blocks
+        .iter()
+        .filter(|b| b.datasets.iter().any(|d| d.service_name == "lost"))
+        .collect();
+    assert_eq!(lost.len(), 1, "{blocks:?}");
+    assert!(!lost[0].datasets.iter().any(|d| d.service_name == "kept"));
+    let id = lost[0].id.clone();
+    std::fs::remove_file(server.data_dir().join("objects").join(&lost[0].path)).unwrap();
+
+    let cpu = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+    let query = |service: &'static str| {
+        let body = serde_json::json!({
+            "profileTypeID": cpu,
+            "labelSelector": format!("{{service_name=\"{service}\"}}"),
+            "start": "0",
+            "end": (crate::support::UNTIL_SECONDS * 1000).to_string(),
+        });
+        client
+            .post(server.url("/querier.v1.QuerierService/SelectMergeStacktraces"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let response = query("lost").await.unwrap();
+    assert_eq!(response.status(), 500);
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains(&format!("cannot read block {id}"))
+            && text.contains(&format!("kiln admin blocks remove {id}")),
+        "{text}"
+    );
+    assert_eq!(query("kept").await.unwrap().status(), 200);
+
+    let remove = || {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["admin", "blocks", "remove", &id])
+            .arg(format!("--metastore.peers={}", server.grpc_addr()))
+            .output()
+            .unwrap()
+    };
+    let output = remove();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("removed {id}\n")
+    );
+    assert_eq!(query("lost").await.unwrap().status(), 200);
+    assert!(
+        !crate::support::registered_blocks(&server)
+            .await
+            .iter()
+            .any(|b| b.id == id)
+    );
+    // Removing it again names the id that is not there.
+    let output = remove();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains(&format!("no block with id {id}")),
+        "{output:?}"
+    );
+}

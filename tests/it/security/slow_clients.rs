@@ -80,3 +80,83 @@ async fn a_thousand_half_sent_headers_are_cut_off_while_ready_keeps_answering() 
     let response = client.get(server.url("/ready")).send().await.unwrap();
     assert_eq!(response.status(), 200, "the server keeps serving");
 }
+
+/// Reads from `stream` until the server closes it or `limit` passes; what it sent.
+async fn read_to_close(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let read = tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&received).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_idle_connections_and_bytes_in_flight_are_bounded() {
+    let server = kiln()
+        .args([
+            "--server.body-read-timeout=5s",
+            "--server.idle-timeout=2s",
+            "--server.max-inflight-bytes=1MiB",
+        ])
+        .start()
+        .await
+        .unwrap();
+    let addr = server.http_addr().to_string();
+
+    // An idle keep-alive connection is closed after the idle timeout.
+    let mut idle = TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /ready HTTP/1.1\r\nHost: kiln\r\n\r\n")
+        .await
+        .unwrap();
+    let answered = Instant::now();
+    let sent = read_to_close(&mut idle, Duration::from_secs(30))
+        .await
+        .expect("an idle connection is still open 30 s later");
+    assert!(sent.starts_with("HTTP/1.1 200"), "{sent}");
+    assert!(answered.elapsed() >= Duration::from_millis(1500));
+
+    // A body that stops half-way holds its bytes of the budget (all of it here) until the body
+    // timeout answers 408; meanwhile another body waits for room and gets 503.
+    let mut holder = TcpStream::connect(&addr).await.unwrap();
+    holder
+        .write_all(
+            b"POST /ingest?name=slow&format=pprof HTTP/1.1\r\nHost: kiln\r\nContent-Length: 1048576\r\n\r\n0123456789",
+        )
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let other = || {
+        client
+            .post(server.url("/ingest?name=other&format=pprof"))
+            .body(vec![0u8; 600 << 10])
+            .send()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // Until the server has read the holder's head, the other body may still find room.
+        let response = other().await.unwrap();
+        if response.status() == 503 {
+            let text = response.text().await.unwrap();
+            assert!(text.contains("max-inflight-bytes"), "{text}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never refused for bytes in flight"
+        );
+    }
+    let sent = read_to_close(&mut holder, Duration::from_secs(30))
+        .await
+        .expect("a stalled body is still open 30 s later");
+    assert!(sent.starts_with("HTTP/1.1 408"), "{sent}");
+    // Its bytes are free again: the other body is read (and refused as no pprof).
+    assert_eq!(other().await.unwrap().status(), 400);
+}

@@ -160,3 +160,47 @@ async fn slow_bodies_idle_connections_and_bytes_in_flight_are_bounded() {
     // Its bytes are free again: the other body is read (and refused as no pprof).
     assert_eq!(other().await.unwrap().status(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_are_closed_until_one_frees_its_place() {
+    let server = kiln()
+        .arg("--server.max-connections=3")
+        .start()
+        .await
+        .unwrap();
+    let addr = server.http_addr().to_string();
+    // Three connections that send nothing hold every place (for up to the header timeout).
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    let ask = || async {
+        let mut stream = TcpStream::connect(&addr).await.unwrap();
+        // A write to a connection the server already closed may fail: that is the refusal too.
+        let _ = stream
+            .write_all(b"GET /ready HTTP/1.1\r\nHost: kiln\r\nConnection: close\r\n\r\n")
+            .await;
+        read_to_close(&mut stream, Duration::from_secs(30))
+            .await
+            .expect("the server answers or closes")
+    };
+    let refused = ask().await;
+    assert!(
+        refused.is_empty(),
+        "a fourth connection was served: {refused}"
+    );
+    // Once one place is free, connections are served again.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = ask().await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(answer.is_empty(), "{answer}");
+        assert!(
+            Instant::now() < deadline,
+            "no place freed by a closed connection"
+        );
+    }
+}

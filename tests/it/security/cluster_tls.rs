@@ -209,8 +209,14 @@ async fn the_cluster_port_accepts_only_peers_holding_a_cluster_certificate() {
         .await
         .unwrap();
     // The ingester is ready only once it reached the metastore: over mutual TLS.
+    // Its push service takes messages of at most twice the decompressed-bytes limit (2 MiB).
     let ingester = kiln()
-        .args(["--target", "ingester", &peers])
+        .args([
+            "--target",
+            "ingester",
+            &peers,
+            "--limits.max-decompressed-bytes=1MiB",
+        ])
         .args(&tls)
         .start()
         .await
@@ -266,6 +272,20 @@ async fn the_cluster_port_accepts_only_peers_holding_a_cluster_certificate() {
             }
         }
     }
+    // A member's message over the service's size bound is refused before it is decoded.
+    let mut oversized = forged_push();
+    oversized.profiles[0].service_name = "x".repeat(3 << 20);
+    let status = IngesterServiceClient::new(channel(&ingester_addr, &ca, Some(&node)).await)
+        .push(oversized)
+        .await
+        .expect_err("a 3 MiB push");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::ResourceExhausted | tonic::Code::OutOfRange
+        ),
+        "{status:?}"
+    );
     let member = MetastoreClient::new(vec![metastore_addr.clone()], Duration::from_secs(5))
         .unwrap()
         .with_pool(ChannelPool::with_tls(Some(

@@ -22,15 +22,19 @@ const UNKNOWN_LENGTH_CHARGE: u64 = 1 << 20;
 #[derive(Clone, Debug)]
 pub struct InFlightBytes {
     budget: Arc<Semaphore>,
+    /// The semaphore's permits: the budget in units of 1 KiB.
+    units: u32,
     limit: u64,
 }
 
 impl InFlightBytes {
     /// A budget of `limit` bytes (at least one byte; semaphores count in u32 steps of 1 KiB).
     pub fn new(limit: usize) -> Self {
-        let units = (limit as u64 / 1024).clamp(1, u64::from(u32::MAX) / 2);
+        // At most u32::MAX / 2 units, so that every request's charge fits a u32 acquire.
+        let units = (limit as u64 / 1024).clamp(1, u64::from(u32::MAX) / 2) as u32;
         Self {
             budget: Arc::new(Semaphore::new(units as usize)),
+            units,
             limit: limit as u64,
         }
     }
@@ -46,7 +50,10 @@ impl InFlightBytes {
         if length == 0 {
             return next.run(request).await;
         }
-        let units = (length.min(self.limit) / 1024).max(1) as u32;
+        // Never more than the whole budget: a larger charge could not be granted at all.
+        let units = u32::try_from(length / 1024)
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.units);
         let permit = tokio::time::timeout(WAIT, self.budget.acquire_many_owned(units)).await;
         let Ok(Ok(_permit)) = permit else {
             let message = format!(

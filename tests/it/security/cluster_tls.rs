@@ -1,4 +1,4 @@
-//! TLS on the public listeners and mutual TLS on the cluster port, with certificates made by
+//! TLS on the public listeners (HTTP, gRPC and both OTLP listeners) and mutual TLS on the cluster port, with certificates made by
 //! openssl in the test.
 
 use std::path::{Path, PathBuf};
@@ -13,7 +13,10 @@ use kiln_proto::kiln::ingester::v1::{NormalizedProfile, PushRequest, Sample, Ser
 use kiln_proto::kiln::metastore::v1::metastore_service_client::MetastoreServiceClient;
 use kiln_proto::kiln::raft::v1::RaftPayload;
 use kiln_proto::kiln::raft::v1::raft_service_client::RaftServiceClient;
+use kiln_proto::opentelemetry::proto::collector::profiles::v1development::ExportProfilesServiceRequest;
+use kiln_proto::opentelemetry::proto::collector::profiles::v1development::profiles_service_client::ProfilesServiceClient;
 use kiln_testkit::ports::free_port;
+use prost::Message;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::support::kiln;
@@ -286,6 +289,21 @@ async fn the_cluster_port_accepts_only_peers_holding_a_cluster_certificate() {
         ),
         "{status:?}"
     );
+    // The metastore's services take messages of at most 256 MiB (a Raft snapshot's bound):
+    // one byte more is refused from a member too.
+    let status = RaftServiceClient::new(channel(&metastore_addr, &ca, Some(&node)).await)
+        .vote(RaftPayload {
+            json: bytes::Bytes::from(vec![b' '; (256 << 20) + 1]),
+        })
+        .await
+        .expect_err("a vote of 256 MiB and a byte");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::ResourceExhausted | tonic::Code::OutOfRange
+        ),
+        "{status:?}"
+    );
     let member = MetastoreClient::new(vec![metastore_addr.clone()], Duration::from_secs(5))
         .unwrap()
         .with_pool(ChannelPool::with_tls(Some(
@@ -368,6 +386,60 @@ async fn public_listeners_serve_tls_with_the_given_certificate() {
     assert_ne!(String::from_utf8_lossy(&output.stdout), "200");
     let output = curl(&[], &format!("http://{}/ready", server.http_addr()));
     assert_ne!(String::from_utf8_lossy(&output.stdout), "200");
+
+    // The OTLP listeners serve the same certificate: OTLP/HTTP as exporters post it, and
+    // OTLP/gRPC from a tonic client trusting the CA; plaintext is refused on both.
+    let export = ExportProfilesServiceRequest::default().encode_to_vec();
+    let export_file = dir.path().join("export.pb");
+    std::fs::write(&export_file, &export).unwrap();
+    let otlp_http = |scheme: &str, trust: &[&str]| {
+        let mut args = vec![
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/x-protobuf",
+            "--data-binary",
+        ];
+        let data = format!("@{}", export_file.display());
+        args.push(&data);
+        args.extend_from_slice(trust);
+        let url = format!(
+            "{scheme}://{}/v1development/profiles",
+            server.otlp_http_addr()
+        );
+        String::from_utf8_lossy(&curl(&args, &url).stdout).into_owned()
+    };
+    assert_eq!(
+        otlp_http("https", &["--cacert", ca.cert.to_str().unwrap()]),
+        "200"
+    );
+    assert_ne!(
+        otlp_http("https", &[]),
+        "200",
+        "an untrusted CA was accepted"
+    );
+    assert_ne!(
+        otlp_http("http", &[]),
+        "200",
+        "plaintext OTLP/HTTP answered"
+    );
+    let otlp_grpc = |tls: Option<ClientTlsConfig>| {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}", server.otlp_grpc_addr()))
+            .unwrap()
+            .timeout(Duration::from_secs(5));
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls).unwrap();
+        }
+        let mut client = ProfilesServiceClient::new(endpoint.connect_lazy());
+        async move { client.export(ExportProfilesServiceRequest::default()).await }
+    };
+    let trusted = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(&ca.cert).unwrap()));
+    otlp_grpc(Some(trusted)).await.expect("OTLP/gRPC over TLS");
+    otlp_grpc(None)
+        .await
+        .expect_err("plaintext OTLP/gRPC was answered");
 
     // A renewed certificate (here of another CA) is served once its files change, without a
     // restart.

@@ -307,7 +307,7 @@ async fn a_full_querier_answers_429_while_another_querier_and_ingestion_proceed(
         answer,
         json!({
             "code": "deadline_exceeded",
-            "message": "query stopped after the querier's timeout of 2s (--querier.timeout)",
+            "message": "query stopped after its timeout of 2s (--querier.timeout)",
         })
     );
     assert_eq!(outcome(&other, "timeout").await, 1.0);

@@ -152,6 +152,64 @@ async fn every_endpoint_matches_its_golden_answer() {
     .unwrap();
     assert_golden("render_cpu", &render);
 
+    let get_json = |path: String| {
+        let url = server.url(&path);
+        async move {
+            let response = reqwest::get(url).await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let range = format!("from={from}&until={until}");
+    assert_golden(
+        "render_group_by",
+        &get_json(format!(
+            "/pyroscope/render?query={}&{range}&max-nodes=8&groupBy=service_name",
+            url_encode(&format!("{cpu}{{env=\"test\"}}"))
+        ))
+        .await,
+    );
+    let sort_query = url_encode(&format!("{cpu}{{service_name=\"golden-sort\"}}"));
+    assert_golden(
+        "render_diff",
+        &get_json(format!(
+            "/pyroscope/render-diff?leftQuery={query}&leftFrom={from}&leftUntil={until}&rightQuery={sort_query}&rightFrom={from}&rightUntil={until}&max-nodes=16"
+        ))
+        .await,
+    );
+    let side = |service: &str| {
+        ranged(
+            json!({"profileTypeID": cpu, "labelSelector": format!("{{service_name=\"{service}\"}}"), "maxNodes": "16"}),
+        )
+    };
+    assert_golden(
+        "diff",
+        &call(
+            "Diff",
+            json!({"left": side("golden"), "right": side("golden-sort")}),
+        )
+        .await,
+    );
+    assert_golden(
+        "analyze_query",
+        &call(
+            "AnalyzeQuery",
+            ranged(json!({"query": format!("{cpu}{{service_name=\"golden\"}}")})),
+        )
+        .await,
+    );
+    assert_golden(
+        "pyroscope_labels",
+        &get_json(format!("/pyroscope/labels?query={query}&{range}")).await,
+    );
+    assert_golden(
+        "pyroscope_label_values",
+        &get_json(format!(
+            "/pyroscope/label-values?label=service_name&{range}"
+        ))
+        .await,
+    );
+
     let pprof = reqwest::get(server.url(&format!(
         "/api/v1/pprof?query={query}&from={from}&until={until}"
     )))

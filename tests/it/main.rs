@@ -16,6 +16,7 @@ mod limits;
 mod metastore_cluster;
 mod otlp;
 mod query;
+mod query_api;
 mod retention;
 mod sdk;
 mod security;

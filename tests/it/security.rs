@@ -65,12 +65,13 @@ struct Endpoint {
 fn endpoints(profile: &Bytes) -> Vec<Endpoint> {
     let range = format!("from=0&until={UNTIL_SECONDS}");
     let json = |value: serde_json::Value| Bytes::from(value.to_string());
-    let query = json(serde_json::json!({
+    let select = serde_json::json!({
         "profileTypeID": CPU,
         "labelSelector": "{service_name=\"matrix\"}",
         "start": "0",
         "end": (UNTIL_SECONDS * 1000).to_string(),
-    }));
+    });
+    let query = json(select.clone());
     let push = push_request(
         &[("__name__", "process_cpu"), ("service_name", "matrix")],
         profile,
@@ -141,6 +142,42 @@ fn endpoints(profile: &Bytes) -> Vec<Endpoint> {
             path: format!(
                 "/pyroscope/render?query={CPU}%7Bservice_name%3D%22matrix%22%7D&{range}&format=json"
             ),
+            content_type: "",
+            body: Bytes::new(),
+            right: "read",
+        },
+        read(
+            "diff",
+            "Diff",
+            json(serde_json::json!({"left": select.clone(), "right": select})),
+        ),
+        read(
+            "analyze query",
+            "AnalyzeQuery",
+            json(serde_json::json!({"start": "0", "end": (UNTIL_SECONDS * 1000).to_string()})),
+        ),
+        Endpoint {
+            name: "settings",
+            method: Method::POST,
+            path: "/settings.v1.SettingsService/Get".to_string(),
+            content_type: "application/json",
+            body: json(serde_json::json!({})),
+            right: "read",
+        },
+        Endpoint {
+            name: "render diff",
+            method: Method::GET,
+            path: format!(
+                "/pyroscope/render-diff?leftQuery={CPU}%7B%7D&rightQuery={CPU}%7B%7D&leftFrom=0&leftUntil={UNTIL_SECONDS}&rightFrom=0&rightUntil={UNTIL_SECONDS}"
+            ),
+            content_type: "",
+            body: Bytes::new(),
+            right: "read",
+        },
+        Endpoint {
+            name: "label values (http)",
+            method: Method::GET,
+            path: format!("/pyroscope/label-values?label=service_name&{range}"),
             content_type: "",
             body: Bytes::new(),
             right: "read",

@@ -128,6 +128,28 @@ pub struct Limits {
     )]
     pub max_query_blocks: usize,
 
+    /// Longest time range one query may cover, e.g. 30d; 0s (the default) turns it off. A
+    /// longer query is refused with a message naming the limit (after `max_query_lookback`
+    /// shortened it).
+    #[arg(long = "limits.max-query-length", env = "KILN_LIMITS_MAX_QUERY_LENGTH",
+          default_value = "0s", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub max_query_length: Duration,
+
+    /// How far back from now queries may read, e.g. 7d; 0s (the default) turns it off. Older
+    /// parts of a range are left out, as Pyroscope does, not refused.
+    #[arg(long = "limits.max-query-lookback", env = "KILN_LIMITS_MAX_QUERY_LOOKBACK",
+          default_value = "0s", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub max_query_lookback: Duration,
+
+    /// How long one query of the tenant may run, e.g. 30s; 0s (the default) means the
+    /// querier's own `--querier.timeout`.
+    #[arg(long = "limits.query-timeout", env = "KILN_LIMITS_QUERY_TIMEOUT",
+          default_value = "0s", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
+
     /// Memory one query's merge may hold, e.g. 512MiB: the merged result being built and the
     /// set of profile ids it deduplicates by (estimated). A query that needs more is stopped.
     #[arg(long = "limits.max-query-merge-bytes", env = "KILN_LIMITS_MAX_QUERY_MERGE_BYTES",
@@ -162,6 +184,9 @@ impl Default for Limits {
             reject_newer_than: Duration::from_secs(600),
             reject_older_than: Duration::ZERO,
             max_query_blocks: 10_000,
+            max_query_length: Duration::ZERO,
+            max_query_lookback: Duration::ZERO,
+            query_timeout: Duration::ZERO,
             max_query_merge_bytes: 512 << 20,
             retention_period: Duration::from_secs(30 * 24 * 3600),
         }

@@ -42,6 +42,14 @@ pub mod querier {
     }
 }
 
+/// Pyroscope's settings API, which Grafana's Profiles Drilldown calls.
+pub mod settings {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("settings.v1");
+    }
+}
+
 /// OpenTelemetry's protocol: the profiles signal (v1.10/v1.11 layout) and what it uses.
 pub mod opentelemetry {
     /// `opentelemetry.proto`.

@@ -29,9 +29,13 @@ pub enum QuerierError {
         "querier is running its maximum of {max} concurrent queries (--querier.max-concurrent); retry later"
     )]
     Overloaded { max: usize },
-    /// The query ran longer than `--querier.timeout` and was stopped.
-    #[error("query stopped after the querier's timeout of {} (--querier.timeout)", humantime::format_duration(*.timeout))]
-    Timeout { timeout: Duration },
+    /// The query ran longer than its deadline (`setting` names where the deadline came from)
+    /// and was stopped.
+    #[error("query stopped after its timeout of {} ({setting})", humantime::format_duration(*.timeout))]
+    Timeout {
+        timeout: Duration,
+        setting: &'static str,
+    },
     /// The query needs more blocks than its tenant's `max_query_blocks`.
     #[error(
         "tenant {tenant}: query would read {blocks} blocks, over max_query_blocks {limit}; narrow the time range or the selector"
@@ -50,6 +54,9 @@ pub enum QuerierError {
         bytes: usize,
         limit: usize,
     },
+    /// A method Kiln does not implement (it names it).
+    #[error("{0} is not implemented by Kiln")]
+    Unimplemented(&'static str),
     /// The query was abandoned (its client went away, or it timed out); nobody sees this.
     #[error("query cancelled")]
     Cancelled,
@@ -67,6 +74,7 @@ impl QuerierError {
             }
             QuerierError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             QuerierError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            QuerierError::Unimplemented(_) => StatusCode::NOT_IMPLEMENTED,
             // The same query will never fit: not 429, which invites a retry.
             QuerierError::TooManyBlocks { .. } | QuerierError::MergeTooLarge { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -83,6 +91,7 @@ impl QuerierError {
             | QuerierError::TooManyBlocks { .. }
             | QuerierError::MergeTooLarge { .. } => "resource_exhausted",
             QuerierError::Timeout { .. } => "deadline_exceeded",
+            QuerierError::Unimplemented(_) => "unimplemented",
             QuerierError::Cancelled => "canceled",
             other => kiln_api::connect_code(other.http_status()),
         }
@@ -95,6 +104,7 @@ impl QuerierError {
             | QuerierError::TooManyBlocks { .. }
             | QuerierError::MergeTooLarge { .. } => tonic::Code::ResourceExhausted,
             QuerierError::Timeout { .. } => tonic::Code::DeadlineExceeded,
+            QuerierError::Unimplemented(_) => tonic::Code::Unimplemented,
             QuerierError::Cancelled => tonic::Code::Cancelled,
             other => kiln_api::grpc_code(other.http_status()),
         }

@@ -34,11 +34,13 @@ impl QueryGate {
     }
 
     /// Runs `query` if the querier has room for it, else refuses it at once
-    /// ([`QuerierError::Overloaded`]); stops it at the deadline ([`QuerierError::Timeout`]).
+    /// ([`QuerierError::Overloaded`]); stops it at the deadline ([`QuerierError::Timeout`]):
+    /// `tenant_timeout` when given (the tenant's `query_timeout`), else the querier's.
     /// Dropping the returned future (the client went away) drops `query`, which stops its
     /// work, and counts the query as cancelled.
     pub(crate) async fn run<T>(
         &self,
+        tenant_timeout: Option<Duration>,
         query: impl Future<Output = Result<T, QuerierError>>,
     ) -> Result<T, QuerierError> {
         let _permit = match &self.permits {
@@ -54,12 +56,16 @@ impl QueryGate {
             None => None,
         };
         let mut flight = InFlight::start(&self.metrics);
-        let result = match self.timeout {
-            Some(timeout) => match tokio::time::timeout(timeout, query).await {
+        let deadline = match tenant_timeout {
+            Some(timeout) => Some((timeout, "the tenant's query_timeout")),
+            None => self.timeout.map(|timeout| (timeout, "--querier.timeout")),
+        };
+        let result = match deadline {
+            Some((timeout, setting)) => match tokio::time::timeout(timeout, query).await {
                 Ok(result) => result,
                 Err(_) => {
-                    tracing::warn!(timeout = ?timeout, "query stopped at the querier's timeout");
-                    Err(QuerierError::Timeout { timeout })
+                    tracing::warn!(timeout = ?timeout, setting, "query stopped at its timeout");
+                    Err(QuerierError::Timeout { timeout, setting })
                 }
             },
             None => query.await,
@@ -69,6 +75,21 @@ impl QueryGate {
             Err(e) => e.outcome(),
         });
         result
+    }
+}
+
+impl crate::Querier {
+    /// Runs `query` of `tenant` through the gate, with the tenant's `query_timeout` when it has
+    /// one.
+    pub(crate) async fn admit<T>(
+        &self,
+        tenant: &kiln_model::TenantId,
+        query: impl Future<Output = Result<T, QuerierError>>,
+    ) -> Result<T, QuerierError> {
+        let timeout = self.overrides.limits(tenant.as_str()).query_timeout;
+        self.gate
+            .run((!timeout.is_zero()).then_some(timeout), query)
+            .await
     }
 }
 
@@ -121,14 +142,14 @@ mod tests {
         let metrics = QuerierMetrics::default();
         let gate = QueryGate::new(1, Duration::ZERO, metrics.clone());
         let (release, released) = tokio::sync::oneshot::channel::<()>();
-        let mut slow = Box::pin(gate.run(async move {
+        let mut slow = Box::pin(gate.run(None, async move {
             released.await.ok();
             Ok::<_, QuerierError>(1)
         }));
         // Polled once: it holds the only permit and waits.
         assert!(futures::poll!(slow.as_mut()).is_pending());
         assert_eq!(metrics.queries_in_flight.get(), 1);
-        let refused = gate.run(async { Ok::<_, QuerierError>(2) }).await;
+        let refused = gate.run(None, async { Ok::<_, QuerierError>(2) }).await;
         assert_eq!(
             refused.unwrap_err().to_string(),
             "querier is running its maximum of 1 concurrent queries (--querier.max-concurrent); retry later"
@@ -140,7 +161,9 @@ mod tests {
         assert_eq!(metrics.queries_in_flight.get(), 0);
         assert_eq!(count(&metrics, "cancelled"), 1);
         assert_eq!(
-            gate.run(async { Ok::<_, QuerierError>(3) }).await.unwrap(),
+            gate.run(None, async { Ok::<_, QuerierError>(3) })
+                .await
+                .unwrap(),
             3
         );
         assert_eq!(count(&metrics, "ok"), 1);
@@ -151,14 +174,26 @@ mod tests {
         let metrics = QuerierMetrics::default();
         let gate = QueryGate::new(0, Duration::from_secs(120), metrics.clone());
         let error = gate
-            .run(std::future::pending::<Result<(), QuerierError>>())
+            .run(None, std::future::pending::<Result<(), QuerierError>>())
             .await
             .unwrap_err();
         assert_eq!(
             error.to_string(),
-            "query stopped after the querier's timeout of 2m (--querier.timeout)"
+            "query stopped after its timeout of 2m (--querier.timeout)"
         );
         assert_eq!(error.grpc_code(), tonic::Code::DeadlineExceeded);
         assert_eq!(count(&metrics, "timeout"), 1);
+        // A tenant's own deadline takes the querier's place.
+        let error = gate
+            .run(
+                Some(Duration::from_secs(5)),
+                std::future::pending::<Result<(), QuerierError>>(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "query stopped after its timeout of 5s (the tenant's query_timeout)"
+        );
     }
 }

@@ -20,7 +20,16 @@ use kiln_proto::types::v1::{
 };
 use prost::Message;
 
-use crate::render::RenderParams;
+use kiln_proto::settings::v1::recording_rules_service_server::RecordingRulesServiceServer;
+use kiln_proto::settings::v1::settings_service_server::SettingsServiceServer;
+use kiln_proto::settings::v1::{
+    GetSettingsRequest, GetSettingsResponse, ListRecordingRulesRequest, ListRecordingRulesResponse,
+    SetSettingsRequest, SetSettingsResponse,
+};
+
+use crate::labels_http::LabelParams;
+use crate::render::{RenderDiffParams, RenderParams};
+use crate::settings::Settings;
 use crate::{Querier, QuerierError};
 
 /// Largest query request body; queries are small.
@@ -51,8 +60,7 @@ where
         let body = kiln_api::decode_content_encoding(&parts.headers, body, MAX_REQUEST_BYTES)?;
         let message: Req = codec.decode(request_type, &body)?;
         let response = querier
-            .gate
-            .run(call(Arc::clone(&querier), tenant, message))
+            .admit(&tenant, call(Arc::clone(&querier), tenant.clone(), message))
             .await?;
         querier.check_response_bytes(response.encoded_len())?;
         Ok::<_, QuerierError>(codec.respond(response_type, &response))
@@ -80,11 +88,24 @@ fn with_retry_after(e: &QuerierError, mut response: Response) -> Response {
     response
 }
 
+/// Routes one unary method of `querier.v1.QuerierService` (`$method`) or of another service
+/// (`$service`, `$method`): gRPC to `$grpc`, Connect to `$call`.
 macro_rules! unary_route {
-    ($router:expr, $grpc:expr, $method:literal, $req:literal, $resp:literal, $call:expr) => {{
+    ($router:expr, $grpc:expr, $method:literal, $req:literal, $resp:literal, $call:expr) => {
+        unary_route!(
+            $router,
+            $grpc,
+            "querier.v1.QuerierService",
+            $method,
+            $req,
+            $resp,
+            $call
+        )
+    };
+    ($router:expr, $grpc:expr, $service:literal, $method:literal, $req:literal, $resp:literal, $call:expr) => {{
         let grpc = $grpc.clone();
         $router.route(
-            concat!("/querier.v1.QuerierService/", $method),
+            concat!("/", $service, "/", $method),
             post(
                 move |State(querier): State<Arc<Querier>>, request: Request| {
                     let grpc = grpc.clone();
@@ -110,6 +131,9 @@ impl Querier {
         .send_compressed(tonic::codec::CompressionEncoding::Gzip);
         let router: Router<Arc<Querier>> = Router::new()
             .route("/pyroscope/render", get(render))
+            .route("/pyroscope/render-diff", get(render_diff))
+            .route("/pyroscope/labels", get(labels))
+            .route("/pyroscope/label-values", get(label_values))
             .route("/api/v1/pprof", get(pprof));
         let router = unary_route!(
             router,
@@ -183,8 +207,74 @@ impl Querier {
             "types.v1.GetProfileStatsResponse",
             |q: Arc<Querier>, t, _r: GetProfileStatsRequest| async move { q.profile_stats(&t).await }
         );
+        let router = unary_route!(
+            router,
+            grpc,
+            "Diff",
+            "querier.v1.DiffRequest",
+            "querier.v1.DiffResponse",
+            |q: Arc<Querier>, t, r| async move { q.diff(&t, r).await }
+        );
+        let router = unary_route!(
+            router,
+            grpc,
+            "AnalyzeQuery",
+            "querier.v1.AnalyzeQueryRequest",
+            "querier.v1.AnalyzeQueryResponse",
+            |q: Arc<Querier>, t, r| async move { q.analyze_query(&t, r).await }
+        );
+        let router = unary_route!(
+            router,
+            grpc,
+            "SelectHeatmap",
+            "querier.v1.SelectHeatmapRequest",
+            "querier.v1.SelectHeatmapResponse",
+            |_q: Arc<Querier>, _t, _r: SelectHeatmapRequest| async move {
+                Err::<SelectHeatmapResponse, _>(QuerierError::Unimplemented("SelectHeatmap"))
+            }
+        );
+        let settings_grpc = SettingsServiceServer::new(Settings);
+        let router = unary_route!(
+            router,
+            settings_grpc,
+            "settings.v1.SettingsService",
+            "Get",
+            "settings.v1.GetSettingsRequest",
+            "settings.v1.GetSettingsResponse",
+            |_q: Arc<Querier>, _t, _r: GetSettingsRequest| async move {
+                Ok(GetSettingsResponse::default())
+            }
+        );
+        let router = unary_route!(
+            router,
+            settings_grpc,
+            "settings.v1.SettingsService",
+            "Set",
+            "settings.v1.SetSettingsRequest",
+            "settings.v1.SetSettingsResponse",
+            |_q: Arc<Querier>, _t, _r: SetSettingsRequest| async move {
+                Err::<SetSettingsResponse, _>(QuerierError::Unimplemented(
+                    "settings.v1.SettingsService/Set",
+                ))
+            }
+        );
+        let rules_grpc = RecordingRulesServiceServer::new(Settings);
+        let router = unary_route!(
+            router,
+            rules_grpc,
+            "settings.v1.RecordingRulesService",
+            "ListRecordingRules",
+            "settings.v1.ListRecordingRulesRequest",
+            "settings.v1.ListRecordingRulesResponse",
+            |_q: Arc<Querier>, _t, _r: ListRecordingRulesRequest| async move {
+                Ok(ListRecordingRulesResponse::default())
+            }
+        );
         router
             .with_state(Arc::clone(self))
+            // Connect and the HTTP endpoints answer gzip to clients that accept it (tonic
+            // compresses gRPC itself; tower-http leaves `application/grpc` alone).
+            .layer(tower_http::compression::CompressionLayer::new().gzip(true))
             .route_layer(kiln_api::require(
                 Arc::clone(&self.config.auth),
                 kiln_api::Right::Read,
@@ -196,17 +286,25 @@ fn error_text(e: QuerierError) -> Response {
     with_retry_after(&e, (e.http_status(), format!("{e}\n")).into_response())
 }
 
-async fn render(
-    State(querier): State<Arc<Querier>>,
+/// Answers a JSON endpoint of Pyroscope's HTTP API: authorize, run through the gate, encode,
+/// bound the response.
+async fn json_endpoint<T, Fut>(
+    querier: Arc<Querier>,
     headers: HeaderMap,
-    QueryParams(params): QueryParams<RenderParams>,
-) -> Response {
+    call: impl FnOnce(Arc<Querier>, TenantId) -> Fut,
+) -> Response
+where
+    T: serde::Serialize,
+    Fut: Future<Output = Result<T, QuerierError>>,
+{
     let result = async {
         let tenant = querier
             .config
             .auth
             .authorize(&headers, kiln_api::Right::Read)?;
-        let answer = querier.gate.run(querier.render(&tenant, params)).await?;
+        let answer = querier
+            .admit(&tenant, call(Arc::clone(&querier), tenant.clone()))
+            .await?;
         let body = serde_json::to_vec(&answer)
             .map_err(|e| QuerierError::Internal(format!("cannot encode the response: {e}")))?;
         querier.check_response_bytes(body.len())?;
@@ -217,6 +315,50 @@ async fn render(
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => error_text(e),
     }
+}
+
+async fn render(
+    State(querier): State<Arc<Querier>>,
+    headers: HeaderMap,
+    QueryParams(params): QueryParams<RenderParams>,
+) -> Response {
+    json_endpoint(querier, headers, |q, t| async move {
+        q.render(&t, params).await
+    })
+    .await
+}
+
+async fn render_diff(
+    State(querier): State<Arc<Querier>>,
+    headers: HeaderMap,
+    QueryParams(params): QueryParams<RenderDiffParams>,
+) -> Response {
+    json_endpoint(querier, headers, |q, t| async move {
+        q.render_diff(&t, params).await
+    })
+    .await
+}
+
+async fn labels(
+    State(querier): State<Arc<Querier>>,
+    headers: HeaderMap,
+    QueryParams(params): QueryParams<LabelParams>,
+) -> Response {
+    json_endpoint(querier, headers, |q, t| async move {
+        q.legacy_label_names(&t, params).await
+    })
+    .await
+}
+
+async fn label_values(
+    State(querier): State<Arc<Querier>>,
+    headers: HeaderMap,
+    QueryParams(params): QueryParams<LabelParams>,
+) -> Response {
+    json_endpoint(querier, headers, |q, t| async move {
+        q.legacy_label_values(&t, params).await
+    })
+    .await
 }
 
 async fn pprof(
@@ -230,8 +372,7 @@ async fn pprof(
             .auth
             .authorize(&headers, kiln_api::Right::Read)?;
         querier
-            .gate
-            .run(querier.pprof_export(&tenant, params))
+            .admit(&tenant, querier.pprof_export(&tenant, params))
             .await
     }
     .await;
@@ -277,20 +418,18 @@ impl GrpcHandler {
             .map_err(QuerierError::from)?;
         let response = self
             .querier
-            .gate
-            .run(call(
-                Arc::clone(&self.querier),
-                tenant,
-                request.into_inner(),
-            ))
+            .admit(
+                &tenant,
+                call(
+                    Arc::clone(&self.querier),
+                    tenant.clone(),
+                    request.into_inner(),
+                ),
+            )
             .await?;
         self.querier.check_response_bytes(response.encoded_len())?;
         Ok(tonic::Response::new(response))
     }
-}
-
-fn unimplemented(method: &str) -> tonic::Status {
-    tonic::Status::unimplemented(format!("{method} is not implemented yet"))
 }
 
 #[tonic::async_trait]
@@ -362,13 +501,14 @@ impl QuerierService for GrpcHandler {
         &self,
         _: tonic::Request<SelectHeatmapRequest>,
     ) -> Result<tonic::Response<SelectHeatmapResponse>, tonic::Status> {
-        Err(unimplemented("SelectHeatmap"))
+        Err(QuerierError::Unimplemented("SelectHeatmap").into())
     }
     async fn diff(
         &self,
-        _: tonic::Request<DiffRequest>,
+        r: tonic::Request<DiffRequest>,
     ) -> Result<tonic::Response<DiffResponse>, tonic::Status> {
-        Err(unimplemented("Diff"))
+        self.run(r, |q, t, r| async move { q.diff(&t, r).await })
+            .await
     }
     async fn get_profile_stats(
         &self,
@@ -379,8 +519,9 @@ impl QuerierService for GrpcHandler {
     }
     async fn analyze_query(
         &self,
-        _: tonic::Request<AnalyzeQueryRequest>,
+        r: tonic::Request<AnalyzeQueryRequest>,
     ) -> Result<tonic::Response<AnalyzeQueryResponse>, tonic::Status> {
-        Err(unimplemented("AnalyzeQuery"))
+        self.run(r, |q, t, r| async move { q.analyze_query(&t, r).await })
+            .await
     }
 }

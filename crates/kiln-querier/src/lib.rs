@@ -5,11 +5,14 @@
 //! are selected (each profile id once), and their stacks are merged exactly: into a flame
 //! graph, a pprof profile, or time series.
 
+mod analyze;
 mod budget;
+mod compare;
 mod error;
 mod flamegraph;
 mod gate;
 mod http;
+mod labels_http;
 mod metrics;
 mod pool;
 mod pprof;
@@ -18,6 +21,8 @@ mod render;
 mod select;
 mod selector;
 mod service;
+mod settings;
+mod stacks;
 mod timeseries;
 
 use std::sync::Arc;
@@ -30,12 +35,13 @@ use kiln_runtime::TenantOverrides;
 
 pub use budget::MergeMemory;
 pub use error::QuerierError;
-pub use flamegraph::FrameTree;
+pub use flamegraph::{DiffTree, FrameTree};
 pub use metrics::{OutcomeLabels, QuerierMetrics};
 pub use pprof::PprofBuilder;
 pub use reader::{BlockData, BlockReader};
 pub use select::{Query, SelectedDataset};
 pub use selector::{MatchOp, Matcher, Selector, parse_query};
+pub use stacks::StackFilter;
 pub use timeseries::{Aggregation, SeriesBuilder};
 
 /// The default of the most flame graph nodes any request gets (Pyroscope's

@@ -1,6 +1,8 @@
-//! Pyroscope's HTTP query endpoints: `/pyroscope/render` (flamebearer JSON with a timeline)
-//! and `/api/v1/pprof` (the merged profile as gzipped pprof).
+//! Pyroscope's HTTP query endpoints: `/pyroscope/render` (flamebearer JSON with a timeline,
+//! optionally grouped by a label), `/pyroscope/render-diff` (flamebearer format `double`) and
+//! `/api/v1/pprof` (the merged profile as gzipped pprof).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use kiln_model::{ProfileType, TenantId, parse_time_nanos};
@@ -8,8 +10,12 @@ use prost::Message;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use kiln_proto::querier::v1::SelectMergeStacktracesRequest;
+use kiln_proto::types::v1::Series;
+
 use crate::flamegraph::FrameTree;
 use crate::selector::parse_query;
+use crate::service::Selection;
 use crate::service::now_millis;
 use crate::timeseries::{Aggregation, SeriesBuilder};
 use crate::{Querier, QuerierError};
@@ -31,6 +37,67 @@ pub(crate) struct RenderParams {
     max_nodes_dash: Option<i64>,
     #[serde(rename = "maxNodes")]
     max_nodes_camel: Option<i64>,
+    /// Label names whose values split the timeline into `groups` (comma-separated; the first
+    /// names the groups, as in Pyroscope).
+    #[serde(rename = "groupBy")]
+    group_by: Option<String>,
+    /// `sum` (default) or `avg` of the profiles of a timeline step.
+    aggregation: Option<String>,
+}
+
+/// Parameters of `/pyroscope/render-diff`: two queries and ranges.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RenderDiffParams {
+    left_query: Option<String>,
+    left_from: Option<String>,
+    left_until: Option<String>,
+    right_query: Option<String>,
+    right_from: Option<String>,
+    right_until: Option<String>,
+    #[serde(rename = "max-nodes")]
+    max_nodes_dash: Option<i64>,
+    max_nodes: Option<i64>,
+}
+
+impl RenderDiffParams {
+    /// Each side as the parameters of a render.
+    fn sides(&self) -> Result<(RenderParams, RenderParams), QuerierError> {
+        let side =
+            |name: &str, query: &Option<String>, from: &Option<String>, until: &Option<String>| {
+                let query = query.clone().ok_or_else(|| {
+                    QuerierError::BadRequest(format!("missing query parameter {name}Query"))
+                })?;
+                Ok::<_, QuerierError>(RenderParams {
+                    query: Some(query),
+                    from: from.clone(),
+                    until: until.clone(),
+                    ..RenderParams::default()
+                })
+            };
+        Ok((
+            side("left", &self.left_query, &self.left_from, &self.left_until)?,
+            side(
+                "right",
+                &self.right_query,
+                &self.right_from,
+                &self.right_until,
+            )?,
+        ))
+    }
+}
+
+/// The steps of a timeline from `start` (seconds, a multiple of `step`): each point's value
+/// added to its step, points outside left out.
+fn timeline_samples(series: &[Series], start: i64, step: i64, points: i64) -> Vec<i64> {
+    let mut samples = vec![0i64; points as usize];
+    for point in series.iter().flat_map(|s| &s.points) {
+        let index = (point.timestamp / 1000 - start) / step;
+        if let Some(slot) = usize::try_from(index).ok().and_then(|i| samples.get_mut(i)) {
+            *slot += point.value as i64;
+        }
+    }
+    samples
 }
 
 impl RenderParams {
@@ -76,8 +143,21 @@ fn units(profile_type: &ProfileType) -> (&'static str, i64) {
     }
 }
 
+/// The flamebearer `metadata` of a profile type.
+fn metadata(profile_type: &str, format: &str) -> Value {
+    let parsed = ProfileType::parse(profile_type).expect("parse_query validated it");
+    let (units, sample_rate) = units(&parsed);
+    json!({
+        "format": format,
+        "spyName": "",
+        "sampleRate": sample_rate,
+        "units": units,
+        "name": profile_type,
+    })
+}
+
 impl Querier {
-    /// `/pyroscope/render?query=&from=&until=&format=json&max-nodes=`.
+    /// `/pyroscope/render?query=&from=&until=&format=json&max-nodes=&groupBy=&aggregation=`.
     pub(crate) async fn render(
         &self,
         tenant: &TenantId,
@@ -88,12 +168,29 @@ impl Querier {
                 "unsupported format {format:?}: use json"
             )));
         }
+        let aggregation = match params.aggregation.as_deref() {
+            None | Some("" | "sum") => Aggregation::Sum,
+            Some("avg" | "average") => Aggregation::Average,
+            Some(other) => {
+                return Err(QuerierError::BadRequest(format!(
+                    "unknown aggregation {other:?}: use sum or avg"
+                )));
+            }
+        };
+        let group_by: Vec<String> = params
+            .group_by
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(String::from)
+            .collect();
         let (profile_type, selector, from, until) = params.resolve()?;
-        let parsed = ProfileType::parse(&profile_type).expect("parse_query validated it");
         let max_nodes = self.max_nodes(params.max_nodes_dash.or(params.max_nodes_camel));
         // `resolve` checked the range: `until - from` does not overflow, so neither does any
         // of this, and the timeline has at most MAX_TIMELINE_POINTS + 2 points.
-        self.check_range(from, until)?;
+        let (from, until) = self.bounded_range(tenant.as_str(), from, until)?;
         let range_seconds = (until - from) / NANOS_PER_SECOND;
         let step = MIN_TIMELINE_STEP_SECONDS
             .max((range_seconds + MAX_TIMELINE_POINTS - 1) / MAX_TIMELINE_POINTS);
@@ -104,16 +201,20 @@ impl Querier {
                 "timeline of {points} points for {from}..{until}"
             )));
         }
+        let selection = Selection {
+            profile_type: &profile_type,
+            label_selector: &selector,
+            start_nanos: from,
+            end_nanos: until,
+            stacks: None,
+        };
         let (mut tree, series) = self
             .fold_profiles(
                 tenant,
-                &profile_type,
-                &selector,
-                from,
-                until,
+                selection,
                 (
                     FrameTree::default(),
-                    SeriesBuilder::new(&[], start * 1000, step * 1000),
+                    SeriesBuilder::new(&group_by, start * 1000, step * 1000),
                 ),
                 |(tree, series), dataset| {
                     tree.add_selected(dataset);
@@ -124,21 +225,34 @@ impl Querier {
         let (flamegraph, series) = self
             .pool
             .run("flame graph", move || {
-                (
-                    tree.flamegraph(max_nodes),
-                    series.finish(Aggregation::Sum, 0),
-                )
+                (tree.flamegraph(max_nodes), series.finish(aggregation, 0))
             })
             .await?;
 
-        let mut samples = vec![0i64; points as usize];
-        for point in series.iter().flat_map(|s| &s.points) {
-            let index = (point.timestamp / 1000 - start) / step;
-            if let Some(slot) = samples.get_mut(index as usize) {
-                *slot += point.value as i64;
+        let timeline = |series: &[Series]| {
+            json!({
+                "startTime": start,
+                "samples": timeline_samples(series, start, step, points),
+                "durationDelta": step,
+                "watermarks": null,
+            })
+        };
+        // Groups by the value of the first groupBy label ("*" where a series lacks it).
+        let groups = group_by.first().map(|name| {
+            let mut groups: BTreeMap<String, Vec<Series>> = BTreeMap::new();
+            for s in &series {
+                let value = s
+                    .labels
+                    .iter()
+                    .find(|pair| &pair.name == name)
+                    .map_or("*", |pair| pair.value.as_str());
+                groups.entry(value.to_string()).or_default().push(s.clone());
             }
-        }
-        let (units, sample_rate) = units(&parsed);
+            groups
+                .into_iter()
+                .map(|(value, series)| (value, timeline(&series)))
+                .collect::<serde_json::Map<String, Value>>()
+        });
         let levels: Vec<&Vec<i64>> = flamegraph.levels.iter().map(|l| &l.values).collect();
         Ok(json!({
             "version": 1,
@@ -148,21 +262,59 @@ impl Querier {
                 "numTicks": flamegraph.total,
                 "maxSelf": flamegraph.max_self,
             },
-            "metadata": {
-                "format": "single",
-                "spyName": "",
-                "sampleRate": sample_rate,
-                "units": units,
-                "name": profile_type,
+            "metadata": metadata(&profile_type, "single"),
+            "timeline": timeline(&series),
+            "groups": groups,
+            "heatmap": null,
+        }))
+    }
+
+    /// `/pyroscope/render-diff?leftQuery=&leftFrom=&leftUntil=&rightQuery=&rightFrom=&rightUntil=`:
+    /// the two selections' flame graphs as one in flamebearer format `double`.
+    pub(crate) async fn render_diff(
+        &self,
+        tenant: &TenantId,
+        params: RenderDiffParams,
+    ) -> Result<Value, QuerierError> {
+        let (left, right) = params.sides()?;
+        let (left_type, left_selector, left_from, left_until) = left.resolve()?;
+        let (right_type, right_selector, right_from, right_until) = right.resolve()?;
+        if left_type != right_type {
+            return Err(QuerierError::BadRequest(format!(
+                "profile types must match: left is {left_type}, right is {right_type}"
+            )));
+        }
+        let request = |selector: String, from: i64, until: i64| SelectMergeStacktracesRequest {
+            profile_type_id: left_type.clone(),
+            label_selector: selector,
+            start: from.div_euclid(1_000_000),
+            end: until.div_euclid(1_000_000),
+            ..Default::default()
+        };
+        let max_nodes = params.max_nodes_dash.or(params.max_nodes);
+        let diff = self
+            .diff_requests(
+                tenant,
+                request(left_selector, left_from, left_until),
+                request(right_selector, right_from, right_until),
+                max_nodes,
+            )
+            .await?;
+        let levels: Vec<&Vec<i64>> = diff.levels.iter().map(|l| &l.values).collect();
+        Ok(json!({
+            "version": 1,
+            "flamebearer": {
+                "names": diff.names,
+                "levels": levels,
+                "numTicks": diff.total,
+                "maxSelf": diff.max_self,
             },
-            "timeline": {
-                "startTime": start,
-                "samples": samples,
-                "durationDelta": step,
-                "watermarks": null,
-            },
+            "metadata": metadata(&left_type, "double"),
+            "timeline": null,
             "groups": null,
             "heatmap": null,
+            "leftTicks": diff.left_ticks,
+            "rightTicks": diff.right_ticks,
         }))
     }
 
@@ -173,9 +325,14 @@ impl Querier {
         params: RenderParams,
     ) -> Result<Vec<u8>, QuerierError> {
         let (profile_type, selector, from, until) = params.resolve()?;
-        let profile = self
-            .merged_pprof(tenant, &profile_type, &selector, from, until)
-            .await?;
+        let selection = Selection {
+            profile_type: &profile_type,
+            label_selector: &selector,
+            start_nanos: from,
+            end_nanos: until,
+            stacks: None,
+        };
+        let profile = self.merged_pprof(tenant, selection).await?;
         self.check_response_bytes(profile.encoded_len())?;
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         encoder

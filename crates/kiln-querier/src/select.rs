@@ -13,6 +13,7 @@ use kiln_model::{DatasetMeta, LABEL_SERVICE_NAME, Labels};
 use crate::budget::{MergeMemory, QueryBudget, SeenProfiles};
 use crate::reader::BlockData;
 use crate::selector::{MatchOp, Selector};
+use crate::stacks::StackFilter;
 use crate::{Querier, QuerierError};
 
 /// What to select.
@@ -28,6 +29,8 @@ pub struct Query {
     pub start_nanos: i64,
     /// End of the range, unix nanoseconds, exclusive.
     pub end_nanos: i64,
+    /// Only the stacks this filter keeps; `None` keeps every stack.
+    pub stack_filter: Option<Arc<StackFilter>>,
 }
 
 impl Query {
@@ -41,7 +44,7 @@ impl Query {
     /// The metastore query: the range, the profile type and, with a single selector, its
     /// matchers (several selectors are alternatives, which the metastore's conjunction cannot
     /// express; `may_contain` prunes those after).
-    fn block_query(&self) -> Result<BlockQuery, QuerierError> {
+    pub(crate) fn block_query(&self) -> Result<BlockQuery, QuerierError> {
         let mut query = BlockQuery::new(&self.tenant, self.start_nanos, self.end_nanos);
         if let Some(profile_type) = &self.profile_type {
             query.matchers.push(LabelMatcher::new(
@@ -57,7 +60,7 @@ impl Query {
     }
 
     /// True when `dataset` (from the index) may hold profiles this query selects.
-    fn wants(&self, dataset: &DatasetMeta) -> bool {
+    pub(crate) fn wants(&self, dataset: &DatasetMeta) -> bool {
         dataset.tenant == self.tenant
             && dataset.overlaps(self.start_nanos, self.end_nanos)
             && self.may_contain(&dataset.service_name, &dataset.profile_types)
@@ -84,12 +87,20 @@ pub struct SelectedDataset {
     index: usize,
     /// Per profile row of the dataset: selected or not.
     pub selected: Vec<bool>,
+    /// Per stack node of the dataset, when the query filters stacks: kept or not.
+    kept_stacks: Option<Vec<bool>>,
 }
 
 impl SelectedDataset {
     /// The dataset.
     pub fn data(&self) -> &DatasetData {
         &self.block[self.index]
+    }
+
+    fn keeps_stack(&self, stack: u32) -> bool {
+        self.kept_stacks
+            .as_ref()
+            .is_none_or(|kept| kept.get(stack as usize).copied().unwrap_or(false))
     }
 
     /// Sum of selected sample values per stack node.
@@ -108,7 +119,10 @@ impl SelectedDataset {
     ) -> HashMap<u32, i64> {
         let mut values = HashMap::new();
         for sample in &self.data().samples {
-            if self.selected[sample.profile as usize] && keep(&sample.labels) {
+            if self.selected[sample.profile as usize]
+                && self.keeps_stack(sample.stack)
+                && keep(&sample.labels)
+            {
                 *values.entry(sample.stack).or_insert(0) += sample.value;
             }
         }
@@ -119,7 +133,7 @@ impl SelectedDataset {
     pub fn profile_totals(&self) -> Vec<(u32, i64)> {
         let mut totals = vec![0i64; self.selected.len()];
         for sample in &self.data().samples {
-            if self.selected[sample.profile as usize] {
+            if self.selected[sample.profile as usize] && self.keeps_stack(sample.stack) {
                 totals[sample.profile as usize] += sample.value;
             }
         }
@@ -239,10 +253,15 @@ impl Querier {
                         for index in 0..block.len() {
                             budget.check_wanted()?;
                             if let Some(selected) = select_rows(&query, &block[index], &mut seen) {
+                                let kept_stacks = query
+                                    .stack_filter
+                                    .as_ref()
+                                    .map(|f| f.kept_stacks(&block[index].symbols));
                                 let dataset = SelectedDataset {
                                     block: block.clone(),
                                     index,
                                     selected,
+                                    kept_stacks,
                                 };
                                 add(&mut acc, &dataset);
                                 budget.check_merge(acc.merge_bytes() + seen.bytes())?;

@@ -1,19 +1,20 @@
 //! The query API's operations on Pyroscope's request and response types.
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use kiln_contract::metastore::BlockQuery;
 use kiln_model::{Labels, ProfileType, TenantId};
 use kiln_proto::google::v1::Profile;
 use kiln_proto::querier::v1::{
-    FlameGraph, ProfileTypesRequest, ProfileTypesResponse, SelectMergeProfileRequest,
-    SelectMergeSpanProfileRequest, SelectMergeSpanProfileResponse, SelectMergeStacktracesRequest,
-    SelectMergeStacktracesResponse, SelectSeriesRequest, SelectSeriesResponse, SeriesRequest,
-    SeriesResponse,
+    FlameGraph, PprofProfile, ProfileFormat, ProfileTypesRequest, ProfileTypesResponse,
+    SelectMergeProfileRequest, SelectMergeSpanProfileRequest, SelectMergeSpanProfileResponse,
+    SelectMergeStacktracesRequest, SelectMergeStacktracesResponse, SelectSeriesRequest,
+    SelectSeriesResponse, SeriesRequest, SeriesResponse,
 };
 use kiln_proto::types::v1::{
     GetProfileStatsResponse, LabelNamesRequest, LabelNamesResponse, LabelPair, LabelValuesRequest,
-    LabelValuesResponse, Labels as LabelSet, TimeSeriesAggregationType,
+    LabelValuesResponse, Labels as LabelSet, StackTraceSelector, TimeSeriesAggregationType,
 };
 
 use crate::budget::MergeMemory;
@@ -21,10 +22,22 @@ use crate::flamegraph::FrameTree;
 use crate::pprof::PprofBuilder;
 use crate::select::{Query, SelectedDataset};
 use crate::selector::Selector;
+use crate::stacks::StackFilter;
 use crate::timeseries::{Aggregation, SeriesBuilder};
 use crate::{Querier, QuerierError};
 
 const NANOS_PER_MILLI: i64 = 1_000_000;
+
+/// What one select call reads: a profile type and a label selector over a range, with an
+/// optional stack filter.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Selection<'a> {
+    pub(crate) profile_type: &'a str,
+    pub(crate) label_selector: &'a str,
+    pub(crate) start_nanos: i64,
+    pub(crate) end_nanos: i64,
+    pub(crate) stacks: Option<&'a StackTraceSelector>,
+}
 
 /// Converts a [start, end) range in unix milliseconds; an end of 0 means "now".
 pub(crate) fn range_from_millis(start: i64, end: i64) -> Result<(i64, i64), QuerierError> {
@@ -38,6 +51,12 @@ pub(crate) fn range_from_millis(start: i64, end: i64) -> Result<(i64, i64), Quer
         start.saturating_mul(NANOS_PER_MILLI),
         end.saturating_mul(NANOS_PER_MILLI),
     ))
+}
+
+/// A length in nanoseconds as whole seconds, for messages (`90s`, `2days 1h`).
+fn format_seconds(nanos: i64) -> String {
+    let seconds = u64::try_from(nanos / 1_000_000_000).unwrap_or(0);
+    humantime::format_duration(std::time::Duration::from_secs(seconds)).to_string()
 }
 
 pub(crate) fn now_millis() -> i64 {
@@ -94,8 +113,16 @@ impl Querier {
         nodes.min(max)
     }
 
-    /// Refuses a range longer than `max_query_range`; `start` and `end` are nanoseconds.
-    pub(crate) fn check_range(&self, start: i64, end: i64) -> Result<(), QuerierError> {
+    /// The range a query of `tenant` over `[start, end)` nanoseconds reads: refused when it
+    /// overflows or is longer than the querier's `max_query_range` or the tenant's
+    /// `max_query_length`; its start moved up to the tenant's `max_query_lookback` (an empty
+    /// range, start == end, when all of it is older), as Pyroscope does.
+    pub(crate) fn bounded_range(
+        &self,
+        tenant: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<(i64, i64), QuerierError> {
         let Some(length) = end.checked_sub(start) else {
             return Err(QuerierError::BadRequest(format!(
                 "invalid time range: {start} to {end} (nanoseconds) overflows"
@@ -104,12 +131,33 @@ impl Querier {
         let max = self.config.max_query_range;
         if !max.is_zero() && length as u128 > max.as_nanos() {
             return Err(QuerierError::BadRequest(format!(
-                "query range of {}s is over max_query_range {}s",
-                length / 1_000_000_000,
-                max.as_secs()
+                "query range of {} is over max_query_range {} (--querier.max-query-range)",
+                format_seconds(length),
+                humantime::format_duration(max)
             )));
         }
-        Ok(())
+        let limits = self.overrides.limits(tenant);
+        let mut start = start;
+        if !limits.max_query_lookback.is_zero() {
+            let lookback = i64::try_from(limits.max_query_lookback.as_nanos()).unwrap_or(i64::MAX);
+            let oldest = now_millis()
+                .saturating_mul(NANOS_PER_MILLI)
+                .saturating_sub(lookback);
+            if end <= oldest {
+                return Ok((end, end));
+            }
+            start = start.max(oldest);
+        }
+        let max = limits.max_query_length;
+        let length = end - start;
+        if !max.is_zero() && length as u128 > max.as_nanos() {
+            return Err(QuerierError::BadRequest(format!(
+                "tenant {tenant}: query range of {} is over max_query_length {}",
+                format_seconds(length),
+                humantime::format_duration(max)
+            )));
+        }
+        Ok((start, end))
     }
 
     /// Refuses a response larger than `max_response_bytes`.
@@ -123,16 +171,11 @@ impl Querier {
         Ok(())
     }
 
-    /// Folds the datasets of one profile type and label selector into `acc` (see
-    /// [`Querier::select_fold`]).
-    #[allow(clippy::too_many_arguments)]
+    /// Folds the datasets of one selection into `acc` (see [`Querier::select_fold`]).
     pub(crate) async fn fold_profiles<T, F>(
         &self,
         tenant: &TenantId,
-        profile_type: &str,
-        label_selector: &str,
-        start_nanos: i64,
-        end_nanos: i64,
+        selection: Selection<'_>,
         acc: T,
         add: F,
     ) -> Result<T, QuerierError>
@@ -140,14 +183,16 @@ impl Querier {
         T: MergeMemory + Send + 'static,
         F: Fn(&mut T, &SelectedDataset) + Send + Sync + 'static,
     {
-        parse_profile_type(profile_type)?;
-        self.check_range(start_nanos, end_nanos)?;
+        parse_profile_type(selection.profile_type)?;
+        let (start_nanos, end_nanos) =
+            self.bounded_range(tenant.as_str(), selection.start_nanos, selection.end_nanos)?;
         let query = Query {
             tenant: tenant.as_str().to_string(),
-            profile_type: Some(profile_type.to_string()),
-            selectors: vec![Selector::parse(label_selector)?],
+            profile_type: Some(selection.profile_type.to_string()),
+            selectors: vec![Selector::parse(selection.label_selector)?],
             start_nanos,
             end_nanos,
+            stack_filter: StackFilter::from_selector(selection.stacks)?.map(Arc::new),
         };
         self.select_fold(&query, acc, add).await
     }
@@ -159,7 +204,7 @@ impl Querier {
         request: ProfileTypesRequest,
     ) -> Result<ProfileTypesResponse, QuerierError> {
         let (start, end) = range_from_millis(request.start, request.end)?;
-        self.check_range(start, end)?;
+        let (start, end) = self.bounded_range(tenant.as_str(), start, end)?;
         let start = start.max(self.retained_from(tenant.as_str()));
         if start >= end {
             return Ok(ProfileTypesResponse::default());
@@ -189,22 +234,25 @@ impl Querier {
         Ok(ProfileTypesResponse { profile_types })
     }
 
-    /// Label sets of the series matching any of `matchers` in the range, with data.
-    async fn series_labels(
+    /// Label sets of the series matching any of `matchers` (and of `profile_type` when
+    /// given) with data in `[start_nanos, end_nanos)`.
+    pub(crate) async fn series_labels(
         &self,
         tenant: &TenantId,
-        matchers: &[String],
-        start_millis: i64,
-        end_millis: i64,
+        profile_type: Option<String>,
+        selectors: Vec<Selector>,
+        start_nanos: i64,
+        end_nanos: i64,
     ) -> Result<BTreeSet<Labels>, QuerierError> {
-        let (start_nanos, end_nanos) = range_from_millis(start_millis, end_millis)?;
-        self.check_range(start_nanos, end_nanos)?;
+        let (start_nanos, end_nanos) =
+            self.bounded_range(tenant.as_str(), start_nanos, end_nanos)?;
         let query = Query {
             tenant: tenant.as_str().to_string(),
-            profile_type: None,
-            selectors: parse_matchers(matchers)?,
+            profile_type,
+            selectors,
             start_nanos,
             end_nanos,
+            stack_filter: None,
         };
         self.select_fold(&query, BTreeSet::new(), |labels, dataset| {
             let data = dataset.data();
@@ -227,8 +275,9 @@ impl Querier {
         tenant: &TenantId,
         request: LabelNamesRequest,
     ) -> Result<LabelNamesResponse, QuerierError> {
+        let (start, end) = range_from_millis(request.start, request.end)?;
         let sets = self
-            .series_labels(tenant, &request.matchers, request.start, request.end)
+            .series_labels(tenant, None, parse_matchers(&request.matchers)?, start, end)
             .await?;
         let names: BTreeSet<String> = sets
             .iter()
@@ -245,8 +294,9 @@ impl Querier {
         tenant: &TenantId,
         request: LabelValuesRequest,
     ) -> Result<LabelValuesResponse, QuerierError> {
+        let (start, end) = range_from_millis(request.start, request.end)?;
         let sets = self
-            .series_labels(tenant, &request.matchers, request.start, request.end)
+            .series_labels(tenant, None, parse_matchers(&request.matchers)?, start, end)
             .await?;
         let values: BTreeSet<String> = sets
             .iter()
@@ -263,8 +313,9 @@ impl Querier {
         tenant: &TenantId,
         request: SeriesRequest,
     ) -> Result<SeriesResponse, QuerierError> {
+        let (start, end) = range_from_millis(request.start, request.end)?;
         let sets = self
-            .series_labels(tenant, &request.matchers, request.start, request.end)
+            .series_labels(tenant, None, parse_matchers(&request.matchers)?, start, end)
             .await?;
         let projected: BTreeSet<Vec<(String, String)>> = sets
             .iter()
@@ -290,30 +341,78 @@ impl Querier {
         Ok(SeriesResponse { labels_set })
     }
 
-    /// `SelectMergeStacktraces`: the merged flame graph.
+    /// The merged frame tree of a `SelectMergeStacktraces` request.
+    pub(crate) async fn merged_tree(
+        &self,
+        tenant: &TenantId,
+        request: &SelectMergeStacktracesRequest,
+    ) -> Result<FrameTree, QuerierError> {
+        let (start, end) = range_from_millis(request.start, request.end)?;
+        let selection = Selection {
+            profile_type: &request.profile_type_id,
+            label_selector: &request.label_selector,
+            start_nanos: start,
+            end_nanos: end,
+            stacks: request.stack_trace_selector.as_ref(),
+        };
+        self.fold_profiles(tenant, selection, FrameTree::default(), |tree, dataset| {
+            add_to_tree(tree, dataset, None)
+        })
+        .await
+    }
+
+    /// `SelectMergeStacktraces`: the merged flame graph, or with `format` TREE the tree in
+    /// Pyroscope's serialization.
     pub async fn select_merge_stacktraces(
         &self,
         tenant: &TenantId,
         request: SelectMergeStacktracesRequest,
     ) -> Result<SelectMergeStacktracesResponse, QuerierError> {
-        let (start, end) = range_from_millis(request.start, request.end)?;
-        let tree = self
-            .fold_profiles(
-                tenant,
-                &request.profile_type_id,
-                &request.label_selector,
-                start,
-                end,
-                FrameTree::default(),
-                |tree, dataset| add_to_tree(tree, dataset, None),
-            )
-            .await?;
+        let format = ProfileFormat::try_from(request.format)
+            .map_err(|_| QuerierError::BadRequest(format!("unknown format {}", request.format)))?;
+        if format == ProfileFormat::Pprof {
+            let (start, end) = range_from_millis(request.start, request.end)?;
+            let selection = Selection {
+                profile_type: &request.profile_type_id,
+                label_selector: &request.label_selector,
+                start_nanos: start,
+                end_nanos: end,
+                stacks: request.stack_trace_selector.as_ref(),
+            };
+            let profile = self.merged_pprof(tenant, selection).await?;
+            return Ok(SelectMergeStacktracesResponse {
+                pprof: Some(PprofProfile {
+                    profile: Some(profile),
+                }),
+                ..Default::default()
+            });
+        }
+        let tree = self.merged_tree(tenant, &request).await?;
         let max_nodes = self.max_nodes(request.max_nodes);
-        let flamegraph = self.render_flamegraph(tree, max_nodes).await?;
-        Ok(SelectMergeStacktracesResponse {
-            flamegraph: Some(flamegraph),
-            ..Default::default()
-        })
+        match format {
+            ProfileFormat::Unspecified | ProfileFormat::Flamegraph => {
+                let flamegraph = self.render_flamegraph(tree, max_nodes).await?;
+                Ok(SelectMergeStacktracesResponse {
+                    flamegraph: Some(flamegraph),
+                    ..Default::default()
+                })
+            }
+            ProfileFormat::Tree => {
+                let mut tree = tree;
+                let bytes = self
+                    .pool
+                    .run("tree", move || tree.pyroscope_tree(max_nodes))
+                    .await?;
+                Ok(SelectMergeStacktracesResponse {
+                    tree: bytes.into(),
+                    ..Default::default()
+                })
+            }
+            other => Err(QuerierError::BadRequest(format!(
+                "format {} is not supported by SelectMergeStacktraces: use FLAMEGRAPH, TREE or PPROF",
+                other.as_str_name()
+            ))),
+        }
     }
 
     /// `SelectMergeSpanProfile`: the flame graph of the samples taken in the given spans
@@ -337,13 +436,17 @@ impl Querier {
                 "invalid span id {bad:?} in span_selector: expected 16 hex digits"
             )));
         }
+        let selection = Selection {
+            profile_type: &request.profile_type_id,
+            label_selector: &request.label_selector,
+            start_nanos: start,
+            end_nanos: end,
+            stacks: None,
+        };
         let tree = self
             .fold_profiles(
                 tenant,
-                &request.profile_type_id,
-                &request.label_selector,
-                start,
-                end,
+                selection,
                 FrameTree::default(),
                 move |tree, dataset| add_to_tree(tree, dataset, Some(&spans)),
             )
@@ -363,33 +466,28 @@ impl Querier {
         request: SelectMergeProfileRequest,
     ) -> Result<Profile, QuerierError> {
         let (start, end) = range_from_millis(request.start, request.end)?;
-        self.merged_pprof(
-            tenant,
-            &request.profile_type_id,
-            &request.label_selector,
-            start,
-            end,
-        )
-        .await
+        let selection = Selection {
+            profile_type: &request.profile_type_id,
+            label_selector: &request.label_selector,
+            start_nanos: start,
+            end_nanos: end,
+            stacks: request.stack_trace_selector.as_ref(),
+        };
+        self.merged_pprof(tenant, selection).await
     }
 
-    /// The merged pprof of one profile type and selector over `[start, end)` nanoseconds.
+    /// The merged pprof of one selection.
     pub(crate) async fn merged_pprof(
         &self,
         tenant: &TenantId,
-        profile_type: &str,
-        label_selector: &str,
-        start: i64,
-        end: i64,
+        selection: Selection<'_>,
     ) -> Result<Profile, QuerierError> {
-        let parsed = parse_profile_type(profile_type)?;
+        let parsed = parse_profile_type(selection.profile_type)?;
+        let (start, end) = (selection.start_nanos, selection.end_nanos);
         let selection = self
             .fold_profiles(
                 tenant,
-                profile_type,
-                label_selector,
-                start,
-                end,
+                selection,
                 (PprofBuilder::default(), 0i64),
                 |(builder, period), dataset| {
                     let data = dataset.data();
@@ -430,16 +528,15 @@ impl Querier {
         let step_millis = (request.step * 1000.0).round() as i64;
         let limit = request.limit.unwrap_or(0).max(0) as usize;
         let builder = SeriesBuilder::new(&request.group_by, request.start, step_millis);
+        let selection = Selection {
+            profile_type: &request.profile_type_id,
+            label_selector: &request.label_selector,
+            start_nanos: start,
+            end_nanos: end,
+            stacks: request.stack_trace_selector.as_ref(),
+        };
         let builder = self
-            .fold_profiles(
-                tenant,
-                &request.profile_type_id,
-                &request.label_selector,
-                start,
-                end,
-                builder,
-                SeriesBuilder::add,
-            )
+            .fold_profiles(tenant, selection, builder, SeriesBuilder::add)
             .await?;
         let series = builder.finish(aggregation, limit);
         let max = self.config.max_points_per_series;

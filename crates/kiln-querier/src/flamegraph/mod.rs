@@ -2,6 +2,14 @@
 //!
 //! A frame is one pprof line: a location with inlined functions contributes one frame per
 //! line, outermost first, each named by its function. The root is `total`.
+//!
+//! The tree holds `N` sides of values per node: one for a flame graph, two (left and right)
+//! for a diff ([`diff`]); both are laid out into levels by the same walk.
+
+mod diff;
+mod serialized;
+
+pub use diff::DiffTree;
 
 use std::collections::HashMap;
 
@@ -17,19 +25,37 @@ const ROOT_NAME: &str = "total";
 const OTHER_NAME: &str = "other";
 
 #[derive(Debug, Clone)]
-struct Node {
+struct Node<const N: usize> {
     name: u32,
     parent: u32,
-    self_value: i64,
-    total: i64,
+    self_value: [i64; N],
+    total: [i64; N],
 }
 
-/// A merged tree of frames with self and total values per node.
+impl<const N: usize> Node<N> {
+    fn new(name: u32, parent: u32) -> Self {
+        Self {
+            name,
+            parent,
+            self_value: [0; N],
+            total: [0; N],
+        }
+    }
+}
+
+/// A node laid out in a level: (absolute x, total, self) of every side, and its name index.
+type PlacedNode<const N: usize> = ([(i64, i64, i64); N], i64);
+
+/// A node waiting to be laid out: the tree's node, or `None` for an `other` node with its
+/// per-side value; its depth; its per-side x.
+type PendingNode<const N: usize> = (Option<u32>, [i64; N], usize, [i64; N]);
+
+/// A merged tree of frames with `N` sides of self and total values per node.
 #[derive(Debug)]
-pub struct FrameTree {
+pub struct Tree<const N: usize> {
     names: Vec<String>,
     name_ids: HashMap<String, u32>,
-    nodes: Vec<Node>,
+    nodes: Vec<Node<N>>,
     /// (parent, name) -> child; FxHash, as these small integer keys are hashed for every
     /// frame of every merged stack.
     children: FxHashMap<(u32, u32), u32>,
@@ -38,7 +64,10 @@ pub struct FrameTree {
     name_bytes: usize,
 }
 
-impl Default for FrameTree {
+/// A merged tree of frames with self and total values per node: one flame graph.
+pub type FrameTree = Tree<1>;
+
+impl<const N: usize> Default for Tree<N> {
     fn default() -> Self {
         let mut tree = Self {
             names: Vec::new(),
@@ -49,12 +78,7 @@ impl Default for FrameTree {
             name_bytes: 0,
         };
         let root = tree.name_id(ROOT_NAME);
-        tree.nodes.push(Node {
-            name: root,
-            parent: 0,
-            self_value: 0,
-            total: 0,
-        });
+        tree.nodes.push(Node::new(root, 0));
         tree
     }
 }
@@ -78,7 +102,7 @@ pub(crate) fn unsymbolized_name(symbols: &Symbols, location: u32) -> String {
     }
 }
 
-impl FrameTree {
+impl<const N: usize> Tree<N> {
     fn name_id(&mut self, name: &str) -> u32 {
         if let Some(&id) = self.name_ids.get(name) {
             return id;
@@ -95,16 +119,148 @@ impl FrameTree {
             return node;
         }
         let node = self.nodes.len() as u32;
-        self.nodes.push(Node {
-            name,
-            parent,
-            self_value: 0,
-            total: 0,
-        });
+        self.nodes.push(Node::new(name, parent));
         self.children.insert((parent, name), node);
         node
     }
 
+    fn compute_totals(&mut self) {
+        if self.totals_computed {
+            return;
+        }
+        for node in &mut self.nodes {
+            node.total = node.self_value;
+        }
+        // Children are created after their parents, so a reverse walk sees every child first.
+        for index in (1..self.nodes.len()).rev() {
+            let (parent, total) = (self.nodes[index].parent, self.nodes[index].total);
+            let parent = &mut self.nodes[parent as usize].total;
+            for side in 0..N {
+                parent[side] += total[side];
+            }
+        }
+        self.totals_computed = true;
+    }
+
+    /// Lays the tree out in levels of at most about `max_nodes` nodes (0: no limit): the nodes
+    /// with the largest total on any side are kept, and the rest of each parent's children
+    /// are merged into one `other` node. Each level holds, per node, for every side its x
+    /// offset from the end of the previous node of that side (delta-encoded), its total and
+    /// its self value, then the node's index in the returned names. Also returns the largest
+    /// self value of any side.
+    fn levels(&mut self, max_nodes: usize) -> (Vec<String>, Vec<Level>, i64) {
+        self.compute_totals();
+        let threshold = self.threshold(max_nodes);
+        let children = self.sorted_children();
+
+        let mut names = vec![ROOT_NAME.to_string()];
+        let mut name_index: HashMap<String, i64> = HashMap::from([(ROOT_NAME.to_string(), 0)]);
+        let mut intern = |name: &str| -> i64 {
+            if let Some(&i) = name_index.get(name) {
+                return i;
+            }
+            names.push(name.to_string());
+            name_index.insert(name.to_string(), names.len() as i64 - 1);
+            names.len() as i64 - 1
+        };
+        // Per level: per node, (absolute x, total, self) of every side and the name index.
+        let mut levels: Vec<Vec<PlacedNode<N>>> = Vec::new();
+        let mut max_self = 0;
+        let mut stack: Vec<PendingNode<N>> = vec![(Some(0), [0; N], 0, [0; N])];
+        while let Some((node, other_totals, depth, x)) = stack.pop() {
+            if levels.len() <= depth {
+                levels.push(Vec::new());
+            }
+            let Some(node) = node else {
+                let sides =
+                    std::array::from_fn(|side| (x[side], other_totals[side], other_totals[side]));
+                levels[depth].push((sides, intern(OTHER_NAME)));
+                max_self = max_self.max(other_totals.into_iter().max().unwrap_or(0));
+                continue;
+            };
+            let current = &self.nodes[node as usize];
+            let name = intern(&self.names[current.name as usize]);
+            let sides = std::array::from_fn(|side| {
+                (x[side], current.total[side], current.self_value[side])
+            });
+            levels[depth].push((sides, name));
+            max_self = max_self.max(current.self_value.into_iter().max().unwrap_or(0));
+            // Children are laid out left to right from the parent's x; push in reverse so
+            // that the leftmost is visited first and levels stay ordered by x.
+            let mut placed = Vec::new();
+            let mut child_x = x;
+            let mut dropped = [0; N];
+            for &child in &children[node as usize] {
+                let total = self.nodes[child as usize].total;
+                if total.iter().any(|t| *t >= threshold) {
+                    placed.push((Some(child), [0; N], depth + 1, child_x));
+                    for side in 0..N {
+                        child_x[side] += total[side];
+                    }
+                } else {
+                    for side in 0..N {
+                        dropped[side] += total[side];
+                    }
+                }
+            }
+            if dropped.iter().any(|d| *d > 0) {
+                placed.push((None, dropped, depth + 1, child_x));
+            }
+            stack.extend(placed.into_iter().rev());
+        }
+
+        let levels = levels
+            .into_iter()
+            .map(|level| {
+                let mut values = Vec::with_capacity(level.len() * (3 * N + 1));
+                let mut previous_end = [0; N];
+                for (sides, name) in level {
+                    for (side, (x, total, self_value)) in sides.into_iter().enumerate() {
+                        values.extend([x - previous_end[side], total, self_value]);
+                        previous_end[side] = x + total;
+                    }
+                    values.push(name);
+                }
+                Level { values }
+            })
+            .collect();
+        (names, levels, max_self)
+    }
+
+    /// The children of every node, sorted by name (bytewise).
+    fn sorted_children(&self) -> Vec<Vec<u32>> {
+        let mut children: Vec<Vec<u32>> = vec![Vec::new(); self.nodes.len()];
+        for (index, node) in self.nodes.iter().enumerate().skip(1) {
+            children[node.parent as usize].push(index as u32);
+        }
+        for list in &mut children {
+            list.sort_by(|a, b| {
+                let (a, b) = (&self.nodes[*a as usize], &self.nodes[*b as usize]);
+                self.names[a.name as usize].cmp(&self.names[b.name as usize])
+            });
+        }
+        children
+    }
+
+    /// The smallest total (on any side) a node needs to be shown with `max_nodes` nodes at
+    /// most.
+    fn threshold(&self, max_nodes: usize) -> i64 {
+        if max_nodes == 0 || self.nodes.len() <= max_nodes {
+            return i64::MIN;
+        }
+        let mut totals: Vec<i64> = self
+            .nodes
+            .iter()
+            .map(|n| n.total.into_iter().max().unwrap_or(0))
+            .collect();
+        let (_, nth, _) = totals.select_nth_unstable_by(max_nodes - 1, |a, b| b.cmp(a));
+        // Nodes tied with the cut-off would push the count over the limit; drop them too
+        // unless that would drop everything but the root.
+        (*nth + 1).max(1)
+    }
+}
+
+impl FrameTree {
     /// Adds the selected samples of one dataset.
     pub fn add_selected(&mut self, dataset: &SelectedDataset) {
         self.add_stacks(dataset.data(), dataset.stack_values());
@@ -137,7 +293,7 @@ impl FrameTree {
                 }
                 resolved[stack_node as usize] = Some(node);
             }
-            self.nodes[node as usize].self_value += value;
+            self.nodes[node as usize].self_value[0] += value;
         }
         self.totals_computed = false;
     }
@@ -161,25 +317,10 @@ impl FrameTree {
             .collect()
     }
 
-    fn compute_totals(&mut self) {
-        if self.totals_computed {
-            return;
-        }
-        for node in &mut self.nodes {
-            node.total = node.self_value;
-        }
-        // Children are created after their parents, so a reverse walk sees every child first.
-        for index in (1..self.nodes.len()).rev() {
-            let (parent, total) = (self.nodes[index].parent, self.nodes[index].total);
-            self.nodes[parent as usize].total += total;
-        }
-        self.totals_computed = true;
-    }
-
     /// The total of the root: the sum of all values.
     pub fn total(&mut self) -> i64 {
         self.compute_totals();
-        self.nodes[0].total
+        self.nodes[0].total[0]
     }
 
     /// Per function: (self, total), total counting a function once per stack even when it
@@ -191,7 +332,7 @@ impl FrameTree {
             let entry = out
                 .entry(self.names[node.name as usize].clone())
                 .or_default();
-            entry.0 += node.self_value;
+            entry.0 += node.self_value[0];
             let mut ancestor = node.parent;
             let mut nested = false;
             while ancestor != 0 {
@@ -202,7 +343,7 @@ impl FrameTree {
                 ancestor = self.nodes[ancestor as usize].parent;
             }
             if !nested {
-                entry.1 += self.nodes[index].total;
+                entry.1 += self.nodes[index].total[0];
             }
         }
         out
@@ -212,119 +353,35 @@ impl FrameTree {
     /// the nodes with the largest totals are kept and the rest of each parent's children are
     /// merged into one `other` node.
     pub fn flamegraph(&mut self, max_nodes: usize) -> FlameGraph {
-        self.compute_totals();
-        let threshold = self.threshold(max_nodes);
-        let mut children: Vec<Vec<u32>> = vec![Vec::new(); self.nodes.len()];
-        for (index, node) in self.nodes.iter().enumerate().skip(1) {
-            children[node.parent as usize].push(index as u32);
-        }
-        for list in &mut children {
-            list.sort_by(|a, b| {
-                let (a, b) = (&self.nodes[*a as usize], &self.nodes[*b as usize]);
-                self.names[a.name as usize].cmp(&self.names[b.name as usize])
-            });
-        }
-
-        let mut names = vec![ROOT_NAME.to_string()];
-        let mut name_index: HashMap<String, i64> = HashMap::from([(ROOT_NAME.to_string(), 0)]);
-        let mut intern = |name: &str| -> i64 {
-            if let Some(&i) = name_index.get(name) {
-                return i;
-            }
-            names.push(name.to_string());
-            name_index.insert(name.to_string(), names.len() as i64 - 1);
-            names.len() as i64 - 1
-        };
-        // Per level: (absolute x, total, self, name index).
-        let mut levels: Vec<Vec<(i64, i64, i64, i64)>> = Vec::new();
-        let mut max_self = 0;
-        // (node or None for "other", depth, x, other's value)
-        let mut stack: Vec<(Option<u32>, usize, i64, i64)> = vec![(Some(0), 0, 0, 0)];
-        while let Some((node, depth, x, other_total)) = stack.pop() {
-            if levels.len() <= depth {
-                levels.push(Vec::new());
-            }
-            let Some(node) = node else {
-                levels[depth].push((x, other_total, other_total, intern(OTHER_NAME)));
-                max_self = max_self.max(other_total);
-                continue;
-            };
-            let current = &self.nodes[node as usize];
-            let name = intern(&self.names[current.name as usize]);
-            levels[depth].push((x, current.total, current.self_value, name));
-            max_self = max_self.max(current.self_value);
-            // Children are laid out left to right from the parent's x; push in reverse so
-            // that the leftmost is visited first and levels stay ordered by x.
-            let mut placed = Vec::new();
-            let mut child_x = x;
-            let mut dropped = 0;
-            for &child in &children[node as usize] {
-                let total = self.nodes[child as usize].total;
-                if total >= threshold {
-                    placed.push((Some(child), depth + 1, child_x, 0));
-                    child_x += total;
-                } else {
-                    dropped += total;
-                }
-            }
-            if dropped > 0 {
-                placed.push((None, depth + 1, child_x, dropped));
-            }
-            stack.extend(placed.into_iter().rev());
-        }
-
-        let levels = levels
-            .into_iter()
-            .map(|level| {
-                let mut values = Vec::with_capacity(level.len() * 4);
-                let mut previous_end = 0;
-                for (x, total, self_value, name) in level {
-                    values.extend([x - previous_end, total, self_value, name]);
-                    previous_end = x + total;
-                }
-                Level { values }
-            })
-            .collect();
+        let (names, levels, max_self) = self.levels(max_nodes);
         FlameGraph {
             names,
             levels,
-            total: self.nodes[0].total,
+            total: self.nodes[0].total[0],
             max_self,
         }
     }
-
-    /// The smallest total a node needs to be shown with `max_nodes` nodes at most.
-    fn threshold(&self, max_nodes: usize) -> i64 {
-        if max_nodes == 0 || self.nodes.len() <= max_nodes {
-            return i64::MIN;
-        }
-        let mut totals: Vec<i64> = self.nodes.iter().map(|n| n.total).collect();
-        let (_, nth, _) = totals.select_nth_unstable_by(max_nodes - 1, |a, b| b.cmp(a));
-        // Nodes tied with the cut-off would push the count over the limit; drop them too
-        // unless that would drop everything but the root.
-        (*nth + 1).max(1)
-    }
 }
 
-impl MergeMemory for FrameTree {
+impl<const N: usize> MergeMemory for Tree<N> {
     fn merge_bytes(&self) -> usize {
         // Each name is held twice: in `names` and as a key of `name_ids`.
         2 * self.name_bytes
             + self.names.capacity() * STRING_OVERHEAD
             + self.name_ids.capacity() * (STRING_OVERHEAD + 4 + ENTRY_OVERHEAD)
-            + self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.nodes.capacity() * std::mem::size_of::<Node<N>>()
             + self.children.capacity() * (12 + ENTRY_OVERHEAD)
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use kiln_block::{Function, Location};
 
     use super::*;
 
     /// Stacks a;b = 3, a;c = 5, a;b;b = 2, d = 1 (root first).
-    fn dataset() -> (DatasetData, HashMap<u32, i64>) {
+    pub(crate) fn dataset() -> (DatasetData, HashMap<u32, i64>) {
         let mut data = DatasetData::default();
         let symbols = &mut data.symbols;
         symbols.strings = ["", "a", "b", "c", "d"].map(String::from).to_vec();

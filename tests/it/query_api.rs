@@ -571,3 +571,69 @@ async fn tenant_query_limits_refuse_or_shorten_ranges() {
     let open = flamegraph_json(&server, Some("open"), CPU, LEFT.0, 0).await;
     assert_eq!(json_i64(&open["total"]), total("open"));
 }
+
+/// The value of the metric sample `series` (name and labels as exposed) on `/metrics`, 0 when
+/// absent.
+async fn metric(server: &KilnServer, series: &str) -> u64 {
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0, |value| value.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_calls_read_series_sections_not_samples() {
+    let server = kiln()
+        .arg("--ingester.flush-interval=50ms")
+        .start()
+        .await
+        .unwrap();
+    push(&server, None, LEFT).await;
+    push(&server, None, RIGHT).await;
+    let series_bytes = r#"kiln_querier_fetched_bytes_total{what="series"}"#;
+    let region_bytes = r#"kiln_querier_fetched_bytes_total{what="regions"}"#;
+    let series_hits = r#"kiln_querier_cache_requests_total{cache="series",result="hit"}"#;
+    let values =
+        json!({"name": "service_name", "start": "0", "end": (UNTIL_SECONDS * 1000).to_string()});
+
+    let (status, answer) = connect(
+        &server,
+        "/querier.v1.QuerierService/LabelValues",
+        values.clone(),
+    )
+    .await;
+    assert_eq!((status, answer), (200, json!({"names": ["left", "right"]})));
+    let label_read = metric(&server, series_bytes).await;
+    assert!(label_read > 0);
+    assert_eq!(
+        metric(&server, region_bytes).await,
+        0,
+        "no region was read whole"
+    );
+    // Asked again, from the cache: nothing more is read.
+    let (status, _) = connect(&server, "/querier.v1.QuerierService/LabelValues", values).await;
+    assert_eq!(status, 200);
+    assert_eq!(metric(&server, series_bytes).await, label_read);
+    assert_eq!(metric(&server, series_hits).await, 2);
+
+    // A flame graph of both services reads their regions whole: several times the bytes.
+    let mut body = select(LEFT.0);
+    body["labelSelector"] = json!("{}");
+    let (status, _) = connect(
+        &server,
+        "/querier.v1.QuerierService/SelectMergeStacktraces",
+        body,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let flame_read = metric(&server, region_bytes).await;
+    assert!(
+        label_read * 4 < flame_read,
+        "label values read {label_read} bytes, the flame graph {flame_read}"
+    );
+}

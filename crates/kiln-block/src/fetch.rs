@@ -10,7 +10,7 @@ use kiln_objstore::object_store::{GetOptions, GetRange};
 
 use crate::container::SegmentReader;
 use crate::data::DatasetData;
-use crate::region::decode_region;
+use crate::region::{RegionToc, TocTail, decode_region, toc_from_tail};
 use crate::{BlockError, Result};
 
 /// A part of an object to fetch: one region, or the whole object for objects written before
@@ -52,6 +52,77 @@ pub fn ranges_of(block: &BlockMeta, wanted: impl Fn(&DatasetMeta) -> bool) -> Ve
         }
     }
     ranges
+}
+
+/// Bytes read from the end of a region to find its table of contents: a compacted block's
+/// region names one dataset (well under a kilobyte); a segment's names each of its datasets,
+/// about 60 bytes each, so that one of more than about 60 datasets takes a second read.
+pub const TOC_READ_BYTES: u64 = 4 * 1024;
+
+/// The series section of a region, fetched: decode it (CPU work) where the caller runs such
+/// work.
+#[derive(Debug)]
+pub struct SeriesSection {
+    toc: RegionToc,
+    bytes: Bytes,
+}
+
+impl SeriesSection {
+    /// The region's datasets with only their series (label sets and profile types).
+    pub fn decode(self) -> Result<Vec<DatasetData>> {
+        self.toc.decode_series(self.bytes)
+    }
+}
+
+/// The series section of a region (its datasets' label sets and profile types, nothing else),
+/// read without the rest of the region: the table of contents from the region's end, then the
+/// section, each with a ranged GET. Returns it with the number of bytes read; `None` for
+/// objects without regions, which are only read whole.
+pub async fn fetch_series(
+    storage: &Storage,
+    block: &BlockMeta,
+    range: &RegionRange,
+) -> Result<Option<(SeriesSection, u64)>> {
+    let RegionRange::Bytes(region) = range else {
+        return Ok(None);
+    };
+    let region_len = region.end - region.start;
+    let mut tail_len = region_len.min(TOC_READ_BYTES);
+    let mut read = 0;
+    let (toc, toc_start, tail) = loop {
+        let tail = get(storage, block, region.end - tail_len..region.end).await?;
+        read += tail.len() as u64;
+        match toc_from_tail(&tail, region_len)? {
+            TocTail::Complete(toc, toc_start) => break (toc, toc_start, tail),
+            TocTail::Needs(needed) if needed > tail_len => tail_len = needed,
+            TocTail::Needs(_) => {
+                return Err(BlockError::Corrupt(format!(
+                    "{}: region table of contents out of range",
+                    block.path
+                )));
+            }
+        }
+    };
+    let series = toc.series_range(toc_start)?;
+    let bytes = if tail_len == region_len {
+        // A small region was read whole with its table of contents.
+        tail.slice(series.start as usize..series.end as usize)
+    } else {
+        let bytes = get(
+            storage,
+            block,
+            region.start + series.start..region.start + series.end,
+        )
+        .await?;
+        read += bytes.len() as u64;
+        bytes
+    };
+    Ok(Some((SeriesSection { toc, bytes }, read)))
+}
+
+/// Fetches exactly `bytes` of `block`'s object.
+async fn get(storage: &Storage, block: &BlockMeta, bytes: Range<u64>) -> Result<Bytes> {
+    fetch(storage, block, &RegionRange::Bytes(bytes)).await
 }
 
 /// Fetches the bytes of `range` of `block`'s object.

@@ -20,7 +20,7 @@ const TOC_TRAILER_LEN: usize = 8;
 
 /// The table of contents at the end of a region.
 #[derive(Debug, Serialize, Deserialize)]
-struct RegionToc {
+pub(crate) struct RegionToc {
     /// (tenant, service) of each dataset, in `dataset` column order.
     datasets: Vec<(String, String)>,
     sections: Vec<SectionRef>,
@@ -63,35 +63,90 @@ pub(crate) fn encode(datasets: &[DatasetData]) -> Result<Vec<u8>> {
     Ok(body)
 }
 
-/// Decodes every dataset of a region, given exactly its bytes.
-pub fn decode_region(region: Bytes) -> Result<Vec<DatasetData>> {
-    let corrupt = |what: String| BlockError::Corrupt(format!("region: {what}"));
-    let body_len = region
+fn corrupt(what: String) -> BlockError {
+    BlockError::Corrupt(format!("region: {what}"))
+}
+
+/// What the last bytes of a region tell about its table of contents.
+pub(crate) enum TocTail {
+    /// The table of contents, and where it starts in the region.
+    Complete(RegionToc, u64),
+    /// The tail was too short: the last this many bytes of the region hold the table of
+    /// contents and its trailer.
+    Needs(u64),
+}
+
+/// Reads the table of contents from `tail`, the last bytes of a region of `region_len` bytes.
+pub(crate) fn toc_from_tail(tail: &[u8], region_len: u64) -> Result<TocTail> {
+    let body_len = tail
         .len()
         .checked_sub(TOC_TRAILER_LEN)
-        .ok_or_else(|| corrupt(format!("{} bytes is too short", region.len())))?;
-    let trailer = &region[body_len..];
+        .ok_or_else(|| corrupt(format!("{} bytes is too short", tail.len())))?;
+    let trailer = &tail[body_len..];
     let toc_len = u32::from_le_bytes(trailer[0..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_le_bytes(trailer[4..8].try_into().expect("4 bytes"));
-    let toc_start = body_len
-        .checked_sub(toc_len)
-        .ok_or_else(|| corrupt(format!("table of contents of {toc_len} bytes out of range")))?;
-    let toc_bytes = &region[toc_start..body_len];
+    let needed = (toc_len + TOC_TRAILER_LEN) as u64;
+    if needed > region_len {
+        return Err(corrupt(format!(
+            "table of contents of {toc_len} bytes out of range"
+        )));
+    }
+    let Some(toc_start) = body_len.checked_sub(toc_len) else {
+        return Ok(TocTail::Needs(needed));
+    };
+    let toc_bytes = &tail[toc_start..body_len];
     if crc32fast::hash(toc_bytes) != crc {
         return Err(corrupt("table of contents checksum mismatch".to_string()));
     }
     let toc: RegionToc = serde_json::from_slice(toc_bytes)
         .map_err(|e| corrupt(format!("table of contents does not parse: {e}")))?;
-    let mut datasets: Vec<DatasetData> = toc
-        .datasets
-        .into_iter()
-        .map(|(tenant, service_name)| DatasetData {
-            tenant,
-            service_name,
-            ..DatasetData::default()
-        })
-        .collect();
-    let sections = slice_sections(&region, &toc.sections, toc_start as u64)?;
+    Ok(TocTail::Complete(toc, region_len - needed))
+}
+
+impl RegionToc {
+    /// Empty datasets named as the table of contents names them, in section order.
+    fn datasets(&self) -> Vec<DatasetData> {
+        self.datasets
+            .iter()
+            .map(|(tenant, service_name)| DatasetData {
+                tenant: tenant.clone(),
+                service_name: service_name.clone(),
+                ..DatasetData::default()
+            })
+            .collect()
+    }
+
+    /// The byte range of the series section within the region, checked to end before the
+    /// table of contents (at `toc_start`).
+    pub(crate) fn series_range(&self, toc_start: u64) -> Result<std::ops::Range<u64>> {
+        let section = self
+            .sections
+            .iter()
+            .find(|s| s.name == "series")
+            .ok_or_else(|| corrupt("missing section series".to_string()))?;
+        let end = section
+            .offset
+            .checked_add(section.length)
+            .filter(|&end| end <= toc_start)
+            .ok_or_else(|| corrupt("section series out of range".to_string()))?;
+        Ok(section.offset..end)
+    }
+
+    /// The datasets of the region with only their series, from the series section's bytes.
+    pub(crate) fn decode_series(&self, series: Bytes) -> Result<Vec<DatasetData>> {
+        let mut datasets = self.datasets();
+        sections::decode_series(series, &mut datasets)?;
+        Ok(datasets)
+    }
+}
+
+/// Decodes every dataset of a region, given exactly its bytes.
+pub fn decode_region(region: Bytes) -> Result<Vec<DatasetData>> {
+    let TocTail::Complete(toc, toc_start) = toc_from_tail(&region, region.len() as u64)? else {
+        return Err(corrupt("table of contents out of range".to_string()));
+    };
+    let mut datasets = toc.datasets();
+    let sections = slice_sections(&region, &toc.sections, toc_start)?;
     sections::decode(sections, &mut datasets)?;
     Ok(datasets)
 }

@@ -373,6 +373,16 @@ pub(crate) fn decode(
     Ok(())
 }
 
+/// Decodes only the series section into `datasets`: their label sets and profile types.
+pub(crate) fn decode_series(data: Bytes, datasets: &mut [DatasetData]) -> Result<()> {
+    let table = Table::decode("series", data)?;
+    let ranges = table.dataset_ranges(datasets.len())?;
+    for (dataset, rows) in datasets.iter_mut().zip(ranges) {
+        decode_rows(&table, rows, dataset)?;
+    }
+    Ok(())
+}
+
 fn decode_rows(table: &Table, rows: std::ops::Range<usize>, out: &mut DatasetData) -> Result<()> {
     match table.name {
         "series" => {

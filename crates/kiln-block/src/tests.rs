@@ -346,3 +346,65 @@ fn objects_of_format_1_are_still_read() {
         .unwrap();
     assert_eq!(read, datasets);
 }
+
+#[test]
+fn series_sections_are_read_alone_with_their_table_of_contents() {
+    use kiln_objstore::object_store::ObjectStoreExt;
+
+    let profiles = load_profiles();
+    let by_size = |(_, p): &&(String, Profile)| p.sample.len();
+    let smallest = &profiles
+        .iter()
+        .filter(|(_, p)| p.sample.len() >= 10)
+        .min_by_key(by_size)
+        .unwrap()
+        .1;
+    let largest = &profiles.iter().max_by_key(by_size).unwrap().1;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // A segment of a few large datasets, and one whose table of contents (over 500 datasets
+    // with long names) is longer than the first read from the region's end.
+    for (datasets, profile) in [(3, largest), (520, smallest)] {
+        let mut segment = SegmentBuilder::default();
+        for i in 0..datasets {
+            let tenant = TenantId::new(&format!("tenant-{}", i % 2)).unwrap();
+            let service = format!("a-service-with-a-rather-long-name-number-{i:04}");
+            segment.add(&tenant, &normalized(profile, &service, "", 1_000_000_000));
+        }
+        let id = Ulid::new();
+        let (bytes, meta) = segment.finish(id, 0).unwrap().unwrap();
+        let storage = kiln_objstore::Storage::in_memory();
+        runtime
+            .block_on(
+                storage
+                    .store
+                    .put(&storage.path(&meta.path), bytes.clone().into()),
+            )
+            .unwrap();
+        let whole = SegmentReader::parse(bytes).unwrap().read_all().unwrap();
+        let range = crate::fetch::RegionRange::of(&meta.datasets[0]);
+        let (section, read) = runtime
+            .block_on(crate::fetch::fetch_series(&storage, &meta, &range))
+            .unwrap()
+            .expect("segments have regions");
+        let series = section.decode().unwrap();
+        assert_eq!(series.len(), datasets);
+        for (alone, full) in series.iter().zip(&whole) {
+            assert_eq!(
+                (&alone.tenant, &alone.service_name, &alone.series),
+                (&full.tenant, &full.service_name, &full.series)
+            );
+            assert!(alone.samples.is_empty() && alone.profiles.is_empty());
+        }
+        // Where profiles are large, the series are a small part of the region.
+        let region_len = range.byte_len().unwrap();
+        if datasets == 3 {
+            assert!(
+                read * 4 < region_len,
+                "{datasets} datasets: read {read} of {region_len} bytes"
+            );
+        }
+    }
+}

@@ -282,6 +282,12 @@ pub struct ServerArgs {
           default_value = "512MiB", value_parser = parse_bytes)]
     pub querier_cache_bytes: usize,
 
+    /// Memory for the series sections (label sets) the querier caches for label calls, e.g.
+    /// 64MiB.
+    #[arg(long = "querier.series-cache-bytes", env = "KILN_QUERIER_SERIES_CACHE_BYTES",
+          default_value = "64MiB", value_parser = parse_bytes)]
+    pub querier_series_cache_bytes: usize,
+
     /// How long one query may run before it is stopped and answered with 504 (gRPC
     /// DEADLINE_EXCEEDED).
     #[arg(long = "querier.timeout", env = "KILN_QUERIER_TIMEOUT",

@@ -36,7 +36,7 @@ use kiln_runtime::TenantOverrides;
 pub use budget::MergeMemory;
 pub use error::QuerierError;
 pub use flamegraph::{DiffTree, FrameTree};
-pub use metrics::{OutcomeLabels, QuerierMetrics};
+pub use metrics::{CacheLabels, FetchLabels, OutcomeLabels, QuerierMetrics};
 pub use pprof::PprofBuilder;
 pub use reader::{BlockData, BlockReader};
 pub use select::{Query, SelectedDataset};
@@ -65,6 +65,8 @@ pub struct QuerierConfig {
     pub max_query_range: std::time::Duration,
     /// Bytes of decoded blocks kept in memory.
     pub cache_bytes: u64,
+    /// Bytes of decoded series sections (what label calls read) kept in memory.
+    pub series_cache_bytes: u64,
     /// Who may query, as which tenant.
     pub auth: Arc<Auth>,
     /// How long one query may run (`--querier.timeout`); zero: no deadline.
@@ -84,6 +86,7 @@ impl Default for QuerierConfig {
             max_response_bytes: 128 << 20,
             max_query_range: std::time::Duration::ZERO,
             cache_bytes: 512 << 20,
+            series_cache_bytes: 64 << 20,
             auth: Auth::open(false),
             timeout: Duration::from_secs(120),
             max_concurrent: 8,
@@ -116,7 +119,13 @@ impl Querier {
         let pool = pool::MergePool::new(config.merge_threads);
         tracing::info!(threads = pool.threads(), "query merge pool started");
         Arc::new(Self {
-            reader: BlockReader::new(storage, config.cache_bytes, pool.clone()),
+            reader: BlockReader::new(
+                storage,
+                config.cache_bytes,
+                config.series_cache_bytes,
+                pool.clone(),
+                metrics.clone(),
+            ),
             gate: gate::QueryGate::new(config.max_concurrent, config.timeout, metrics),
             pool,
             config,

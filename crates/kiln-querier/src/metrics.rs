@@ -15,6 +15,23 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of the cache counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// Which cache: `regions` (decoded regions of blocks, samples and symbols included) or
+    /// `series` (the series sections that label calls read).
+    pub cache: &'static str,
+    /// `hit` or `miss`.
+    pub result: &'static str,
+}
+
+/// Labels of the fetched-bytes counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FetchLabels {
+    /// What was read: `regions` or `series`.
+    pub what: &'static str,
+}
+
 /// Prometheus metrics of a querier.
 #[derive(Clone, Debug, Default)]
 pub struct QuerierMetrics {
@@ -22,6 +39,10 @@ pub struct QuerierMetrics {
     pub queries: Family<OutcomeLabels, Counter>,
     /// Queries running now.
     pub queries_in_flight: Gauge,
+    /// Cache lookups, by cache and result.
+    pub cache_requests: Family<CacheLabels, Counter>,
+    /// Bytes read from object storage, by what was read.
+    pub fetched_bytes: Family<FetchLabels, Counter>,
 }
 
 impl QuerierMetrics {
@@ -39,7 +60,32 @@ impl QuerierMetrics {
             "Queries running now",
             metrics.queries_in_flight.clone(),
         );
+        registry.register(
+            "cache_requests",
+            "Cache lookups of the querier, by cache (regions, series) and result (hit, miss)",
+            metrics.cache_requests.clone(),
+        );
+        registry.register(
+            "fetched_bytes",
+            "Bytes the querier read from object storage, by what it read (regions, series)",
+            metrics.fetched_bytes.clone(),
+        );
         metrics
+    }
+
+    /// Counts one cache lookup.
+    pub(crate) fn cache_lookup(&self, cache: &'static str, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.cache_requests
+            .get_or_create(&CacheLabels { cache, result })
+            .inc();
+    }
+
+    /// Counts bytes read from object storage.
+    pub(crate) fn fetched(&self, what: &'static str, bytes: u64) {
+        self.fetched_bytes
+            .get_or_create(&FetchLabels { what })
+            .inc_by(bytes);
     }
 
     /// Counts one finished query.

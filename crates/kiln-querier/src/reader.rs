@@ -1,5 +1,6 @@
 //! Reads the regions of blocks that a query needs from object storage into memory, through a
-//! size-bounded cache.
+//! size-bounded cache; and, for label calls, only the regions' series sections, through a cache
+//! of their own.
 
 use std::sync::Arc;
 
@@ -10,17 +11,22 @@ use kiln_objstore::Storage;
 use moka::future::Cache;
 
 use crate::QuerierError;
+use crate::metrics::QuerierMetrics;
 use crate::pool::MergePool;
 
 /// The decoded datasets of one region of a block (the whole block for a segment).
 pub type BlockData = Arc<Vec<DatasetData>>;
 
-/// Loads and caches decoded regions; blocks are immutable, so entries never go stale.
+/// Loads and caches decoded regions and series sections; blocks are immutable, so entries
+/// never go stale.
 #[derive(Clone, Debug)]
 pub struct BlockReader {
     storage: Storage,
     cache: Cache<(String, RegionRange), BlockData>,
+    /// The datasets of a region with only their series.
+    series_cache: Cache<(String, RegionRange), BlockData>,
     pool: MergePool,
+    metrics: QuerierMetrics,
 }
 
 /// An estimate of the memory the decoded datasets of a block take, for the cache's weigher.
@@ -46,18 +52,88 @@ fn decoded_bytes(data: &BlockData) -> u64 {
 }
 
 impl BlockReader {
-    /// A reader over `storage` caching up to `cache_bytes` of decoded regions, decoding on
-    /// `pool`.
-    pub(crate) fn new(storage: Storage, cache_bytes: u64, pool: MergePool) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(cache_bytes)
-            .weigher(|_, data: &BlockData| u32::try_from(decoded_bytes(data)).unwrap_or(u32::MAX))
-            .build();
+    /// A reader over `storage` caching up to `cache_bytes` of decoded regions and
+    /// `series_cache_bytes` of decoded series sections, decoding on `pool`.
+    pub(crate) fn new(
+        storage: Storage,
+        cache_bytes: u64,
+        series_cache_bytes: u64,
+        pool: MergePool,
+        metrics: QuerierMetrics,
+    ) -> Self {
+        let weighed = |bytes: u64| {
+            Cache::builder()
+                .max_capacity(bytes)
+                .weigher(|_, data: &BlockData| {
+                    u32::try_from(decoded_bytes(data)).unwrap_or(u32::MAX)
+                })
+                .build()
+        };
         Self {
             storage,
-            cache,
+            cache: weighed(cache_bytes),
+            series_cache: weighed(series_cache_bytes),
             pool,
+            metrics,
         }
+    }
+
+    /// The datasets of `block` that `wanted` selects, with only their series (label sets and
+    /// profile types), region by region, from the series cache or from storage: each region's
+    /// table of contents and series section only. A region already in the region cache is
+    /// taken from there; objects without regions are loaded whole.
+    pub async fn load_series(
+        &self,
+        block: &BlockMeta,
+        wanted: impl Fn(&DatasetMeta) -> bool,
+    ) -> Result<Vec<BlockData>, QuerierError> {
+        let mut regions = Vec::new();
+        for range in fetch::ranges_of(block, wanted) {
+            let key = (block.id.clone(), range.clone());
+            if let Some(region) = self.cache.get(&key).await {
+                self.metrics.cache_lookup("regions", true);
+                regions.push(region);
+                continue;
+            }
+            let (storage, meta, pool) = (self.storage.clone(), block.clone(), self.pool.clone());
+            let metrics = self.metrics.clone();
+            let fetch_range = range.clone();
+            let entry = self
+                .series_cache
+                .entry(key)
+                .or_try_insert_with(async move {
+                    let Some((section, read)) = fetch::fetch_series(&storage, &meta, &fetch_range)
+                        .await
+                        .map_err(|e| e.to_string())?
+                    else {
+                        // Objects of the first format have no sections to read alone.
+                        let bytes = fetch::fetch(&storage, &meta, &fetch_range)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        metrics.fetched("regions", bytes.len() as u64);
+                        return pool
+                            .run("block decode", move || fetch::decode(bytes, &fetch_range))
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .map(Arc::new)
+                            .map_err(|e| e.to_string());
+                    };
+                    metrics.fetched("series", read);
+                    pool.run("series decode", move || section.decode())
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map(Arc::new)
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|reason: Arc<String>| QuerierError::Block {
+                    block: block.id.clone(),
+                    reason: reason.to_string(),
+                })?;
+            self.metrics.cache_lookup("series", !entry.is_fresh());
+            regions.push(entry.into_value());
+        }
+        Ok(regions)
     }
 
     /// The datasets of `block` that `wanted` selects, region by region (plus the other datasets
@@ -71,12 +147,15 @@ impl BlockReader {
         for range in fetch::ranges_of(block, wanted) {
             let key = (block.id.clone(), range.clone());
             let (storage, meta, pool) = (self.storage.clone(), block.clone(), self.pool.clone());
-            let region = self
+            let metrics = self.metrics.clone();
+            let entry = self
                 .cache
-                .try_get_with(key, async move {
+                .entry(key)
+                .or_try_insert_with(async move {
                     let bytes = fetch::fetch(&storage, &meta, &range)
                         .await
                         .map_err(|e| e.to_string())?;
+                    metrics.fetched("regions", bytes.len() as u64);
                     pool.run("block decode", move || fetch::decode(bytes, &range))
                         .await
                         .map_err(|e| e.to_string())?
@@ -88,7 +167,8 @@ impl BlockReader {
                     block: block.id.clone(),
                     reason: reason.to_string(),
                 })?;
-            regions.push(region);
+            self.metrics.cache_lookup("regions", !entry.is_fresh());
+            regions.push(entry.into_value());
         }
         Ok(regions)
     }

@@ -1,7 +1,7 @@
 //! Finds the profiles a query selects: blocks from the metastore, datasets by tenant and
 //! service, series by profile type and label selector, profiles by time, each profile id once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -34,7 +34,7 @@ pub struct Query {
 }
 
 impl Query {
-    fn series_matches(&self, profile_type: &str, labels: &Labels) -> bool {
+    pub(crate) fn series_matches(&self, profile_type: &str, labels: &Labels) -> bool {
         self.profile_type
             .as_deref()
             .is_none_or(|t| t == profile_type)
@@ -273,6 +273,67 @@ impl Querier {
                 .await??;
         }
         Ok(state.0)
+    }
+}
+
+impl Querier {
+    /// The label sets of the series `query` selects, read from the blocks' series sections
+    /// alone (no profiles, samples or symbols): the series of the datasets whose time overlaps
+    /// the range, so that at the range's edges a series may be listed whose profiles all lie
+    /// just outside it (the granularity of a dataset, as Pyroscope's index answers).
+    pub(crate) async fn select_label_sets(
+        &self,
+        query: &Query,
+    ) -> Result<BTreeSet<Labels>, QuerierError> {
+        let query = self.within_retention(query);
+        if query.start_nanos >= query.end_nanos {
+            return Ok(BTreeSet::new());
+        }
+        let budget = QueryBudget::new(&query.tenant, &self.overrides.limits(&query.tenant));
+        let mut blocks = self.metastore.query_blocks(&query.block_query()?).await?;
+        blocks.retain(|b| b.datasets.iter().any(|d| query.wants(d)));
+        budget.check_blocks(blocks.len())?;
+        let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+        let query = Arc::new(query);
+        let reader = self.reader.clone();
+        let mut loads = futures::stream::iter(blocks)
+            .map({
+                let query = query.clone();
+                move |block| {
+                    let (reader, query) = (reader.clone(), query.clone());
+                    AbortOnDrop(tokio::spawn(async move {
+                        // The services of this block whose data overlaps the range.
+                        let services: HashSet<String> = block
+                            .datasets
+                            .iter()
+                            .filter(|d| query.wants(d))
+                            .map(|d| d.service_name.clone())
+                            .collect();
+                        let regions = reader.load_series(&block, |d| query.wants(d)).await?;
+                        Ok::<_, QuerierError>((services, regions))
+                    }))
+                }
+            })
+            .buffered(parallelism);
+        let mut sets = BTreeSet::new();
+        while let Some(loaded) = loads.next().await {
+            let (services, regions) = loaded
+                .map_err(|e| QuerierError::Internal(format!("series load panicked: {e}")))??;
+            for data in regions.iter().flat_map(|region| region.iter()) {
+                if data.tenant != query.tenant || !services.contains(&data.service_name) {
+                    continue;
+                }
+                for series in &data.series {
+                    if query.series_matches(&series.profile_type, &series.labels)
+                        && !sets.contains(&series.labels)
+                    {
+                        sets.insert(series.labels.clone());
+                    }
+                }
+            }
+            budget.check_merge(sets.merge_bytes())?;
+        }
+        Ok(sets)
     }
 }
 

@@ -235,7 +235,8 @@ impl Querier {
     }
 
     /// Label sets of the series matching any of `matchers` (and of `profile_type` when
-    /// given) with data in `[start_nanos, end_nanos)`.
+    /// given) with data in `[start_nanos, end_nanos)`, from the series sections alone
+    /// ([`Querier::select_label_sets`]).
     pub(crate) async fn series_labels(
         &self,
         tenant: &TenantId,
@@ -254,19 +255,7 @@ impl Querier {
             end_nanos,
             stack_filter: None,
         };
-        self.select_fold(&query, BTreeSet::new(), |labels, dataset| {
-            let data = dataset.data();
-            for (row, selected) in dataset.selected.iter().enumerate() {
-                if *selected {
-                    labels.insert(
-                        data.series[data.profiles[row].series as usize]
-                            .labels
-                            .clone(),
-                    );
-                }
-            }
-        })
-        .await
+        self.select_label_sets(&query).await
     }
 
     /// `LabelNames`: label names of the matching series.

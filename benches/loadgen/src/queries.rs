@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use kiln_proto::querier::v1::{SelectMergeStacktracesRequest, SelectSeriesRequest};
+use kiln_proto::querier::v1::{DiffRequest, SelectMergeStacktracesRequest, SelectSeriesRequest};
+use kiln_proto::types::v1::LabelValuesRequest;
 use prost::Message;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -158,8 +159,9 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-/// The query kinds timed, in the order the table shows them.
-pub(crate) const KINDS: [&str; 3] = ["flamegraph", "series", "pprof"];
+/// The query kinds timed, in the order the table shows them: `label values` is Grafana's
+/// dropdown (LabelValues of `instance`), `diff` compares the range's first half with its second.
+pub(crate) const KINDS: [&str; 5] = ["flamegraph", "series", "pprof", "label values", "diff"];
 
 /// The CPU profile type of the generated and the Go test profiles.
 pub(crate) const CPU_PROFILE_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
@@ -172,7 +174,7 @@ pub(crate) fn client() -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
-/// One query of `kind` (`flamegraph`, `series` or `pprof`) of the CPU profiles matching
+/// One query of `kind` (one of [`KINDS`]) of the CPU profiles matching
 /// `selector` over `[start_ms, end_ms)`; returns the milliseconds until the whole answer was
 /// read, and fails unless it answered 200.
 pub(crate) async fn time_query(
@@ -219,6 +221,40 @@ pub(crate) async fn time_query(
                 .send()
                 .await?
         }
+        "label values" => {
+            let request = LabelValuesRequest {
+                name: "instance".to_string(),
+                matchers: vec![selector.to_string()],
+                start: start_ms,
+                end: end_ms,
+            };
+            client
+                .post(format!("{base}/querier.v1.QuerierService/LabelValues"))
+                .header("content-type", "application/proto")
+                .body(request.encode_to_vec())
+                .send()
+                .await?
+        }
+        "diff" => {
+            let middle = start_ms + (end_ms - start_ms) / 2;
+            let side = |start, end| SelectMergeStacktracesRequest {
+                profile_type_id: CPU_PROFILE_TYPE.to_string(),
+                label_selector: selector.to_string(),
+                start,
+                end,
+                ..Default::default()
+            };
+            let request = DiffRequest {
+                left: Some(side(start_ms, middle)),
+                right: Some(side(middle, end_ms)),
+            };
+            client
+                .post(format!("{base}/querier.v1.QuerierService/Diff"))
+                .header("content-type", "application/proto")
+                .body(request.encode_to_vec())
+                .send()
+                .await?
+        }
         _ => {
             let query = format!("{CPU_PROFILE_TYPE}{selector}");
             client
@@ -242,7 +278,7 @@ pub(crate) async fn time_query(
     Ok(started.elapsed().as_secs_f64() * 1000.0)
 }
 
-/// Runs flame graph, series and pprof queries over the last `minutes` of the data set.
+/// Runs every kind of query over the last `minutes` of the data set.
 pub(crate) async fn measure(
     base: &str,
     dataset: &Dataset,

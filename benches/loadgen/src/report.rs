@@ -111,10 +111,9 @@ impl Report {
         out.push_str("| Query | range | profiles merged | runs | cold ms | p50 ms | p99 ms | go tool pprof -proto ms | Kiln speed-up (target ≥ 20× at 24 h) |\n");
         out.push_str("|---|---|---|---|---|---|---|---|---|\n");
         for q in &self.queries {
-            let peer = self
-                .go_merge
-                .iter()
-                .find(|(m, _, _)| *m == q.minutes && q.query != "series");
+            let peer = self.go_merge.iter().find(|(m, _, _)| {
+                *m == q.minutes && ["flamegraph", "pprof"].contains(&q.query.as_str())
+            });
             let (peer_ms, speedup) = match peer {
                 Some((_, _, ms)) => (
                     format!("{ms:.0}"),

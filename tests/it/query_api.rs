@@ -140,6 +140,37 @@ fn tree_function_totals(mut bytes: &[u8]) -> FunctionTotals {
     totals
 }
 
+/// The boxes of a DOT graph in order: (function, flat, cum) from each box's tooltip; checks
+/// that every edge joins two boxes.
+fn dot_boxes(dot: &str) -> Vec<(String, i64, i64)> {
+    assert!(dot.starts_with("digraph ") && dot.ends_with("}\n"), "{dot}");
+    let mut boxes = Vec::new();
+    for line in dot.lines() {
+        if let Some((from, rest)) = line.split_once(" -> ") {
+            let to = rest.split_whitespace().next().unwrap();
+            for node in [from, to] {
+                let index: usize = node.trim_start_matches('N').parse().unwrap();
+                assert!(
+                    (1..=boxes.len()).contains(&index),
+                    "edge to a missing box: {line}"
+                );
+            }
+        } else if let Some((id, rest)) = line.split_once(" [label=") {
+            assert_eq!(id, format!("N{}", boxes.len() + 1));
+            let tooltip = rest.split("tooltip=\"").nth(1).unwrap();
+            let tooltip = &tooltip[..tooltip.find("\" ").unwrap()];
+            let (name, figures) = tooltip.rsplit_once(" (flat ").unwrap();
+            let (flat, cum) = figures.trim_end_matches(')').split_once(", cum ").unwrap();
+            boxes.push((
+                name.to_string(),
+                flat.parse().unwrap(),
+                cum.parse().unwrap(),
+            ));
+        }
+    }
+    boxes
+}
+
 /// The input's samples whose frames, root first, satisfy `keep`.
 fn input_where(profile: &Profile, keep: impl Fn(&[String]) -> bool) -> Profile {
     let mut filtered = profile.clone();
@@ -289,6 +320,44 @@ async fn diff_formats_selectors_and_pyroscope_endpoints_answer_exactly() {
         };
         assert_eq!(totals, left_totals, "{format:?}");
     }
+
+    // DOT: the 100 functions of largest cumulative value, each box with its exact figures;
+    // the same graph from render?format=dot and from SelectMergeStacktraces format DOT.
+    let dot = reqwest::get(server.url(&format!(
+        "/pyroscope/render?query={}&from=0&until={UNTIL_SECONDS}&format=dot",
+        url_encode(&format!("{CPU}{{service_name=\"{}\"}}", LEFT.0))
+    )))
+    .await
+    .unwrap();
+    assert_eq!(dot.status(), 200);
+    assert_eq!(dot.headers()["content-type"], "text/vnd.graphviz");
+    let dot = dot.text().await.unwrap();
+    let boxes = dot_boxes(&dot);
+    let mut ranked: Vec<(&String, &(i64, i64))> = left_totals.iter().collect();
+    ranked.sort_by(|a, b| b.1.1.cmp(&a.1.1).then_with(|| a.0.cmp(b.0)));
+    let expected: Vec<(String, i64, i64)> = ranked
+        .iter()
+        .take(100)
+        .map(|(name, (flat, cum))| (name.to_string(), *flat, *cum))
+        .collect();
+    assert_eq!(boxes, expected);
+    let request = SelectMergeStacktracesRequest {
+        profile_type_id: CPU.to_string(),
+        label_selector: format!("{{service_name=\"{}\"}}", LEFT.0),
+        start: 0,
+        end: UNTIL_SECONDS * 1000,
+        format: ProfileFormat::Dot as i32,
+        ..Default::default()
+    };
+    let response = reqwest::Client::new()
+        .post(server.url("/querier.v1.QuerierService/SelectMergeStacktraces"))
+        .header("content-type", "application/proto")
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    let answer = SelectMergeStacktracesResponse::decode(response.bytes().await.unwrap()).unwrap();
+    assert_eq!(answer.dot, dot);
 
     // Stack selectors: the frame filter as `go tool pprof -focus` and `-ignore` cut the same
     // input, and a call site keeps exactly the stacks starting with it.

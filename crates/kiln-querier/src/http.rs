@@ -322,10 +322,28 @@ async fn render(
     headers: HeaderMap,
     QueryParams(params): QueryParams<RenderParams>,
 ) -> Response {
-    json_endpoint(querier, headers, |q, t| async move {
-        q.render(&t, params).await
-    })
-    .await
+    if params.format.as_deref() != Some("dot") {
+        return json_endpoint(querier, headers, |q, t| async move {
+            q.render(&t, params).await
+        })
+        .await;
+    }
+    let result = async {
+        let tenant = querier
+            .config
+            .auth
+            .authorize(&headers, kiln_api::Right::Read)?;
+        let text = querier
+            .admit(&tenant, querier.render_dot(&tenant, params))
+            .await?;
+        querier.check_response_bytes(text.len())?;
+        Ok::<_, QuerierError>(text)
+    }
+    .await;
+    match result {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/vnd.graphviz")], text).into_response(),
+        Err(e) => error_text(e),
+    }
 }
 
 async fn render_diff(

@@ -25,6 +25,8 @@ const NANOS_PER_SECOND: i64 = 1_000_000_000;
 const MIN_TIMELINE_STEP_SECONDS: i64 = 10;
 /// At most this many timeline points.
 const MAX_TIMELINE_POINTS: i64 = 1024;
+/// Functions of a DOT graph when the request names no node limit (Pyroscope's default).
+pub(crate) const DOT_NODES: usize = 100;
 
 /// Parameters of `/pyroscope/render` and `/api/v1/pprof`.
 #[derive(Debug, Default, Deserialize)]
@@ -32,7 +34,8 @@ pub(crate) struct RenderParams {
     query: Option<String>,
     from: Option<String>,
     until: Option<String>,
-    format: Option<String>,
+    /// `json` (the default) or `dot`.
+    pub(crate) format: Option<String>,
     #[serde(rename = "max-nodes")]
     max_nodes_dash: Option<i64>,
     #[serde(rename = "maxNodes")]
@@ -165,7 +168,7 @@ impl Querier {
     ) -> Result<Value, QuerierError> {
         if let Some(format) = params.format.as_deref().filter(|f| *f != "json") {
             return Err(QuerierError::BadRequest(format!(
-                "unsupported format {format:?}: use json"
+                "unsupported format {format:?}: use json or dot"
             )));
         }
         let aggregation = match params.aggregation.as_deref() {
@@ -267,6 +270,53 @@ impl Querier {
             "groups": groups,
             "heatmap": null,
         }))
+    }
+
+    /// `/pyroscope/render?format=dot`: the merged profile as Graphviz text with at most
+    /// `max-nodes` functions (100 when absent or 0, as Pyroscope).
+    pub(crate) async fn render_dot(
+        &self,
+        tenant: &TenantId,
+        params: RenderParams,
+    ) -> Result<String, QuerierError> {
+        let (profile_type, selector, from, until) = params.resolve()?;
+        let nodes = params
+            .max_nodes_dash
+            .or(params.max_nodes_camel)
+            .filter(|n| *n > 0)
+            .map_or(DOT_NODES, |n| usize::try_from(n).unwrap_or(usize::MAX))
+            .min(self.max_nodes(None).max(DOT_NODES));
+        let selection = Selection {
+            profile_type: &profile_type,
+            label_selector: &selector,
+            start_nanos: from,
+            end_nanos: until,
+            stacks: None,
+        };
+        let tree = self
+            .fold_profiles(tenant, selection, FrameTree::default(), |tree, dataset| {
+                tree.add_selected(dataset)
+            })
+            .await?;
+        self.dot_of(tree, nodes, &profile_type).await
+    }
+
+    /// Graphviz text of `tree` with at most `nodes` functions, on a merge thread.
+    pub(crate) async fn dot_of(
+        &self,
+        tree: FrameTree,
+        nodes: usize,
+        profile_type: &str,
+    ) -> Result<String, QuerierError> {
+        let parsed = ProfileType::parse(profile_type).ok_or_else(|| {
+            QuerierError::BadRequest(format!("invalid profile type {profile_type:?}"))
+        })?;
+        let mut tree = tree;
+        self.pool
+            .run("dot", move || {
+                tree.dot(nodes, &parsed.sample_type, &parsed.sample_unit)
+            })
+            .await
     }
 
     /// `/pyroscope/render-diff?leftQuery=&leftFrom=&leftUntil=&rightQuery=&rightFrom=&rightUntil=`:

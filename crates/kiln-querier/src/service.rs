@@ -20,6 +20,7 @@ use kiln_proto::types::v1::{
 use crate::budget::MergeMemory;
 use crate::flamegraph::FrameTree;
 use crate::pprof::PprofBuilder;
+use crate::render::DOT_NODES;
 use crate::select::{Query, SelectedDataset};
 use crate::selector::Selector;
 use crate::stacks::StackFilter;
@@ -397,10 +398,21 @@ impl Querier {
                     ..Default::default()
                 })
             }
-            other => Err(QuerierError::BadRequest(format!(
-                "format {} is not supported by SelectMergeStacktraces: use FLAMEGRAPH, TREE or PPROF",
-                other.as_str_name()
-            ))),
+            ProfileFormat::Dot => {
+                let nodes = request
+                    .max_nodes
+                    .filter(|n| *n > 0)
+                    .map_or(DOT_NODES, |n| usize::try_from(n).unwrap_or(usize::MAX))
+                    .min(max_nodes.max(DOT_NODES));
+                let dot = self.dot_of(tree, nodes, &request.profile_type_id).await?;
+                Ok(SelectMergeStacktracesResponse {
+                    dot,
+                    ..Default::default()
+                })
+            }
+            ProfileFormat::Pprof => Err(QuerierError::Internal(
+                "PPROF is answered before a tree is merged".to_string(),
+            )),
         }
     }
 

@@ -7,6 +7,7 @@
 //! for a diff ([`diff`]); both are laid out into levels by the same walk.
 
 mod diff;
+mod dot;
 mod serialized;
 
 pub use diff::DiffTree;

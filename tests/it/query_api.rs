@@ -260,6 +260,16 @@ async fn diff_formats_selectors_and_pyroscope_endpoints_answer_exactly() {
         flamegraph_function_totals(&names, &side_levels(&levels, 1)),
         right_totals
     );
+    // A side asking for no limit (0) wins over a side asking for 4 nodes.
+    let mut small = select(RIGHT.0);
+    small["maxNodes"] = json!("4");
+    let (_, again) = connect(
+        &server,
+        "/querier.v1.QuerierService/Diff",
+        json!({"left": select(LEFT.0), "right": small}),
+    )
+    .await;
+    assert_eq!(json_levels(&again["flamegraph"]), levels);
     // render-diff answers the same diff as flamebearer `double`.
     let query = |service: &str| url_encode(&format!("{CPU}{{service_name=\"{service}\"}}"));
     let render_diff: Value = reqwest::get(server.url(&format!(

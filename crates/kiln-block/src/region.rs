@@ -18,6 +18,11 @@ use crate::{BlockError, Result};
 /// Bytes after the table of contents: its length and its CRC.
 const TOC_TRAILER_LEN: usize = 8;
 
+/// The longest table of contents a reader accepts: a segment's names each of its datasets in
+/// about 60 bytes, so this allows a quarter of a million of them, and a damaged length never
+/// makes a reader fetch more.
+const MAX_TOC_BYTES: u64 = 16 << 20;
+
 /// The table of contents at the end of a region.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct RegionToc {
@@ -83,17 +88,20 @@ pub(crate) fn toc_from_tail(tail: &[u8], region_len: u64) -> Result<TocTail> {
         .checked_sub(TOC_TRAILER_LEN)
         .ok_or_else(|| corrupt(format!("{} bytes is too short", tail.len())))?;
     let trailer = &tail[body_len..];
-    let toc_len = u32::from_le_bytes(trailer[0..4].try_into().expect("4 bytes")) as usize;
+    let toc_len = u64::from(u32::from_le_bytes(
+        trailer[0..4].try_into().expect("4 bytes"),
+    ));
     let crc = u32::from_le_bytes(trailer[4..8].try_into().expect("4 bytes"));
-    let needed = (toc_len + TOC_TRAILER_LEN) as u64;
-    if needed > region_len {
+    let needed = toc_len + TOC_TRAILER_LEN as u64;
+    if needed > region_len || toc_len > MAX_TOC_BYTES {
         return Err(corrupt(format!(
             "table of contents of {toc_len} bytes out of range"
         )));
     }
-    let Some(toc_start) = body_len.checked_sub(toc_len) else {
+    let Some(toc_start) = (body_len as u64).checked_sub(toc_len) else {
         return Ok(TocTail::Needs(needed));
     };
+    let toc_start = toc_start as usize;
     let toc_bytes = &tail[toc_start..body_len];
     if crc32fast::hash(toc_bytes) != crc {
         return Err(corrupt("table of contents checksum mismatch".to_string()));

@@ -27,7 +27,7 @@ pub use labels::{
     MAX_LABEL_VALUE_LEN, parse_app_name, validate_label_name, validate_label_value,
 };
 pub use limit::{LimitExceeded, NormalizeLimits};
-pub use matcher::{LabelMatcher, MatchOp};
+pub use matcher::{LabelMatcher, MAX_REGEX_BYTES, MatchOp, bounded_regex};
 pub use normalize::{
     NormalizeOptions, NormalizedProfile, NormalizedSample, SampleLabels, SeriesProfile, normalize,
     validate_references,

@@ -4,6 +4,29 @@ use regex::Regex;
 
 use crate::{DatasetMeta, ModelError};
 
+/// Longest pattern a request may give for one regex, in bytes.
+pub const MAX_REGEX_BYTES: usize = 1024;
+
+/// Memory a compiled regex (and its lazy DFA) may take: what a request can make the server
+/// build is bounded per pattern.
+const REGEX_SIZE_LIMIT: usize = 256 * 1024;
+
+/// Compiles a regex from a request within bounds: at most [`MAX_REGEX_BYTES`] of pattern and
+/// 256 KiB of compiled program and DFA cache; the error says which bound or syntax failed.
+pub fn bounded_regex(pattern: &str) -> Result<Regex, String> {
+    if pattern.len() > MAX_REGEX_BYTES {
+        return Err(format!(
+            "pattern of {} bytes is over the limit of {MAX_REGEX_BYTES}",
+            pattern.len()
+        ));
+    }
+    regex::RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 /// How a matcher compares a label's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MatchOp {
@@ -34,11 +57,11 @@ impl LabelMatcher {
     pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Self, ModelError> {
         let regex = match op {
             MatchOp::Regex | MatchOp::NotRegex => {
-                Some(Regex::new(&format!("^(?:{value})$")).map_err(|e| {
+                Some(bounded_regex(&format!("^(?:{value})$")).map_err(|reason| {
                     ModelError::InvalidMatcher {
                         name: name.to_string(),
                         pattern: value.to_string(),
-                        reason: e.to_string(),
+                        reason,
                     }
                 })?)
             }

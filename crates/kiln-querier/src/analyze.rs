@@ -8,7 +8,7 @@ use kiln_model::TenantId;
 use kiln_proto::querier::v1::{AnalyzeQueryRequest, AnalyzeQueryResponse, QueryImpact, QueryScope};
 
 use crate::select::Query;
-use crate::selector::{Selector, parse_query};
+use crate::selector::parse_selection;
 use crate::service::range_from_millis;
 use crate::{Querier, QuerierError};
 
@@ -25,15 +25,7 @@ impl Querier {
         tenant: &TenantId,
         request: AnalyzeQueryRequest,
     ) -> Result<AnalyzeQueryResponse, QuerierError> {
-        let text = request.query.trim();
-        let (profile_type, selectors) = if text.is_empty() {
-            (None, Vec::new())
-        } else if text.starts_with('{') {
-            (None, vec![Selector::parse(text)?])
-        } else {
-            let (profile_type, selector) = parse_query(text)?;
-            (Some(profile_type), vec![selector])
-        };
+        let (profile_type, selectors) = parse_selection(&request.query)?;
         let (start, end) = range_from_millis(request.start, request.end)?;
         let (start, end) = self.bounded_range(tenant.as_str(), start, end)?;
         let start = start.max(self.retained_from(tenant.as_str()));

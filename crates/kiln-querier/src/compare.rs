@@ -50,10 +50,11 @@ impl Querier {
                 "Diff needs both left and right".to_string(),
             ));
         };
-        let max_nodes = match (left.max_nodes, right.max_nodes) {
-            (Some(l), Some(r)) => Some(l.max(r)),
-            (l, r) => l.or(r),
-        };
+        // Each side's limit as the server reads it (0 or less: the maximum), then the larger.
+        let max_nodes = self
+            .max_nodes(left.max_nodes)
+            .max(self.max_nodes(right.max_nodes));
+        let max_nodes = Some(i64::try_from(max_nodes).unwrap_or(i64::MAX));
         let flamegraph = self.diff_requests(tenant, left, right, max_nodes).await?;
         Ok(DiffResponse {
             flamegraph: Some(flamegraph),

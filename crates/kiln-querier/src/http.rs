@@ -19,6 +19,8 @@ use kiln_proto::types::v1::{
     LabelValuesRequest, LabelValuesResponse,
 };
 use prost::Message;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 
 use kiln_proto::settings::v1::recording_rules_service_server::RecordingRulesServiceServer;
 use kiln_proto::settings::v1::settings_service_server::SettingsServiceServer;
@@ -233,7 +235,9 @@ impl Querier {
                 Err::<SelectHeatmapResponse, _>(QuerierError::Unimplemented("SelectHeatmap"))
             }
         );
-        let settings_grpc = SettingsServiceServer::new(Settings);
+        let settings_grpc = SettingsServiceServer::new(Settings)
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .send_compressed(tonic::codec::CompressionEncoding::Gzip);
         let router = unary_route!(
             router,
             settings_grpc,
@@ -258,7 +262,9 @@ impl Querier {
                 ))
             }
         );
-        let rules_grpc = RecordingRulesServiceServer::new(Settings);
+        let rules_grpc = RecordingRulesServiceServer::new(Settings)
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .send_compressed(tonic::codec::CompressionEncoding::Gzip);
         let router = unary_route!(
             router,
             rules_grpc,
@@ -274,7 +280,13 @@ impl Querier {
             .with_state(Arc::clone(self))
             // Connect and the HTTP endpoints answer gzip to clients that accept it (tonic
             // compresses gRPC itself; tower-http leaves `application/grpc` alone).
-            .layer(tower_http::compression::CompressionLayer::new().gzip(true))
+            .layer(
+                CompressionLayer::new().gzip(true).compress_when(
+                    // `/api/v1/pprof` answers gzipped pprof already.
+                    DefaultPredicate::new()
+                        .and(NotForContentType::const_new("application/octet-stream")),
+                ),
+            )
             .route_layer(kiln_api::require(
                 Arc::clone(&self.config.auth),
                 kiln_api::Right::Read,

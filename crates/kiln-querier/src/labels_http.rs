@@ -2,12 +2,12 @@
 //! `/pyroscope/label-values?label=` (values of one label; `__name__` lists the profile types),
 //! each a JSON array of strings, honouring `query`, `from` and `until` where given.
 
-use kiln_model::{TenantId, parse_time_nanos};
+use kiln_model::TenantId;
 use kiln_proto::querier::v1::ProfileTypesRequest;
 use serde::Deserialize;
 
-use crate::selector::{Selector, parse_query};
-use crate::service::now_millis;
+use crate::render::resolve_range;
+use crate::selector::{Selector, parse_selection};
 use crate::{Querier, QuerierError};
 
 /// Parameters of both endpoints.
@@ -25,23 +25,8 @@ impl LabelParams {
     /// The profile type, the selectors and the [from, until) range in nanoseconds; default
     /// the last hour.
     fn resolve(&self) -> Result<(Option<String>, Vec<Selector>, i64, i64), QuerierError> {
-        let now = now_millis().saturating_mul(1_000_000);
-        let from = parse_time_nanos(self.from.as_deref().unwrap_or("now-1h"), now)?;
-        let until = parse_time_nanos(self.until.as_deref().unwrap_or("now"), now)?;
-        if from > until {
-            return Err(QuerierError::BadRequest(format!(
-                "invalid time range: from {from} is after until {until} (nanoseconds)"
-            )));
-        }
-        let text = self.query.as_deref().unwrap_or("").trim();
-        let (profile_type, selectors) = if text.is_empty() {
-            (None, Vec::new())
-        } else if text.starts_with('{') {
-            (None, vec![Selector::parse(text)?])
-        } else {
-            let (profile_type, selector) = parse_query(text)?;
-            (Some(profile_type), vec![selector])
-        };
+        let (from, until) = resolve_range(self.from.as_deref(), self.until.as_deref())?;
+        let (profile_type, selectors) = parse_selection(self.query.as_deref().unwrap_or(""))?;
         Ok((profile_type, selectors, from, until))
     }
 }
@@ -79,6 +64,13 @@ impl Querier {
             .filter(|l| !l.is_empty())
             .ok_or_else(|| QuerierError::BadRequest("label parameter is required".to_string()))?;
         let (profile_type, selectors, from, until) = params.resolve()?;
+        // Profile types: from the index alone when every series is asked for; else those of
+        // the matching series, read as the values of their `__profile_type__` label.
+        let label = if label == "__name__" && (profile_type.is_some() || !selectors.is_empty()) {
+            "__profile_type__".to_string()
+        } else {
+            label
+        };
         if label == "__name__" {
             let types = self
                 .profile_types(

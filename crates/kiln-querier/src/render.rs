@@ -48,6 +48,29 @@ pub(crate) struct RenderParams {
     aggregation: Option<String>,
 }
 
+/// The `from` and `until` parameters of Pyroscope's HTTP endpoints as a [from, until) range in
+/// nanoseconds (default the last hour), refused when from is after until or the length
+/// overflows.
+pub(crate) fn resolve_range(
+    from: Option<&str>,
+    until: Option<&str>,
+) -> Result<(i64, i64), QuerierError> {
+    let now = now_millis().saturating_mul(1_000_000);
+    let from = parse_time_nanos(from.unwrap_or("now-1h"), now)?;
+    let until = parse_time_nanos(until.unwrap_or("now"), now)?;
+    if from > until {
+        return Err(QuerierError::BadRequest(format!(
+            "invalid time range: from {from} is after until {until} (nanoseconds)"
+        )));
+    }
+    if until.checked_sub(from).is_none() {
+        return Err(QuerierError::BadRequest(format!(
+            "invalid time range: from {from} to until {until} (nanoseconds) overflows"
+        )));
+    }
+    Ok((from, until))
+}
+
 /// Parameters of `/pyroscope/render-diff`: two queries and ranges.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -112,19 +135,7 @@ impl RenderParams {
             .ok_or_else(|| QuerierError::BadRequest("missing query parameter query".to_string()))?;
         let (profile_type, _) = parse_query(query)?;
         let selector = query[query.find('{').unwrap_or(query.len())..].to_string();
-        let now = now_millis() * 1_000_000;
-        let from = parse_time_nanos(self.from.as_deref().unwrap_or("now-1h"), now)?;
-        let until = parse_time_nanos(self.until.as_deref().unwrap_or("now"), now)?;
-        if from > until {
-            return Err(QuerierError::BadRequest(format!(
-                "invalid time range: from {from} is after until {until} (nanoseconds)"
-            )));
-        }
-        if until.checked_sub(from).is_none() {
-            return Err(QuerierError::BadRequest(format!(
-                "invalid time range: from {from} to until {until} (nanoseconds) overflows"
-            )));
-        }
+        let (from, until) = resolve_range(self.from.as_deref(), self.until.as_deref())?;
         Ok((profile_type, selector, from, until))
     }
 }
@@ -240,22 +251,35 @@ impl Querier {
                 "watermarks": null,
             })
         };
-        // Groups by the value of the first groupBy label ("*" where a series lacks it).
-        let groups = group_by.first().map(|name| {
-            let mut groups: BTreeMap<String, Vec<Series>> = BTreeMap::new();
-            for s in &series {
-                let value = s
-                    .labels
-                    .iter()
-                    .find(|pair| &pair.name == name)
-                    .map_or("*", |pair| pair.value.as_str());
-                groups.entry(value.to_string()).or_default().push(s.clone());
+        let main_timeline = timeline(&series);
+        // Groups by the value of the first groupBy label ("*" where a series lacks it). Each
+        // is a timeline of `points` numbers: the answer's size is known before it is built.
+        let groups = match group_by.first() {
+            None => None,
+            Some(name) => {
+                let mut groups: BTreeMap<String, Vec<Series>> = BTreeMap::new();
+                for s in series {
+                    let value = s
+                        .labels
+                        .iter()
+                        .find(|pair| &pair.name == name)
+                        .map_or("*", |pair| pair.value.as_str())
+                        .to_string();
+                    groups.entry(value).or_default().push(s);
+                }
+                let estimate = groups
+                    .keys()
+                    .map(|value| value.len() + 64 + 21 * points as usize)
+                    .sum::<usize>();
+                self.check_response_bytes(estimate)?;
+                Some(
+                    groups
+                        .into_iter()
+                        .map(|(value, series)| (value, timeline(&series)))
+                        .collect::<serde_json::Map<String, Value>>(),
+                )
             }
-            groups
-                .into_iter()
-                .map(|(value, series)| (value, timeline(&series)))
-                .collect::<serde_json::Map<String, Value>>()
-        });
+        };
         let levels: Vec<&Vec<i64>> = flamegraph.levels.iter().map(|l| &l.values).collect();
         Ok(json!({
             "version": 1,
@@ -266,7 +290,7 @@ impl Querier {
                 "maxSelf": flamegraph.max_self,
             },
             "metadata": metadata(&profile_type, "single"),
-            "timeline": timeline(&series),
+            "timeline": main_timeline,
             "groups": groups,
             "heatmap": null,
         }))

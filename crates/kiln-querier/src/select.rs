@@ -8,9 +8,9 @@ use futures::StreamExt;
 use kiln_block::DatasetData;
 use kiln_contract::metastore::BlockQuery;
 use kiln_model::LabelMatcher;
-use kiln_model::{DatasetMeta, LABEL_SERVICE_NAME, Labels};
+use kiln_model::{BlockMeta, DatasetMeta, LABEL_SERVICE_NAME, Labels};
 
-use crate::budget::{MergeMemory, QueryBudget, SeenProfiles};
+use crate::budget::{ENTRY_OVERHEAD, MergeMemory, QueryBudget, SeenProfiles, labels_bytes};
 use crate::reader::BlockData;
 use crate::selector::{MatchOp, Selector};
 use crate::stacks::StackFilter;
@@ -217,27 +217,16 @@ impl Querier {
         }
         let budget = QueryBudget::new(&query.tenant, &self.overrides.limits(&query.tenant));
         let _cancel = budget.cancel_on_drop();
-        let mut blocks = self.metastore.query_blocks(&query.block_query()?).await?;
-        blocks.retain(|b| b.datasets.iter().any(|d| query.wants(d)));
-        budget.check_blocks(blocks.len())?;
-        // Oldest first, so that the first copy of a duplicated profile is the one kept.
-        blocks.sort_by(|a, b| a.id.cmp(&b.id));
-        let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+        let blocks = self.plan(&query, &budget).await?;
         let query = Arc::new(query);
         let reader = self.reader.clone();
-        // Spawned, so that loads progress while the fold runs; `buffered` starts at most
-        // `parallelism` of them and yields in block order. Dropping the stream aborts them.
-        let mut loads = futures::stream::iter(blocks)
-            .map({
-                let query = query.clone();
-                move |block| {
-                    let (reader, query) = (reader.clone(), query.clone());
-                    AbortOnDrop(tokio::spawn(async move {
-                        reader.load(&block, |d| query.wants(d)).await
-                    }))
-                }
-            })
-            .buffered(parallelism);
+        let mut loads = read_ahead(blocks, {
+            let query = query.clone();
+            move |block| {
+                let (reader, query) = (reader.clone(), query.clone());
+                async move { reader.load(&block, |d| query.wants(d)).await }
+            }
+        });
 
         let add = Arc::new(add);
         let mut state = (acc, SeenProfiles::default());
@@ -290,32 +279,29 @@ impl Querier {
             return Ok(BTreeSet::new());
         }
         let budget = QueryBudget::new(&query.tenant, &self.overrides.limits(&query.tenant));
-        let mut blocks = self.metastore.query_blocks(&query.block_query()?).await?;
-        blocks.retain(|b| b.datasets.iter().any(|d| query.wants(d)));
-        budget.check_blocks(blocks.len())?;
-        let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+        let blocks = self.plan(&query, &budget).await?;
         let query = Arc::new(query);
         let reader = self.reader.clone();
-        let mut loads = futures::stream::iter(blocks)
-            .map({
-                let query = query.clone();
-                move |block| {
-                    let (reader, query) = (reader.clone(), query.clone());
-                    AbortOnDrop(tokio::spawn(async move {
-                        // The services of this block whose data overlaps the range.
-                        let services: HashSet<String> = block
-                            .datasets
-                            .iter()
-                            .filter(|d| query.wants(d))
-                            .map(|d| d.service_name.clone())
-                            .collect();
-                        let regions = reader.load_series(&block, |d| query.wants(d)).await?;
-                        Ok::<_, QuerierError>((services, regions))
-                    }))
+        let mut loads = read_ahead(blocks, {
+            let query = query.clone();
+            move |block| {
+                let (reader, query) = (reader.clone(), query.clone());
+                async move {
+                    // The services of this block whose data overlaps the range.
+                    let services: HashSet<String> = block
+                        .datasets
+                        .iter()
+                        .filter(|d| query.wants(d))
+                        .map(|d| d.service_name.clone())
+                        .collect();
+                    let regions = reader.load_series(&block, |d| query.wants(d)).await?;
+                    Ok::<_, QuerierError>((services, regions))
                 }
-            })
-            .buffered(parallelism);
+            }
+        });
         let mut sets = BTreeSet::new();
+        // The sets' estimated size, kept as they grow (as `MergeMemory` would count it).
+        let mut bytes = 0;
         while let Some(loaded) = loads.next().await {
             let (services, regions) = loaded
                 .map_err(|e| QuerierError::Internal(format!("series load panicked: {e}")))??;
@@ -327,14 +313,50 @@ impl Querier {
                     if query.series_matches(&series.profile_type, &series.labels)
                         && !sets.contains(&series.labels)
                     {
+                        bytes += labels_bytes(&series.labels) + ENTRY_OVERHEAD;
                         sets.insert(series.labels.clone());
                     }
                 }
             }
-            budget.check_merge(sets.merge_bytes())?;
+            budget.check_merge(bytes)?;
         }
         Ok(sets)
     }
+}
+
+impl Querier {
+    /// The blocks `query` (already within retention) reads: those the index names that hold
+    /// a dataset it wants, checked against the tenant's block budget, oldest first (so that
+    /// the first copy of a duplicated profile is the one kept).
+    async fn plan(
+        &self,
+        query: &Query,
+        budget: &QueryBudget,
+    ) -> Result<Vec<BlockMeta>, QuerierError> {
+        let mut blocks = self.metastore.query_blocks(&query.block_query()?).await?;
+        blocks.retain(|b| b.datasets.iter().any(|d| query.wants(d)));
+        budget.check_blocks(blocks.len())?;
+        blocks.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(blocks)
+    }
+}
+
+/// Runs `load` on each block as its own task, at most twice as many as cores at once, and
+/// yields the results in block order: loads progress while the caller works on the previous
+/// result. Dropping the stream aborts the loads in flight.
+fn read_ahead<T, F, Fut>(
+    blocks: Vec<BlockMeta>,
+    load: F,
+) -> impl futures::Stream<Item = Result<T, tokio::task::JoinError>>
+where
+    T: Send + 'static,
+    F: Fn(BlockMeta) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+    futures::stream::iter(blocks)
+        .map(move |block| AbortOnDrop(tokio::spawn(load(block))))
+        .buffered(parallelism)
 }
 
 /// A spawned task that is aborted when its handle is dropped.

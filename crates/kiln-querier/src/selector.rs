@@ -65,6 +65,21 @@ pub fn parse_query(query: &str) -> Result<(String, Selector), QuerierError> {
     Ok((profile_type.to_string(), Selector::parse(selector)?))
 }
 
+/// Parses a query as the label calls and AnalyzeQuery take it: `<profile type>{matchers}`,
+/// `{matchers}`, or empty for everything; returns the profile type when one is named, and the
+/// selectors.
+pub(crate) fn parse_selection(text: &str) -> Result<(Option<String>, Vec<Selector>), QuerierError> {
+    let text = text.trim();
+    if text.is_empty() {
+        Ok((None, Vec::new()))
+    } else if text.starts_with('{') {
+        Ok((None, vec![Selector::parse(text)?]))
+    } else {
+        let (profile_type, selector) = parse_query(text)?;
+        Ok((Some(profile_type), vec![selector]))
+    }
+}
+
 struct Parser<'a> {
     text: &'a str,
     pos: usize,

@@ -3,6 +3,7 @@
 //! (Profiles Drilldown's frame filter). A kept stack keeps all its frames and its whole value.
 
 use kiln_block::Symbols;
+use kiln_model::bounded_regex;
 use kiln_proto::types::v1::StackTraceSelector;
 use regex::Regex;
 
@@ -55,11 +56,12 @@ struct StackState {
     excluded: bool,
 }
 
+/// Compiles a frame filter's patterns, each within the bounds of [`bounded_regex`].
 fn patterns(patterns: &[String], what: &str) -> Result<Vec<Function>, QuerierError> {
     patterns
         .iter()
         .map(|p| {
-            Regex::new(p).map(Function::Pattern).map_err(|e| {
+            bounded_regex(p).map(Function::Pattern).map_err(|e| {
                 QuerierError::BadRequest(format!("invalid {what} function name regex {p:?}: {e}"))
             })
         })
@@ -81,6 +83,20 @@ impl StackFilter {
             ));
         }
         let filter = selector.frame_filter.clone().unwrap_or_default();
+        // Counted before anything is compiled: a request names at most this many functions.
+        let named = selector.call_site.len()
+            + filter.include_function_names.len()
+            + filter.include_function_name_regexes.len()
+            + filter.exclude_function_names.len()
+            + filter.exclude_function_name_regexes.len();
+        if named > MAX_FILTER_FUNCTIONS {
+            return Err(QuerierError::BadRequest(format!(
+                "stack_trace_selector names {named} functions, over the limit of {MAX_FILTER_FUNCTIONS}"
+            )));
+        }
+        if named == 0 {
+            return Ok(None);
+        }
         let mut include: Vec<Function> = filter
             .include_function_names
             .into_iter()
@@ -94,15 +110,6 @@ impl StackFilter {
             .collect();
         exclude.extend(patterns(&filter.exclude_function_name_regexes, "exclude")?);
         let call_site: Vec<String> = selector.call_site.iter().map(|l| l.name.clone()).collect();
-        let named = call_site.len() + include.len() + exclude.len();
-        if named > MAX_FILTER_FUNCTIONS {
-            return Err(QuerierError::BadRequest(format!(
-                "stack_trace_selector names {named} functions, over the limit of {MAX_FILTER_FUNCTIONS}"
-            )));
-        }
-        if named == 0 {
-            return Ok(None);
-        }
         Ok(Some(Self {
             call_site,
             include,
@@ -263,6 +270,15 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "stack_trace_selector names 65 functions, over the limit of 64"
+        );
+        let filter = StackFrameFilter {
+            include_function_name_regexes: vec!["a{1000}{1000}".to_string()],
+            ..Default::default()
+        };
+        let error = StackFilter::from_selector(Some(&selector(&[], filter))).unwrap_err();
+        assert!(
+            error.to_string().contains("size limit"),
+            "a pattern compiling past 256 KiB is refused: {error}"
         );
         assert!(
             StackFilter::from_selector(Some(&StackTraceSelector::default()))

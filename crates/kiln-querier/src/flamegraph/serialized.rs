@@ -12,6 +12,9 @@ use super::{FrameTree, OTHER_NAME};
 enum Entry {
     Node(u32),
     Other(i64),
+    /// A node of the tree named `other`, written with this self value (its own and that of
+    /// its dropped siblings).
+    OtherNode(u32, i64),
 }
 
 fn write_node(out: &mut Vec<u8>, name: &str, self_value: i64, children: usize) {
@@ -37,12 +40,13 @@ impl FrameTree {
         let mut out = Vec::new();
         let mut stack = vec![Entry::Node(0)];
         while let Some(entry) = stack.pop() {
-            let node = match entry {
+            let (node, self_value) = match entry {
                 Entry::Other(total) => {
                     write_node(&mut out, OTHER_NAME, total, 0);
                     continue;
                 }
-                Entry::Node(node) => node,
+                Entry::Node(node) => (node, self.nodes[node as usize].self_value[0]),
+                Entry::OtherNode(node, self_value) => (node, self_value),
             };
             let mut kept = Vec::new();
             let mut dropped = 0;
@@ -55,25 +59,38 @@ impl FrameTree {
                 }
             }
             if dropped > 0 {
-                // In name order among the kept children.
-                let at = kept.partition_point(|entry| match entry {
-                    Entry::Node(child) => {
-                        self.names[self.nodes[*child as usize].name as usize].as_str() < OTHER_NAME
+                // In name order among the kept children; a kept child that is itself named
+                // `other` takes the dropped value, as Pyroscope does (a reader finds children
+                // by name, so two siblings named `other` would lose one).
+                let name_of =
+                    |child: u32| self.names[self.nodes[child as usize].name as usize].as_str();
+                match kept
+                    .iter()
+                    .position(|e| matches!(e, Entry::Node(c) if name_of(*c) == OTHER_NAME))
+                {
+                    Some(at) => {
+                        let Entry::Node(child) = kept[at] else {
+                            unreachable!("matched a node")
+                        };
+                        let own = &self.nodes[child as usize];
+                        kept[at] = Entry::OtherNode(child, own.self_value[0] + dropped);
                     }
-                    Entry::Other(_) => true,
-                });
-                kept.insert(at, Entry::Other(dropped));
+                    None => {
+                        let at = kept.partition_point(|entry| match entry {
+                            Entry::Node(child) | Entry::OtherNode(child, _) => {
+                                name_of(*child) < OTHER_NAME
+                            }
+                            Entry::Other(_) => true,
+                        });
+                        kept.insert(at, Entry::Other(dropped));
+                    }
+                }
             }
             let name = match node {
                 0 => "",
                 _ => &self.names[self.nodes[node as usize].name as usize],
             };
-            write_node(
-                &mut out,
-                name,
-                self.nodes[node as usize].self_value[0],
-                kept.len(),
-            );
+            write_node(&mut out, name, self_value, kept.len());
             stack.extend(kept);
         }
         out
@@ -160,5 +177,23 @@ mod tests {
             BTreeMap::from([("a;other".to_string(), 10), ("other".to_string(), 1)])
         );
         assert!(FrameTree::default().pyroscope_tree(0).is_empty());
+    }
+
+    #[test]
+    fn a_function_named_other_takes_the_dropped_value() {
+        let (mut data, mut values) = dataset();
+        // Function c is now named `other`, with a;other = 8: with four nodes it is kept, and
+        // its sibling b (5, with b;b) is dropped into it rather than into a second `other`.
+        data.symbols.strings[3] = "other".to_string();
+        values.insert(3, 8);
+        let mut tree = FrameTree::default();
+        tree.add_stacks(&data, values);
+        let bytes = tree.pyroscope_tree(4);
+        assert_eq!(
+            stacks_of(&bytes),
+            BTreeMap::from([("a;other".to_string(), 13), ("other".to_string(), 1)])
+        );
+        // a has exactly one child.
+        assert!(bytes.windows(4).any(|w| w == [1, b'a', 0, 1]), "{bytes:?}");
     }
 }

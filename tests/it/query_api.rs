@@ -653,7 +653,7 @@ async fn tenant_query_limits_refuse_or_shorten_ranges() {
 
 /// The value of the metric sample `series` (name and labels as exposed) on `/metrics`, 0 when
 /// absent.
-async fn metric(server: &KilnServer, series: &str) -> u64 {
+pub(crate) async fn metric(server: &KilnServer, series: &str) -> u64 {
     let text = reqwest::get(server.url("/metrics"))
         .await
         .unwrap()
@@ -715,4 +715,83 @@ async fn label_calls_read_series_sections_not_samples() {
         label_read * 4 < flame_read,
         "label values read {label_read} bytes, the flame graph {flame_read}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_over_many_segments_run_in_parts_and_count_retried_pushes_once() {
+    let server = kiln()
+        .arg("--ingester.flush-interval=50ms")
+        .start()
+        .await
+        .unwrap();
+    let mut profile = decode(&std::fs::read(testdata(LEFT.1)).unwrap());
+    let single = pprof_function_totals(&profile, 1);
+    let base = profile.time_nanos;
+    let client = reqwest::Client::new();
+    // Ten profiles ten seconds apart, each acknowledged before the next is sent (a segment
+    // each); the fourth and the eighth sent twice under the same id, as a retry would.
+    for i in [0u8, 1, 2, 3, 3, 4, 5, 6, 7, 7, 8, 9] {
+        profile.time_nanos = base + i64::from(i) * 10_000_000_000;
+        let mut gzipped = Vec::new();
+        std::io::Write::write_all(
+            &mut flate2::write::GzEncoder::new(&mut gzipped, flate2::Compression::fast()),
+            &profile.encode_to_vec(),
+        )
+        .unwrap();
+        let request = crate::support::push_request(
+            &[("service_name", "parts"), ("__name__", "process_cpu")],
+            &bytes::Bytes::from(gzipped),
+            &format!("profile-{i}"),
+        );
+        let response = client
+            .post(server.url("/push.v1.PusherService/Push"))
+            .header("content-type", "application/proto")
+            .body(request.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // One more push of two profiles, 5 s and 95 s after the first: one segment spanning
+    // every window, read by each part, each profile counted by the part of its time only.
+    let mut samples = Vec::new();
+    for (offset, id) in [(5, "span-a"), (95, "span-b")] {
+        profile.time_nanos = base + offset * 1_000_000_000;
+        let mut gzipped = Vec::new();
+        std::io::Write::write_all(
+            &mut flate2::write::GzEncoder::new(&mut gzipped, flate2::Compression::fast()),
+            &profile.encode_to_vec(),
+        )
+        .unwrap();
+        samples.push(kiln_proto::push::v1::RawSample {
+            raw_profile: gzipped.into(),
+            id: id.to_string(),
+        });
+    }
+    let mut request = crate::support::push_request(
+        &[("service_name", "parts"), ("__name__", "process_cpu")],
+        &bytes::Bytes::new(),
+        "",
+    );
+    request.series[0].samples = samples;
+    let response = client
+        .post(server.url("/push.v1.PusherService/Push"))
+        .header("content-type", "application/proto")
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let before = metric(&server, "kiln_querier_parts_executed_total").await;
+    let graph = flamegraph_json(&server, None, CPU, "parts", 0).await;
+    let parts = metric(&server, "kiln_querier_parts_executed_total").await - before;
+    assert!(
+        parts >= 3,
+        "thirteen segments of four blocks per part: {parts} parts"
+    );
+    let expected: FunctionTotals = single
+        .into_iter()
+        .map(|(name, (self_value, total))| (name, (12 * self_value, 12 * total)))
+        .collect();
+    assert_eq!(json_flamegraph_figures(&graph).1, expected);
 }

@@ -14,6 +14,8 @@ mod gate;
 mod http;
 mod labels_http;
 mod metrics;
+mod partial;
+mod plan;
 mod pool;
 mod pprof;
 mod reader;
@@ -37,6 +39,7 @@ pub use budget::MergeMemory;
 pub use error::QuerierError;
 pub use flamegraph::{DiffTree, FrameTree};
 pub use metrics::{CacheLabels, FetchLabels, OutcomeLabels, QuerierMetrics};
+pub use partial::Partial;
 pub use pprof::PprofBuilder;
 pub use reader::{BlockData, BlockReader};
 pub use select::{Query, SelectedDataset};
@@ -104,6 +107,7 @@ pub struct Querier {
     overrides: Arc<TenantOverrides>,
     pool: pool::MergePool,
     gate: gate::QueryGate,
+    metrics: QuerierMetrics,
 }
 
 impl Querier {
@@ -126,7 +130,8 @@ impl Querier {
                 pool.clone(),
                 metrics.clone(),
             ),
-            gate: gate::QueryGate::new(config.max_concurrent, config.timeout, metrics),
+            gate: gate::QueryGate::new(config.max_concurrent, config.timeout, metrics.clone()),
+            metrics,
             pool,
             config,
             metastore,

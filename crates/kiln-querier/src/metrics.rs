@@ -43,6 +43,8 @@ pub struct QuerierMetrics {
     pub cache_requests: Family<CacheLabels, Counter>,
     /// Bytes read from object storage, by what was read.
     pub fetched_bytes: Family<FetchLabels, Counter>,
+    /// Parts of queries this querier ran (ADR 0005).
+    pub parts_executed: Counter,
 }
 
 impl QuerierMetrics {
@@ -64,6 +66,11 @@ impl QuerierMetrics {
             "cache_requests",
             "Cache lookups of the querier, by cache (regions, series) and result (hit, miss)",
             metrics.cache_requests.clone(),
+        );
+        registry.register(
+            "parts_executed",
+            "Parts of queries (time windows of a few blocks) this querier ran",
+            metrics.parts_executed.clone(),
         );
         registry.register(
             "fetched_bytes",

@@ -101,6 +101,74 @@ impl PprofBuilder {
         next
     }
 
+    /// Adds everything `other` holds: its strings, mappings, functions and locations are
+    /// found or added here by content, and its samples re-keyed to this builder's ids.
+    pub(crate) fn absorb(&mut self, other: PprofBuilder) {
+        let strings = other.strings.into_strings();
+        let string = |builder: &mut Self, id: i64| {
+            let text = usize::try_from(id)
+                .ok()
+                .and_then(|i| strings.get(i))
+                .map_or("", String::as_str);
+            builder.intern(text)
+        };
+        let mut mappings: HashMap<u64, u64> = HashMap::from([(0, 0)]);
+        for ((start, limit, offset, filename, build_id), id) in other.mappings {
+            let key = (
+                start,
+                limit,
+                offset,
+                string(self, filename),
+                string(self, build_id),
+            );
+            let next = self.mappings.len() as u64 + 1;
+            mappings.insert(id, *self.mappings.entry(key).or_insert(next));
+        }
+        let mut functions: HashMap<u64, u64> = HashMap::new();
+        for ((name, system_name, filename, start_line), id) in other.functions {
+            let key = (
+                string(self, name),
+                string(self, system_name),
+                string(self, filename),
+                start_line,
+            );
+            let next = self.functions.len() as u64 + 1;
+            functions.insert(id, *self.functions.entry(key).or_insert(next));
+        }
+        let mut locations: HashMap<u64, u64> = HashMap::new();
+        for ((mapping, address, lines, is_folded), id) in other.locations {
+            let lines: Vec<(u64, i64)> = lines
+                .into_iter()
+                .map(|(function, line)| (functions.get(&function).copied().unwrap_or(0), line))
+                .collect();
+            let key = (
+                mappings.get(&mapping).copied().unwrap_or(0),
+                address,
+                lines,
+                is_folded,
+            );
+            let next = self.locations.len() as u64 + 1;
+            let line_bytes = key.2.len() * 16;
+            let merged = *self.locations.entry(key).or_insert_with(|| {
+                self.line_bytes += line_bytes;
+                next
+            });
+            locations.insert(id, merged);
+        }
+        for (ids, value) in other.samples {
+            let ids: Vec<u64> = ids
+                .into_iter()
+                .map(|id| locations.get(&id).copied().unwrap_or(0))
+                .collect();
+            if let Some(total) = self.samples.get_mut(&ids) {
+                *total += value;
+            } else {
+                self.sample_key_bytes += ids.len() * 8 + std::mem::size_of::<Vec<u64>>();
+                self.samples.insert(ids, value);
+            }
+        }
+    }
+
     /// Interns `text`, counting the bytes of strings seen for the first time.
     fn intern(&mut self, text: &str) -> i64 {
         let id = self.strings.intern(text);

@@ -226,10 +226,12 @@ impl Querier {
             .fold_profiles(
                 tenant,
                 selection,
-                (
-                    FrameTree::default(),
-                    SeriesBuilder::new(&group_by, start * 1000, step * 1000),
-                ),
+                || {
+                    (
+                        FrameTree::default(),
+                        SeriesBuilder::new(&group_by, start * 1000, step * 1000),
+                    )
+                },
                 |(tree, series), dataset| {
                     tree.add_selected(dataset);
                     series.add(dataset);
@@ -318,7 +320,7 @@ impl Querier {
             stacks: None,
         };
         let tree = self
-            .fold_profiles(tenant, selection, FrameTree::default(), |tree, dataset| {
+            .fold_profiles(tenant, selection, FrameTree::default, |tree, dataset| {
                 tree.add_selected(dataset)
             })
             .await?;

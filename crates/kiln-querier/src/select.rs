@@ -9,8 +9,11 @@ use kiln_block::DatasetData;
 use kiln_contract::metastore::BlockQuery;
 use kiln_model::LabelMatcher;
 use kiln_model::{BlockMeta, DatasetMeta, LABEL_SERVICE_NAME, Labels};
+use parking_lot::Mutex;
 
-use crate::budget::{ENTRY_OVERHEAD, MergeMemory, QueryBudget, SeenProfiles, labels_bytes};
+use crate::budget::{ENTRY_OVERHEAD, QueryBudget, SeenProfiles, labels_bytes};
+use crate::partial::Partial;
+use crate::plan::{self, BLOCKS_PER_PART, Part};
 use crate::reader::BlockData;
 use crate::selector::{MatchOp, Selector};
 use crate::stacks::StackFilter;
@@ -197,28 +200,98 @@ impl Querier {
         now.saturating_sub(i64::try_from(period.as_nanos()).unwrap_or(i64::MAX))
     }
 
-    /// Folds every dataset that `query` selects into `acc` with `add`, each profile id
-    /// counted once per series, and returns the result.
+    /// Folds every dataset that `query` selects into accumulators made by `new_acc` with
+    /// `add`, each profile id counted once per series, and returns their merge.
     ///
-    /// Blocks stream through: a few load ahead while the previous one is folded on a merge
-    /// thread, and each is dropped (or left to the cache) once folded, so memory stays bounded
-    /// by the cache and the accumulator however long the range is. The tenant's
-    /// `max_query_blocks` is checked before anything is read and `max_query_merge_bytes` after
-    /// every dataset folded. Dropping the returned future stops the work: loads are aborted and
-    /// the fold stops at its next dataset.
-    pub async fn select_fold<T, F>(&self, query: &Query, acc: T, add: F) -> Result<T, QuerierError>
+    /// The query is split into parts (`plan::parts`: time windows of about
+    /// [`BLOCKS_PER_PART`] blocks, ADR 0005), which deduplicate on their own; one worker per
+    /// merge thread takes parts in turn and folds them into its own accumulator, and the
+    /// workers' accumulators are merged at the end. Within a part blocks stream through: a
+    /// few load ahead while the previous one is folded on a merge thread, and each is dropped
+    /// (or left to the cache) once folded, so memory stays bounded by the cache and the
+    /// accumulators however long the range is. The tenant's `max_query_blocks` is checked
+    /// before anything is read and `max_query_merge_bytes` after every dataset folded (per
+    /// worker) and after every merge. Dropping the returned future stops the work: loads are
+    /// aborted and the folds stop at their next dataset.
+    pub async fn select_fold<T, F>(
+        &self,
+        query: &Query,
+        new_acc: impl Fn() -> T + Send + Sync,
+        add: F,
+    ) -> Result<T, QuerierError>
     where
-        T: MergeMemory + Send + 'static,
+        T: Partial,
         F: Fn(&mut T, &SelectedDataset) + Send + Sync + 'static,
     {
         let query = self.within_retention(query);
         if query.start_nanos >= query.end_nanos {
-            return Ok(acc);
+            return Ok(new_acc());
         }
         let budget = QueryBudget::new(&query.tenant, &self.overrides.limits(&query.tenant));
         let _cancel = budget.cancel_on_drop();
         let blocks = self.plan(&query, &budget).await?;
-        let query = Arc::new(query);
+        let parts = plan::parts(&blocks, query.start_nanos, query.end_nanos, BLOCKS_PER_PART);
+        let work = PartQueue {
+            query: &query,
+            blocks: &blocks,
+            parts: Mutex::new(parts.into()),
+            add: Arc::new(add),
+            budget: &budget,
+        };
+        let workers = (0..self.pool.threads().max(1)).map(|_| self.fold_parts(&work, new_acc()));
+        let mut folded = futures::future::try_join_all(workers).await?.into_iter();
+        let mut merged = folded.next().unwrap_or_else(&new_acc);
+        for acc in folded {
+            merged = self
+                .pool
+                .run("merge parts", move || {
+                    merged.merge(acc);
+                    merged
+                })
+                .await?;
+            budget.check_merge(merged.merge_bytes())?;
+        }
+        Ok(merged)
+    }
+
+    /// Takes parts from `work` until none is left, folding each into `acc`.
+    async fn fold_parts<T, F>(&self, work: &PartQueue<'_, F>, mut acc: T) -> Result<T, QuerierError>
+    where
+        T: Partial,
+        F: Fn(&mut T, &SelectedDataset) + Send + Sync + 'static,
+    {
+        loop {
+            let Some(part) = work.parts.lock().pop_front() else {
+                return Ok(acc);
+            };
+            self.metrics.parts_executed.inc();
+            let mut window = work.query.clone();
+            (window.start_nanos, window.end_nanos) = (part.start, part.end);
+            let blocks = part
+                .blocks
+                .iter()
+                .map(|&i| work.blocks[i].clone())
+                .collect();
+            acc = self
+                .fold_blocks(Arc::new(window), blocks, acc, &work.add, work.budget)
+                .await?;
+        }
+    }
+
+    /// Folds the datasets of `blocks` (oldest first) that `query` selects into `acc`, each
+    /// profile id once.
+    async fn fold_blocks<T, F>(
+        &self,
+        query: Arc<Query>,
+        blocks: Vec<BlockMeta>,
+        acc: T,
+        add: &Arc<F>,
+        budget: &QueryBudget,
+    ) -> Result<T, QuerierError>
+    where
+        T: Partial,
+        F: Fn(&mut T, &SelectedDataset) + Send + Sync + 'static,
+    {
         let reader = self.reader.clone();
         let mut loads = read_ahead(blocks, {
             let query = query.clone();
@@ -227,8 +300,6 @@ impl Querier {
                 async move { reader.load(&block, |d| query.wants(d)).await }
             }
         });
-
-        let add = Arc::new(add);
         let mut state = (acc, SeenProfiles::default());
         while let Some(loaded) = loads.next().await {
             let regions = loaded
@@ -263,6 +334,15 @@ impl Querier {
         }
         Ok(state.0)
     }
+}
+
+/// The parts of one query left to fold, and what folding them needs.
+struct PartQueue<'a, F> {
+    query: &'a Query,
+    blocks: &'a [BlockMeta],
+    parts: Mutex<std::collections::VecDeque<Part>>,
+    add: Arc<F>,
+    budget: &'a QueryBudget,
 }
 
 impl Querier {

@@ -17,8 +17,8 @@ use kiln_proto::types::v1::{
     LabelValuesResponse, Labels as LabelSet, StackTraceSelector, TimeSeriesAggregationType,
 };
 
-use crate::budget::MergeMemory;
 use crate::flamegraph::FrameTree;
+use crate::partial::Partial;
 use crate::pprof::PprofBuilder;
 use crate::render::DOT_NODES;
 use crate::select::{Query, SelectedDataset};
@@ -177,11 +177,11 @@ impl Querier {
         &self,
         tenant: &TenantId,
         selection: Selection<'_>,
-        acc: T,
+        new_acc: impl Fn() -> T + Send + Sync,
         add: F,
     ) -> Result<T, QuerierError>
     where
-        T: MergeMemory + Send + 'static,
+        T: Partial,
         F: Fn(&mut T, &SelectedDataset) + Send + Sync + 'static,
     {
         parse_profile_type(selection.profile_type)?;
@@ -195,7 +195,7 @@ impl Querier {
             end_nanos,
             stack_filter: StackFilter::from_selector(selection.stacks)?.map(Arc::new),
         };
-        self.select_fold(&query, acc, add).await
+        self.select_fold(&query, new_acc, add).await
     }
 
     /// `ProfileTypes`: every profile type with data in the range.
@@ -345,7 +345,7 @@ impl Querier {
             end_nanos: end,
             stacks: request.stack_trace_selector.as_ref(),
         };
-        self.fold_profiles(tenant, selection, FrameTree::default(), |tree, dataset| {
+        self.fold_profiles(tenant, selection, FrameTree::default, |tree, dataset| {
             add_to_tree(tree, dataset, None)
         })
         .await
@@ -448,7 +448,7 @@ impl Querier {
             .fold_profiles(
                 tenant,
                 selection,
-                FrameTree::default(),
+                FrameTree::default,
                 move |tree, dataset| add_to_tree(tree, dataset, Some(&spans)),
             )
             .await?;
@@ -489,7 +489,7 @@ impl Querier {
             .fold_profiles(
                 tenant,
                 selection,
-                (PprofBuilder::default(), 0i64),
+                || (PprofBuilder::default(), 0i64),
                 |(builder, period), dataset| {
                     let data = dataset.data();
                     let max = data.profiles.iter().map(|p| p.period).max().unwrap_or(0);
@@ -528,7 +528,7 @@ impl Querier {
         };
         let step_millis = (request.step * 1000.0).round() as i64;
         let limit = request.limit.unwrap_or(0).max(0) as usize;
-        let builder = SeriesBuilder::new(&request.group_by, request.start, step_millis);
+        let new_builder = || SeriesBuilder::new(&request.group_by, request.start, step_millis);
         let selection = Selection {
             profile_type: &request.profile_type_id,
             label_selector: &request.label_selector,
@@ -537,7 +537,7 @@ impl Querier {
             stacks: request.stack_trace_selector.as_ref(),
         };
         let builder = self
-            .fold_profiles(tenant, selection, builder, SeriesBuilder::add)
+            .fold_profiles(tenant, selection, new_builder, SeriesBuilder::add)
             .await?;
         let series = builder.finish(aggregation, limit);
         let max = self.config.max_points_per_series;

@@ -61,6 +61,19 @@ impl SeriesBuilder {
         }
     }
 
+    /// Adds the buckets of `other`, a builder of the same query (same groups, start and
+    /// step): sums and profile counts add up, so that averages stay exact.
+    pub(crate) fn absorb(&mut self, other: SeriesBuilder) {
+        for (labels, buckets) in other.groups {
+            let mine = self.groups.entry(labels).or_default();
+            for (step, (sum, count)) in buckets {
+                let bucket = mine.entry(step).or_default();
+                bucket.0 += sum;
+                bucket.1 += count;
+            }
+        }
+    }
+
     /// The series, keeping the `limit` with the largest sums (0: all). Points exist only for
     /// steps with data; timestamps are step starts.
     pub fn finish(self, aggregation: Aggregation, limit: usize) -> Vec<Series> {

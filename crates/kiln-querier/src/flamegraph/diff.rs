@@ -10,22 +10,10 @@ pub type DiffTree = Tree<2>;
 
 impl DiffTree {
     /// The nodes of `left` and `right` merged by their path of frame names.
-    pub fn from_sides(mut left: FrameTree, mut right: FrameTree) -> Self {
+    pub fn from_sides(left: FrameTree, right: FrameTree) -> Self {
         let mut tree = Self::default();
-        for (side, source) in [&mut left, &mut right].into_iter().enumerate() {
-            // The merged node of each node of `source`; parents come before their children.
-            let mut merged = vec![0u32; source.nodes.len()];
-            merged[0] = 0;
-            for index in 1..source.nodes.len() {
-                let node = &source.nodes[index];
-                let name = tree.name_id(&source.names[node.name as usize]);
-                let at = tree.child(merged[node.parent as usize], name);
-                tree.nodes[at as usize].self_value[side] += node.self_value[0];
-                merged[index] = at;
-            }
-            tree.nodes[0].self_value[side] += source.nodes[0].self_value[0];
-        }
-        tree.totals_computed = false;
+        tree.absorb(&left, 0);
+        tree.absorb(&right, 1);
         tree
     }
 

@@ -228,6 +228,22 @@ impl<const N: usize> Tree<N> {
         (names, levels, max_self)
     }
 
+    /// Adds the values of `source` to side `side` of this tree, node by node along their
+    /// paths of frame names: the exact merge of two partial results.
+    pub(crate) fn absorb(&mut self, source: &FrameTree, side: usize) {
+        // The node of this tree of each node of `source`; parents come before children.
+        let mut merged = vec![0u32; source.nodes.len()];
+        for index in 1..source.nodes.len() {
+            let node = &source.nodes[index];
+            let name = self.name_id(&source.names[node.name as usize]);
+            let at = self.child(merged[node.parent as usize], name);
+            self.nodes[at as usize].self_value[side] += node.self_value[0];
+            merged[index] = at;
+        }
+        self.nodes[0].self_value[side] += source.nodes[0].self_value[0];
+        self.totals_computed = false;
+    }
+
     /// The children of every node, sorted by name (bytewise).
     fn sorted_children(&self) -> Vec<Vec<u32>> {
         let mut children: Vec<Vec<u32>> = vec![Vec::new(); self.nodes.len()];

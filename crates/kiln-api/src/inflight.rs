@@ -1,6 +1,6 @@
 //! A bound on request body bytes held at once by one process (`--server.max-inflight-bytes`):
-//! many large pushes at the same time wait briefly for room, then get 503, instead of growing
-//! memory until the process dies.
+//! many large pushes at the same time wait briefly for room, then get 503 with `Retry-After: 1`,
+//! instead of growing memory until the process dies.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +61,12 @@ impl InFlightBytes {
                 self.limit
             );
             let status = StatusCode::SERVICE_UNAVAILABLE;
-            return crate::refusal_message(request.headers(), status, &message);
+            let mut response = crate::refusal_message(request.headers(), status, &message);
+            // Room frees as soon as bodies in flight are read: tell clients to come back soon.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            return response;
         };
         next.run(request).await
     }

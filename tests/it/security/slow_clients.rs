@@ -136,6 +136,7 @@ async fn slow_bodies_idle_connections_and_bytes_in_flight_are_bounded() {
         // Until the server has read the holder's head, the other body may still find room.
         let response = other().await.unwrap();
         if response.status() == 503 {
+            assert_eq!(response.headers()["retry-after"], "1");
             let text = response.text().await.unwrap();
             assert!(text.contains("max-inflight-bytes"), "{text}");
             break;

@@ -291,6 +291,16 @@ async fn a_full_querier_answers_429_while_another_querier_and_ingestion_proceed(
     let (status, text) = render(&server, "t", "fast").await;
     assert_eq!(status, 429, "{text}");
     assert_eq!(outcome(&server, "overloaded").await, 3.0);
+    // What Profiles Drilldown asks for when it starts is answered even so.
+    let settings = client
+        .post(server.url("/settings.v1.SettingsService/Get"))
+        .header("content-type", "application/json")
+        .header("X-Scope-OrgID", "t")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(settings.status(), 200);
 
     // Meanwhile the other querier answers, and the full one still ingests and is ready.
     let (status, _, answer) = flamegraph(&client, &other, "t", "fast").await;

@@ -37,12 +37,23 @@ use crate::{Querier, QuerierError};
 /// Largest query request body; queries are small.
 const MAX_REQUEST_BYTES: usize = 4 << 20;
 
+/// Whether a call passes the query gate (concurrency slot and deadline).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gate {
+    /// Queries: they take a slot of `--querier.max-concurrent` and have a deadline.
+    Query,
+    /// Answers that read nothing (the settings Profiles Drilldown asks for when it starts):
+    /// never refused for lack of a slot.
+    Bypass,
+}
+
 /// Serves one unary Connect call: decode `Req`, run `call`, encode the response.
 async fn connect_call<Req, Resp, F, Fut>(
     querier: Arc<Querier>,
     request: Request,
     request_type: &'static str,
     response_type: &'static str,
+    gate: Gate,
     call: F,
 ) -> Response
 where
@@ -61,9 +72,11 @@ where
         let body = kiln_api::read_body(body, MAX_REQUEST_BYTES).await?;
         let body = kiln_api::decode_content_encoding(&parts.headers, body, MAX_REQUEST_BYTES)?;
         let message: Req = codec.decode(request_type, &body)?;
-        let response = querier
-            .admit(&tenant, call(Arc::clone(&querier), tenant.clone(), message))
-            .await?;
+        let answer = call(Arc::clone(&querier), tenant.clone(), message);
+        let response = match gate {
+            Gate::Query => querier.admit(&tenant, answer).await?,
+            Gate::Bypass => answer.await?,
+        };
         querier.check_response_bytes(response.encoded_len())?;
         Ok::<_, QuerierError>(codec.respond(response_type, &response))
     }
@@ -90,8 +103,9 @@ fn with_retry_after(e: &QuerierError, mut response: Response) -> Response {
     response
 }
 
-/// Routes one unary method of `querier.v1.QuerierService` (`$method`) or of another service
-/// (`$service`, `$method`): gRPC to `$grpc`, Connect to `$call`.
+/// Routes one unary method of `querier.v1.QuerierService` (`$method`, through the query gate)
+/// or of another service (`$service`, `$method`, with its `Gate`): gRPC to `$grpc`, Connect to
+/// `$call`.
 macro_rules! unary_route {
     ($router:expr, $grpc:expr, $method:literal, $req:literal, $resp:literal, $call:expr) => {
         unary_route!(
@@ -101,10 +115,11 @@ macro_rules! unary_route {
             $method,
             $req,
             $resp,
+            Gate::Query,
             $call
         )
     };
-    ($router:expr, $grpc:expr, $service:literal, $method:literal, $req:literal, $resp:literal, $call:expr) => {{
+    ($router:expr, $grpc:expr, $service:literal, $method:literal, $req:literal, $resp:literal, $gate:expr, $call:expr) => {{
         let grpc = $grpc.clone();
         $router.route(
             concat!("/", $service, "/", $method),
@@ -113,7 +128,7 @@ macro_rules! unary_route {
                     let grpc = grpc.clone();
                     async move {
                         kiln_api::grpc_or(request, grpc, |request| {
-                            connect_call(querier, request, $req, $resp, $call)
+                            connect_call(querier, request, $req, $resp, $gate, $call)
                         })
                         .await
                     }
@@ -245,6 +260,7 @@ impl Querier {
             "Get",
             "settings.v1.GetSettingsRequest",
             "settings.v1.GetSettingsResponse",
+            Gate::Bypass,
             |_q: Arc<Querier>, _t, _r: GetSettingsRequest| async move {
                 Ok(GetSettingsResponse::default())
             }
@@ -256,6 +272,7 @@ impl Querier {
             "Set",
             "settings.v1.SetSettingsRequest",
             "settings.v1.SetSettingsResponse",
+            Gate::Bypass,
             |_q: Arc<Querier>, _t, _r: SetSettingsRequest| async move {
                 Err::<SetSettingsResponse, _>(QuerierError::Unimplemented(
                     "settings.v1.SettingsService/Set",
@@ -272,6 +289,7 @@ impl Querier {
             "ListRecordingRules",
             "settings.v1.ListRecordingRulesRequest",
             "settings.v1.ListRecordingRulesResponse",
+            Gate::Bypass,
             |_q: Arc<Querier>, _t, _r: ListRecordingRulesRequest| async move {
                 Ok(ListRecordingRulesResponse::default())
             }

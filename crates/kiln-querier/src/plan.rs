@@ -35,19 +35,27 @@ pub(crate) fn parts(blocks: &[BlockMeta], start: i64, end: i64, per_part: usize)
         }
     }
     bounds.push(end);
-    bounds
+    let mut parts: Vec<Part> = bounds
         .windows(2)
         .filter(|w| w[0] < w[1])
         .map(|w| Part {
             start: w[0],
             end: w[1],
-            // A block holds profiles from its min to its max time, both included.
-            blocks: (0..blocks.len())
-                .filter(|&i| blocks[i].min_time_nanos < w[1] && blocks[i].max_time_nanos >= w[0])
-                .collect(),
+            blocks: Vec::new(),
         })
-        .filter(|part| !part.blocks.is_empty())
-        .collect()
+        .collect();
+    // Each block joins the windows it overlaps, found by binary search over the sorted
+    // windows (a block holds profiles from its min to its max time, both included); blocks
+    // are visited in index order, so each part lists its blocks in that order.
+    for (index, block) in blocks.iter().enumerate() {
+        let first = parts.partition_point(|p| p.end <= block.min_time_nanos);
+        let last = parts.partition_point(|p| p.start <= block.max_time_nanos);
+        for part in parts.iter_mut().take(last).skip(first) {
+            part.blocks.push(index);
+        }
+    }
+    parts.retain(|part| !part.blocks.is_empty());
+    parts
 }
 
 #[cfg(test)]

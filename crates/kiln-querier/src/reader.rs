@@ -95,41 +95,29 @@ impl BlockReader {
                 regions.push(region);
                 continue;
             }
-            let (storage, meta, pool) = (self.storage.clone(), block.clone(), self.pool.clone());
-            let metrics = self.metrics.clone();
-            let fetch_range = range.clone();
+            let (reader, meta) = (self.clone(), block.clone());
             let entry = self
                 .series_cache
                 .entry(key)
                 .or_try_insert_with(async move {
-                    let Some((section, read)) = fetch::fetch_series(&storage, &meta, &fetch_range)
+                    let Some((section, read)) = fetch::fetch_series(&reader.storage, &meta, &range)
                         .await
                         .map_err(|e| e.to_string())?
                     else {
                         // Objects of the first format have no sections to read alone.
-                        let bytes = fetch::fetch(&storage, &meta, &fetch_range)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        metrics.fetched("regions", bytes.len() as u64);
-                        return pool
-                            .run("block decode", move || fetch::decode(bytes, &fetch_range))
-                            .await
-                            .map_err(|e| e.to_string())?
-                            .map(Arc::new)
-                            .map_err(|e| e.to_string());
+                        return reader.fetch_region(&meta, range).await;
                     };
-                    metrics.fetched("series", read);
-                    pool.run("series decode", move || section.decode())
+                    reader.metrics.fetched("series", read);
+                    reader
+                        .pool
+                        .run("series decode", move || section.decode())
                         .await
                         .map_err(|e| e.to_string())?
                         .map(Arc::new)
                         .map_err(|e| e.to_string())
                 })
                 .await
-                .map_err(|reason: Arc<String>| QuerierError::Block {
-                    block: block.id.clone(),
-                    reason: reason.to_string(),
-                })?;
+                .map_err(|reason| block_error(block, &reason))?;
             self.metrics.cache_lookup("series", !entry.is_fresh());
             regions.push(entry.into_value());
         }
@@ -146,30 +134,43 @@ impl BlockReader {
         let mut regions = Vec::new();
         for range in fetch::ranges_of(block, wanted) {
             let key = (block.id.clone(), range.clone());
-            let (storage, meta, pool) = (self.storage.clone(), block.clone(), self.pool.clone());
-            let metrics = self.metrics.clone();
+            let (reader, meta) = (self.clone(), block.clone());
             let entry = self
                 .cache
                 .entry(key)
-                .or_try_insert_with(async move {
-                    let bytes = fetch::fetch(&storage, &meta, &range)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    metrics.fetched("regions", bytes.len() as u64);
-                    pool.run("block decode", move || fetch::decode(bytes, &range))
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .map(Arc::new)
-                        .map_err(|e| e.to_string())
-                })
+                .or_try_insert_with(async move { reader.fetch_region(&meta, range).await })
                 .await
-                .map_err(|reason: Arc<String>| QuerierError::Block {
-                    block: block.id.clone(),
-                    reason: reason.to_string(),
-                })?;
+                .map_err(|reason| block_error(block, &reason))?;
             self.metrics.cache_lookup("regions", !entry.is_fresh());
             regions.push(entry.into_value());
         }
         Ok(regions)
+    }
+
+    /// Fetches `range` of `block` from storage and decodes it on the merge pool, counting the
+    /// bytes read.
+    async fn fetch_region(
+        &self,
+        block: &BlockMeta,
+        range: RegionRange,
+    ) -> Result<BlockData, String> {
+        let bytes = fetch::fetch(&self.storage, block, &range)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.metrics.fetched("regions", bytes.len() as u64);
+        self.pool
+            .run("block decode", move || fetch::decode(bytes, &range))
+            .await
+            .map_err(|e| e.to_string())?
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The error of a block whose region could not be read or decoded.
+fn block_error(block: &BlockMeta, reason: &str) -> QuerierError {
+    QuerierError::Block {
+        block: block.id.clone(),
+        reason: reason.to_string(),
     }
 }

@@ -26,7 +26,7 @@ const MIN_TIMELINE_STEP_SECONDS: i64 = 10;
 /// At most this many timeline points.
 const MAX_TIMELINE_POINTS: i64 = 1024;
 /// Functions of a DOT graph when the request names no node limit (Pyroscope's default).
-pub(crate) const DOT_NODES: usize = 100;
+const DOT_NODES: usize = 100;
 
 /// Parameters of `/pyroscope/render` and `/api/v1/pprof`.
 #[derive(Debug, Default, Deserialize)]
@@ -215,13 +215,7 @@ impl Querier {
                 "timeline of {points} points for {from}..{until}"
             )));
         }
-        let selection = Selection {
-            profile_type: &profile_type,
-            label_selector: &selector,
-            start_nanos: from,
-            end_nanos: until,
-            stacks: None,
-        };
+        let selection = Selection::new(&profile_type, &selector, from, until);
         let (mut tree, series) = self
             .fold_profiles(
                 tenant,
@@ -306,25 +300,24 @@ impl Querier {
         params: RenderParams,
     ) -> Result<String, QuerierError> {
         let (profile_type, selector, from, until) = params.resolve()?;
-        let nodes = params
-            .max_nodes_dash
-            .or(params.max_nodes_camel)
-            .filter(|n| *n > 0)
-            .map_or(DOT_NODES, |n| usize::try_from(n).unwrap_or(usize::MAX))
-            .min(self.max_nodes(None).max(DOT_NODES));
-        let selection = Selection {
-            profile_type: &profile_type,
-            label_selector: &selector,
-            start_nanos: from,
-            end_nanos: until,
-            stacks: None,
-        };
+        let nodes = self.dot_nodes(params.max_nodes_dash.or(params.max_nodes_camel));
+        let selection = Selection::new(&profile_type, &selector, from, until);
         let tree = self
             .fold_profiles(tenant, selection, FrameTree::default, |tree, dataset| {
                 tree.add_selected(dataset)
             })
             .await?;
         self.dot_of(tree, nodes, &profile_type).await
+    }
+
+    /// Functions of a DOT graph: what the request asks for, [`DOT_NODES`] when it names none
+    /// (or 0 or less), never more than the default flame graph node limit
+    /// (`--querier.max-flamegraph-nodes`, or [`DOT_NODES`] if that is lower).
+    pub(crate) fn dot_nodes(&self, requested: Option<i64>) -> usize {
+        requested
+            .filter(|n| *n > 0)
+            .map_or(DOT_NODES, |n| usize::try_from(n).unwrap_or(usize::MAX))
+            .min(self.max_nodes(None).max(DOT_NODES))
     }
 
     /// Graphviz text of `tree` with at most `nodes` functions, on a merge thread.
@@ -401,13 +394,7 @@ impl Querier {
         params: RenderParams,
     ) -> Result<Vec<u8>, QuerierError> {
         let (profile_type, selector, from, until) = params.resolve()?;
-        let selection = Selection {
-            profile_type: &profile_type,
-            label_selector: &selector,
-            start_nanos: from,
-            end_nanos: until,
-            stacks: None,
-        };
+        let selection = Selection::new(&profile_type, &selector, from, until);
         let profile = self.merged_pprof(tenant, selection).await?;
         self.check_response_bytes(profile.encoded_len())?;
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

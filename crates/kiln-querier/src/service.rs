@@ -20,7 +20,6 @@ use kiln_proto::types::v1::{
 use crate::flamegraph::FrameTree;
 use crate::partial::Partial;
 use crate::pprof::PprofBuilder;
-use crate::render::DOT_NODES;
 use crate::select::{Query, SelectedDataset};
 use crate::selector::Selector;
 use crate::stacks::StackFilter;
@@ -38,6 +37,40 @@ pub(crate) struct Selection<'a> {
     pub(crate) start_nanos: i64,
     pub(crate) end_nanos: i64,
     pub(crate) stacks: Option<&'a StackTraceSelector>,
+}
+
+impl<'a> Selection<'a> {
+    /// A selection of every stack over `[start_nanos, end_nanos)`.
+    pub(crate) fn new(
+        profile_type: &'a str,
+        label_selector: &'a str,
+        start_nanos: i64,
+        end_nanos: i64,
+    ) -> Self {
+        Self {
+            profile_type,
+            label_selector,
+            start_nanos,
+            end_nanos,
+            stacks: None,
+        }
+    }
+
+    /// What a `querier.v1` select request asks for: its range in unix milliseconds (an end
+    /// of 0 means now) and its stack selector.
+    pub(crate) fn requested(
+        profile_type: &'a str,
+        label_selector: &'a str,
+        start_millis: i64,
+        end_millis: i64,
+        stacks: Option<&'a StackTraceSelector>,
+    ) -> Result<Self, QuerierError> {
+        let (start_nanos, end_nanos) = range_from_millis(start_millis, end_millis)?;
+        Ok(Self {
+            stacks,
+            ..Self::new(profile_type, label_selector, start_nanos, end_nanos)
+        })
+    }
 }
 
 /// Converts a [start, end) range in unix milliseconds; an end of 0 means "now".
@@ -337,14 +370,13 @@ impl Querier {
         tenant: &TenantId,
         request: &SelectMergeStacktracesRequest,
     ) -> Result<FrameTree, QuerierError> {
-        let (start, end) = range_from_millis(request.start, request.end)?;
-        let selection = Selection {
-            profile_type: &request.profile_type_id,
-            label_selector: &request.label_selector,
-            start_nanos: start,
-            end_nanos: end,
-            stacks: request.stack_trace_selector.as_ref(),
-        };
+        let selection = Selection::requested(
+            &request.profile_type_id,
+            &request.label_selector,
+            request.start,
+            request.end,
+            request.stack_trace_selector.as_ref(),
+        )?;
         self.fold_profiles(tenant, selection, FrameTree::default, |tree, dataset| {
             add_to_tree(tree, dataset, None)
         })
@@ -361,14 +393,13 @@ impl Querier {
         let format = ProfileFormat::try_from(request.format)
             .map_err(|_| QuerierError::BadRequest(format!("unknown format {}", request.format)))?;
         if format == ProfileFormat::Pprof {
-            let (start, end) = range_from_millis(request.start, request.end)?;
-            let selection = Selection {
-                profile_type: &request.profile_type_id,
-                label_selector: &request.label_selector,
-                start_nanos: start,
-                end_nanos: end,
-                stacks: request.stack_trace_selector.as_ref(),
-            };
+            let selection = Selection::requested(
+                &request.profile_type_id,
+                &request.label_selector,
+                request.start,
+                request.end,
+                request.stack_trace_selector.as_ref(),
+            )?;
             let profile = self.merged_pprof(tenant, selection).await?;
             return Ok(SelectMergeStacktracesResponse {
                 pprof: Some(PprofProfile {
@@ -399,11 +430,7 @@ impl Querier {
                 })
             }
             ProfileFormat::Dot => {
-                let nodes = request
-                    .max_nodes
-                    .filter(|n| *n > 0)
-                    .map_or(DOT_NODES, |n| usize::try_from(n).unwrap_or(usize::MAX))
-                    .min(max_nodes.max(DOT_NODES));
+                let nodes = self.dot_nodes(request.max_nodes);
                 let dot = self.dot_of(tree, nodes, &request.profile_type_id).await?;
                 Ok(SelectMergeStacktracesResponse {
                     dot,
@@ -437,13 +464,12 @@ impl Querier {
                 "invalid span id {bad:?} in span_selector: expected 16 hex digits"
             )));
         }
-        let selection = Selection {
-            profile_type: &request.profile_type_id,
-            label_selector: &request.label_selector,
-            start_nanos: start,
-            end_nanos: end,
-            stacks: None,
-        };
+        let selection = Selection::new(
+            &request.profile_type_id,
+            &request.label_selector,
+            start,
+            end,
+        );
         let tree = self
             .fold_profiles(
                 tenant,
@@ -466,14 +492,13 @@ impl Querier {
         tenant: &TenantId,
         request: SelectMergeProfileRequest,
     ) -> Result<Profile, QuerierError> {
-        let (start, end) = range_from_millis(request.start, request.end)?;
-        let selection = Selection {
-            profile_type: &request.profile_type_id,
-            label_selector: &request.label_selector,
-            start_nanos: start,
-            end_nanos: end,
-            stacks: request.stack_trace_selector.as_ref(),
-        };
+        let selection = Selection::requested(
+            &request.profile_type_id,
+            &request.label_selector,
+            request.start,
+            request.end,
+            request.stack_trace_selector.as_ref(),
+        )?;
         self.merged_pprof(tenant, selection).await
     }
 
@@ -510,7 +535,13 @@ impl Querier {
         tenant: &TenantId,
         request: SelectSeriesRequest,
     ) -> Result<SelectSeriesResponse, QuerierError> {
-        let (start, end) = range_from_millis(request.start, request.end)?;
+        let selection = Selection::requested(
+            &request.profile_type_id,
+            &request.label_selector,
+            request.start,
+            request.end,
+            request.stack_trace_selector.as_ref(),
+        )?;
         if request.step.is_nan() || request.step <= 0.0 {
             return Err(QuerierError::BadRequest(format!(
                 "invalid step {}: must be a positive number of seconds",
@@ -529,13 +560,6 @@ impl Querier {
         let step_millis = (request.step * 1000.0).round() as i64;
         let limit = request.limit.unwrap_or(0).max(0) as usize;
         let new_builder = || SeriesBuilder::new(&request.group_by, request.start, step_millis);
-        let selection = Selection {
-            profile_type: &request.profile_type_id,
-            label_selector: &request.label_selector,
-            start_nanos: start,
-            end_nanos: end,
-            stacks: request.stack_trace_selector.as_ref(),
-        };
         let builder = self
             .fold_profiles(tenant, selection, new_builder, SeriesBuilder::add)
             .await?;

@@ -155,13 +155,11 @@ impl FrameTree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flamegraph::tests::dataset;
+    use crate::flamegraph::tests::tree;
 
     #[test]
     fn draws_functions_calls_and_dropped_ones() {
-        let (data, values) = dataset();
-        let mut tree = FrameTree::default();
-        tree.add_stacks(&data, values);
+        let mut tree = tree();
         let dot = tree.dot(10, "cpu", "nanoseconds");
         // a (cum 10), b (5), c (5), d (1): boxes ranked by cum, then name.
         assert!(dot.starts_with("digraph \"cpu\" {\n"), "{dot}");

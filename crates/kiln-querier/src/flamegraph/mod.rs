@@ -420,7 +420,8 @@ pub(crate) mod tests {
         (data, HashMap::from([(2, 3), (3, 5), (4, 2), (5, 1)]))
     }
 
-    fn tree() -> FrameTree {
+    /// The tree of [`dataset`]'s stacks.
+    pub(crate) fn tree() -> FrameTree {
         let (data, values) = dataset();
         let mut tree = FrameTree::default();
         tree.add_stacks(&data, values);

@@ -104,7 +104,7 @@ mod tests {
     use prost::encoding::decode_varint;
 
     use super::*;
-    use crate::flamegraph::tests::dataset;
+    use crate::flamegraph::tests::{dataset, tree};
 
     /// Reads a serialized tree back as self values by stack (`a;b`), as Pyroscope's
     /// `UnmarshalTree` does.
@@ -142,13 +142,6 @@ mod tests {
             }
         }
         out
-    }
-
-    fn tree() -> FrameTree {
-        let (data, values) = dataset();
-        let mut tree = FrameTree::default();
-        tree.add_stacks(&data, values);
-        tree
     }
 
     #[test]

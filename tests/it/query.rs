@@ -17,6 +17,7 @@ use crate::support::reference::{
 };
 use crate::support::{
     KilnServer, UNTIL_SECONDS, decode, flamegraph_json, go_profile_name, go_profiles, kiln,
+    post_proto,
 };
 
 /// Pushes every Go test profile as its own service (the file name) and returns them decoded.
@@ -85,15 +86,12 @@ async fn via_connect_proto(
     profile_type: &str,
     service: &str,
 ) -> FunctionTotals {
-    let response = reqwest::Client::new()
-        .post(server.url("/querier.v1.QuerierService/SelectMergeStacktraces"))
-        .header("content-type", "application/proto")
-        .body(request(profile_type, service).encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let answer = SelectMergeStacktracesResponse::decode(response.bytes().await.unwrap()).unwrap();
+    let answer: SelectMergeStacktracesResponse = post_proto(
+        server,
+        "/querier.v1.QuerierService/SelectMergeStacktraces",
+        &request(profile_type, service),
+    )
+    .await;
     let graph = answer.flamegraph.unwrap();
     let levels: Vec<Vec<i64>> = graph.levels.into_iter().map(|l| l.values).collect();
     flamegraph_function_totals(&graph.names, &levels)
@@ -123,15 +121,12 @@ async fn via_select_merge_profile(
         end: UNTIL_SECONDS * 1000,
         ..Default::default()
     };
-    let response = reqwest::Client::new()
-        .post(server.url("/querier.v1.QuerierService/SelectMergeProfile"))
-        .header("content-type", "application/proto")
-        .body(request.encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let profile = Profile::decode(response.bytes().await.unwrap()).unwrap();
+    let profile: Profile = post_proto(
+        server,
+        "/querier.v1.QuerierService/SelectMergeProfile",
+        &request,
+    )
+    .await;
     assert_eq!(profile.sample_type.len(), 1, "only the queried sample type");
     pprof_function_totals(&profile, 0)
 }

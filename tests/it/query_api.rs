@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use kiln_proto::google::v1::Profile;
+use kiln_proto::push::v1::PushResponse;
 use kiln_proto::querier::v1::{
     ProfileFormat, SelectMergeStacktracesRequest, SelectMergeStacktracesResponse,
 };
-use prost::Message;
 use serde_json::{Value, json};
 
 use crate::query::url_encode;
@@ -18,7 +18,9 @@ use crate::support::reference::{
     FunctionTotals, flamegraph_function_totals, json_flamegraph_figures, json_i64,
     pprof_function_totals, sample_frames,
 };
-use crate::support::{KilnServer, UNTIL_SECONDS, decode, flamegraph_json, kiln, testdata};
+use crate::support::{
+    KilnServer, UNTIL_SECONDS, decode, flamegraph_json, gzip_profile, kiln, post_proto, testdata,
+};
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 /// (service, test data file) of the two sides.
@@ -208,15 +210,12 @@ async fn merged_profile(server: &KilnServer, service: &str, selector: Value) -> 
         body.to_string().as_bytes(),
     )
     .unwrap();
-    let response = reqwest::Client::new()
-        .post(server.url("/querier.v1.QuerierService/SelectMergeProfile"))
-        .header("content-type", "application/proto")
-        .body(request.encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    Profile::decode(response.bytes().await.unwrap()).unwrap()
+    post_proto(
+        server,
+        "/querier.v1.QuerierService/SelectMergeProfile",
+        &request,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,16 +313,12 @@ async fn diff_formats_selectors_and_pyroscope_endpoints_answer_exactly() {
             format: format as i32,
             ..Default::default()
         };
-        let response = reqwest::Client::new()
-            .post(server.url("/querier.v1.QuerierService/SelectMergeStacktraces"))
-            .header("content-type", "application/proto")
-            .body(request.encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let answer =
-            SelectMergeStacktracesResponse::decode(response.bytes().await.unwrap()).unwrap();
+        let answer: SelectMergeStacktracesResponse = post_proto(
+            &server,
+            "/querier.v1.QuerierService/SelectMergeStacktraces",
+            &request,
+        )
+        .await;
         let totals = match format {
             ProfileFormat::Tree => tree_function_totals(&answer.tree),
             _ => pprof_function_totals(&answer.pprof.unwrap().profile.unwrap(), 0),
@@ -359,14 +354,12 @@ async fn diff_formats_selectors_and_pyroscope_endpoints_answer_exactly() {
         format: ProfileFormat::Dot as i32,
         ..Default::default()
     };
-    let response = reqwest::Client::new()
-        .post(server.url("/querier.v1.QuerierService/SelectMergeStacktraces"))
-        .header("content-type", "application/proto")
-        .body(request.encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    let answer = SelectMergeStacktracesResponse::decode(response.bytes().await.unwrap()).unwrap();
+    let answer: SelectMergeStacktracesResponse = post_proto(
+        &server,
+        "/querier.v1.QuerierService/SelectMergeStacktraces",
+        &request,
+    )
+    .await;
     assert_eq!(answer.dot, dot);
 
     // Stack selectors: the frame filter as `go tool pprof -focus` and `-ignore` cut the same
@@ -727,44 +720,24 @@ async fn queries_over_many_segments_run_in_parts_and_count_retried_pushes_once()
     let mut profile = decode(&std::fs::read(testdata(LEFT.1)).unwrap());
     let single = pprof_function_totals(&profile, 1);
     let base = profile.time_nanos;
-    let client = reqwest::Client::new();
     // Ten profiles ten seconds apart, each acknowledged before the next is sent (a segment
     // each); the fourth and the eighth sent twice under the same id, as a retry would.
     for i in [0u8, 1, 2, 3, 3, 4, 5, 6, 7, 7, 8, 9] {
         profile.time_nanos = base + i64::from(i) * 10_000_000_000;
-        let mut gzipped = Vec::new();
-        std::io::Write::write_all(
-            &mut flate2::write::GzEncoder::new(&mut gzipped, flate2::Compression::fast()),
-            &profile.encode_to_vec(),
-        )
-        .unwrap();
         let request = crate::support::push_request(
             &[("service_name", "parts"), ("__name__", "process_cpu")],
-            &bytes::Bytes::from(gzipped),
+            &gzip_profile(&profile),
             &format!("profile-{i}"),
         );
-        let response = client
-            .post(server.url("/push.v1.PusherService/Push"))
-            .header("content-type", "application/proto")
-            .body(request.encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        let _: PushResponse = post_proto(&server, "/push.v1.PusherService/Push", &request).await;
     }
     // One more push of two profiles, 5 s and 95 s after the first: one segment spanning
     // every window, read by each part, each profile counted by the part of its time only.
     let mut samples = Vec::new();
     for (offset, id) in [(5, "span-a"), (95, "span-b")] {
         profile.time_nanos = base + offset * 1_000_000_000;
-        let mut gzipped = Vec::new();
-        std::io::Write::write_all(
-            &mut flate2::write::GzEncoder::new(&mut gzipped, flate2::Compression::fast()),
-            &profile.encode_to_vec(),
-        )
-        .unwrap();
         samples.push(kiln_proto::push::v1::RawSample {
-            raw_profile: gzipped.into(),
+            raw_profile: gzip_profile(&profile),
             id: id.to_string(),
         });
     }
@@ -774,14 +747,7 @@ async fn queries_over_many_segments_run_in_parts_and_count_retried_pushes_once()
         "",
     );
     request.series[0].samples = samples;
-    let response = client
-        .post(server.url("/push.v1.PusherService/Push"))
-        .header("content-type", "application/proto")
-        .body(request.encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let _: PushResponse = post_proto(&server, "/push.v1.PusherService/Push", &request).await;
     let before = metric(&server, "kiln_querier_parts_executed_total").await;
     let graph = flamegraph_json(&server, None, CPU, "parts", 0).await;
     let parts = metric(&server, "kiln_querier_parts_executed_total").await - before;

@@ -87,6 +87,31 @@ pub(crate) fn go_profiles() -> Vec<(String, Bytes)> {
     files
 }
 
+/// POSTs `request` to `path` as Connect protobuf, checks that it is answered 200, and decodes
+/// the answer.
+pub(crate) async fn post_proto<Resp: Message + Default>(
+    server: &KilnServer,
+    path: &str,
+    request: &impl Message,
+) -> Resp {
+    let response = reqwest::Client::new()
+        .post(server.url(path))
+        .header("content-type", "application/proto")
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    Resp::decode(response.bytes().await.unwrap()).unwrap()
+}
+
+/// A pprof, gzipped as clients send it.
+pub(crate) fn gzip_profile(profile: &Profile) -> Bytes {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut encoder, &profile.encode_to_vec()).unwrap();
+    Bytes::from(encoder.finish().unwrap())
+}
+
 /// Decodes a gzipped pprof.
 pub(crate) fn decode(gzipped: &[u8]) -> Profile {
     let mut raw = Vec::new();

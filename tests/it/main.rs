@@ -17,6 +17,7 @@ mod metastore_cluster;
 mod otlp;
 mod query;
 mod query_api;
+mod query_cluster;
 mod retention;
 mod sdk;
 mod security;

@@ -19,7 +19,8 @@ use crate::support::reference::{
     pprof_function_totals, sample_frames,
 };
 use crate::support::{
-    KilnServer, UNTIL_SECONDS, decode, flamegraph_json, gzip_profile, kiln, post_proto, testdata,
+    KilnServer, UNTIL_SECONDS, connect, decode, flamegraph_json, gzip_profile, kiln, post_proto,
+    testdata,
 };
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
@@ -40,19 +41,6 @@ async fn push(server: &KilnServer, tenant: Option<&str>, (service, file): (&str,
     let response = request.send().await.unwrap();
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     decode(&bytes)
-}
-
-/// A Connect JSON call; returns the status and the answer.
-async fn connect(server: &KilnServer, path: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(server.url(path))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
 }
 
 fn select(service: &str) -> Value {

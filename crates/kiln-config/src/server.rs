@@ -294,6 +294,13 @@ pub struct ServerArgs {
           default_value = "2m", value_parser = parse_duration)]
     pub querier_timeout: Duration,
 
+    /// How long one part of a query (a few blocks) may run on another querier before it is
+    /// tried on the next; a querier that dies is noticed sooner, by its closed connection or
+    /// its unanswered HTTP/2 pings. 0s: only the query's own timeout.
+    #[arg(long = "querier.part-timeout", env = "KILN_QUERIER_PART_TIMEOUT",
+          default_value = "1m", value_parser = parse_duration)]
+    pub querier_part_timeout: Duration,
+
     /// Queries one querier runs at once; more are answered with 429 (gRPC RESOURCE_EXHAUSTED)
     /// at once instead of queueing. 0 means no limit.
     #[arg(

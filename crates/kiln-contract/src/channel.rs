@@ -13,6 +13,12 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 /// How long dialing a peer may take before a call fails and the caller tries another.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// While a call is open, the peer is pinged (HTTP/2 PING) this often, and a peer that does not
+/// answer within [`KEEP_ALIVE_TIMEOUT`] is taken for dead: its calls fail and the caller tries
+/// another, instead of waiting on a machine that vanished without closing its connections.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(2);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The cluster's mutual TLS as a client sees it: the CA that signs every member, and this
 /// member's own certificate.
 #[derive(Clone, Debug)]
@@ -67,6 +73,8 @@ impl ChannelPool {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
             .connect_timeout(CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
             .tcp_nodelay(true)
             .local_address(self.local_ip);
         if let Some(tls) = &self.tls {

@@ -12,6 +12,7 @@
 mod channel;
 pub mod ingester;
 pub mod metastore;
+pub mod querier;
 mod role;
 
 pub use channel::{ChannelPool, ClusterTls};

@@ -120,6 +120,13 @@ pub mod kiln {
             tonic::include_proto!("kiln.ingester.v1");
         }
     }
+    /// Parts of queries, run by one querier for another.
+    pub mod querier {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("kiln.querier.v1");
+        }
+    }
     /// The metastore's client and admin API.
     pub mod metastore {
         /// Version 1.

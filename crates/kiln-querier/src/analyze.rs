@@ -50,6 +50,7 @@ impl Querier {
             start_nanos: start,
             end_nanos: end,
             stack_filter: None,
+            stack_selector: None,
         };
         let blocks = self.metastore.query_blocks(&query.block_query()?).await?;
         let mut impact = QueryImpact::default();

@@ -54,6 +54,16 @@ pub enum QuerierError {
         bytes: usize,
         limit: usize,
     },
+    /// A part of the query, run by another querier, went over its tenant's budget there.
+    #[error("{0}")]
+    PartOverBudget(String),
+    /// A part of the query failed on every querier (each failure named).
+    #[error("part {start}..{end} of the query failed on every querier: {failures}")]
+    PartFailed {
+        start: i64,
+        end: i64,
+        failures: String,
+    },
     /// A method Kiln does not implement (it names it).
     #[error("{0} is not implemented by Kiln")]
     Unimplemented(&'static str),
@@ -72,13 +82,14 @@ impl QuerierError {
             QuerierError::Block { .. } | QuerierError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            QuerierError::PartFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
             QuerierError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             QuerierError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             QuerierError::Unimplemented(_) => StatusCode::NOT_IMPLEMENTED,
             // The same query will never fit: not 429, which invites a retry.
-            QuerierError::TooManyBlocks { .. } | QuerierError::MergeTooLarge { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            QuerierError::TooManyBlocks { .. }
+            | QuerierError::MergeTooLarge { .. }
+            | QuerierError::PartOverBudget(_) => StatusCode::UNPROCESSABLE_ENTITY,
             // Client Closed Request, as nginx logs it; never sent, as the client is gone.
             QuerierError::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
         }
@@ -89,7 +100,8 @@ impl QuerierError {
         match self {
             QuerierError::Overloaded { .. }
             | QuerierError::TooManyBlocks { .. }
-            | QuerierError::MergeTooLarge { .. } => "resource_exhausted",
+            | QuerierError::MergeTooLarge { .. }
+            | QuerierError::PartOverBudget(_) => "resource_exhausted",
             QuerierError::Timeout { .. } => "deadline_exceeded",
             QuerierError::Unimplemented(_) => "unimplemented",
             QuerierError::Cancelled => "canceled",
@@ -102,7 +114,8 @@ impl QuerierError {
         match self {
             QuerierError::Overloaded { .. }
             | QuerierError::TooManyBlocks { .. }
-            | QuerierError::MergeTooLarge { .. } => tonic::Code::ResourceExhausted,
+            | QuerierError::MergeTooLarge { .. }
+            | QuerierError::PartOverBudget(_) => tonic::Code::ResourceExhausted,
             QuerierError::Timeout { .. } => tonic::Code::DeadlineExceeded,
             QuerierError::Unimplemented(_) => tonic::Code::Unimplemented,
             QuerierError::Cancelled => tonic::Code::Cancelled,
@@ -115,9 +128,9 @@ impl QuerierError {
         match self {
             QuerierError::Overloaded { .. } => "overloaded",
             QuerierError::Timeout { .. } => "timeout",
-            QuerierError::TooManyBlocks { .. } | QuerierError::MergeTooLarge { .. } => {
-                "over_budget"
-            }
+            QuerierError::TooManyBlocks { .. }
+            | QuerierError::MergeTooLarge { .. }
+            | QuerierError::PartOverBudget(_) => "over_budget",
             QuerierError::Cancelled => "cancelled",
             _ => "error",
         }

@@ -10,15 +10,18 @@ mod budget;
 mod compare;
 mod error;
 mod flamegraph;
+mod fold;
 mod gate;
 mod http;
 mod labels_http;
 mod metrics;
 mod partial;
+mod peers;
 mod plan;
 mod pool;
 mod pprof;
 mod reader;
+mod remote;
 mod render;
 mod select;
 mod selector;
@@ -40,8 +43,10 @@ pub use error::QuerierError;
 pub use flamegraph::{DiffTree, FrameTree};
 pub use metrics::{CacheLabels, FetchLabels, OutcomeLabels, QuerierMetrics};
 pub use partial::Partial;
+pub use peers::ClusterPeers;
 pub use pprof::PprofBuilder;
 pub use reader::{BlockData, BlockReader};
+pub use remote::PartService;
 pub use select::{Query, SelectedDataset};
 pub use selector::{MatchOp, Matcher, Selector, parse_query};
 pub use stacks::StackFilter;
@@ -78,6 +83,9 @@ pub struct QuerierConfig {
     pub max_concurrent: usize,
     /// Threads of the merge pool, which decodes blocks and merges results.
     pub merge_threads: usize,
+    /// The other queriers to share parts of queries with; `None`: this querier runs every
+    /// part itself (all-in-one).
+    pub cluster: Option<ClusterPeers>,
 }
 
 impl Default for QuerierConfig {
@@ -94,6 +102,7 @@ impl Default for QuerierConfig {
             timeout: Duration::from_secs(120),
             max_concurrent: 8,
             merge_threads: 1,
+            cluster: None,
         }
     }
 }
@@ -108,6 +117,10 @@ pub struct Querier {
     pool: pool::MergePool,
     gate: gate::QueryGate,
     metrics: QuerierMetrics,
+    /// The queriers sharing parts, when there are others.
+    peers: Option<Arc<peers::QuerierPeers>>,
+    /// Parts this querier runs at once, its own and other queriers' (twice its merge threads).
+    part_slots: tokio::sync::Semaphore,
 }
 
 impl Querier {
@@ -131,6 +144,10 @@ impl Querier {
                 metrics.clone(),
             ),
             gate: gate::QueryGate::new(config.max_concurrent, config.timeout, metrics.clone()),
+            peers: config.cluster.clone().map(|cluster| {
+                peers::QuerierPeers::start(Arc::clone(&metastore), cluster, metrics.peers.clone())
+            }),
+            part_slots: tokio::sync::Semaphore::new(pool.threads().max(1) * 2),
             metrics,
             pool,
             config,

@@ -45,6 +45,10 @@ pub struct QuerierMetrics {
     pub fetched_bytes: Family<FetchLabels, Counter>,
     /// Parts of queries this querier ran (ADR 0005).
     pub parts_executed: Counter,
+    /// Parts that failed on a querier and were tried on another.
+    pub parts_retried: Counter,
+    /// Queriers this one shares the parts of its queries with, itself included.
+    pub peers: Gauge,
 }
 
 impl QuerierMetrics {
@@ -71,6 +75,16 @@ impl QuerierMetrics {
             "parts_executed",
             "Parts of queries (time windows of a few blocks) this querier ran",
             metrics.parts_executed.clone(),
+        );
+        registry.register(
+            "parts_retried",
+            "Parts of queries that failed on a querier (this one or another) and were tried on the next",
+            metrics.parts_retried.clone(),
+        );
+        registry.register(
+            "peers",
+            "Queriers this one shares the parts of its queries with, itself included (1 alone)",
+            metrics.peers.clone(),
         );
         registry.register(
             "fetched_bytes",

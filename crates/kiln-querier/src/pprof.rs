@@ -195,14 +195,20 @@ impl PprofBuilder {
             r#type: self.strings.intern(&profile_type.period_type),
             unit: self.strings.intern(&profile_type.period_unit),
         };
-        let mut profile = Profile {
+        Profile {
             sample_type: vec![sample_type],
             period_type: Some(period_type),
             period,
             time_nanos: start_nanos,
             duration_nanos: end_nanos.saturating_sub(start_nanos),
-            ..Profile::default()
-        };
+            ..self.into_profile()
+        }
+    }
+
+    /// The merged samples and symbols as a pprof without sample type, period or time: what a
+    /// querier sends another for a part of a query ([`PprofBuilder::from_profile`]).
+    pub(crate) fn into_profile(self) -> Profile {
+        let mut profile = Profile::default();
         let mut samples: Vec<(Vec<u64>, i64)> = self.samples.into_iter().collect();
         samples.sort();
         profile.sample = samples
@@ -261,6 +267,55 @@ impl PprofBuilder {
             .collect();
         profile.string_table = self.strings.into_strings();
         profile
+    }
+
+    /// The builder of a profile made by [`PprofBuilder::into_profile`]: its symbols are found
+    /// or added by content, so references that resolve to nothing become empty strings and
+    /// id 0 rather than out-of-bounds indices.
+    pub(crate) fn from_profile(profile: Profile) -> PprofBuilder {
+        let raw = PprofBuilder {
+            mappings: profile
+                .mapping
+                .into_iter()
+                .map(|m| {
+                    let key = (
+                        m.memory_start,
+                        m.memory_limit,
+                        m.file_offset,
+                        m.filename,
+                        m.build_id,
+                    );
+                    (key, m.id)
+                })
+                .collect(),
+            functions: profile
+                .function
+                .into_iter()
+                .map(|f| ((f.name, f.system_name, f.filename, f.start_line), f.id))
+                .collect(),
+            locations: profile
+                .location
+                .into_iter()
+                .map(|l| {
+                    let lines = l
+                        .line
+                        .iter()
+                        .map(|line| (line.function_id, line.line))
+                        .collect();
+                    ((l.mapping_id, l.address, lines, l.is_folded), l.id)
+                })
+                .collect(),
+            samples: profile
+                .sample
+                .into_iter()
+                .map(|s| (s.location_id, s.value.first().copied().unwrap_or(0)))
+                .collect(),
+            strings: StringTable::extending(profile.string_table),
+            ..PprofBuilder::default()
+        };
+        let mut builder = PprofBuilder::default();
+        builder.absorb(raw);
+        builder
     }
 }
 

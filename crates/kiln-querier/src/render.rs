@@ -14,10 +14,11 @@ use kiln_proto::querier::v1::SelectMergeStacktracesRequest;
 use kiln_proto::types::v1::Series;
 
 use crate::flamegraph::FrameTree;
+use crate::fold::{SeriesFold, TreeAndSeriesFold, TreeFold};
 use crate::selector::parse_query;
 use crate::service::Selection;
 use crate::service::now_millis;
-use crate::timeseries::{Aggregation, SeriesBuilder};
+use crate::timeseries::Aggregation;
 use crate::{Querier, QuerierError};
 
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
@@ -216,22 +217,12 @@ impl Querier {
             )));
         }
         let selection = Selection::new(&profile_type, &selector, from, until);
-        let (mut tree, series) = self
-            .fold_profiles(
-                tenant,
-                selection,
-                || {
-                    (
-                        FrameTree::default(),
-                        SeriesBuilder::new(&group_by, start * 1000, step * 1000),
-                    )
-                },
-                |(tree, series), dataset| {
-                    tree.add_selected(dataset);
-                    series.add(dataset);
-                },
-            )
-            .await?;
+        let fold = TreeAndSeriesFold(SeriesFold {
+            group_by: group_by.clone(),
+            start_millis: start * 1000,
+            step_millis: step * 1000,
+        });
+        let (mut tree, series) = self.fold_profiles(tenant, selection, fold).await?;
         let (flamegraph, series) = self
             .pool
             .run("flame graph", move || {
@@ -303,9 +294,7 @@ impl Querier {
         let nodes = self.dot_nodes(params.max_nodes_dash.or(params.max_nodes_camel));
         let selection = Selection::new(&profile_type, &selector, from, until);
         let tree = self
-            .fold_profiles(tenant, selection, FrameTree::default, |tree, dataset| {
-                tree.add_selected(dataset)
-            })
+            .fold_profiles(tenant, selection, TreeFold::default())
             .await?;
         self.dot_of(tree, nodes, &profile_type).await
     }

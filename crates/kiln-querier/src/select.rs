@@ -9,12 +9,16 @@ use kiln_block::DatasetData;
 use kiln_contract::metastore::BlockQuery;
 use kiln_model::LabelMatcher;
 use kiln_model::{BlockMeta, DatasetMeta, LABEL_SERVICE_NAME, Labels};
+use kiln_proto::types::v1::StackTraceSelector;
 use parking_lot::Mutex;
 
-use crate::budget::{ENTRY_OVERHEAD, QueryBudget, SeenProfiles, labels_bytes};
+use crate::budget::{ENTRY_OVERHEAD, MergeMemory, QueryBudget, SeenProfiles, labels_bytes};
+use crate::fold::Fold;
 use crate::partial::Partial;
+use crate::peers::QuerierPeers;
 use crate::plan::{self, BLOCKS_PER_PART, Part};
 use crate::reader::BlockData;
+use crate::remote::{PARTS_IN_FLIGHT_PER_QUERIER, PartResult};
 use crate::selector::{MatchOp, Selector};
 use crate::stacks::StackFilter;
 use crate::{Querier, QuerierError};
@@ -34,6 +38,8 @@ pub struct Query {
     pub end_nanos: i64,
     /// Only the stacks this filter keeps; `None` keeps every stack.
     pub stack_filter: Option<Arc<StackFilter>>,
+    /// The request's selector that `stack_filter` was made from, for other queriers.
+    pub stack_selector: Option<StackTraceSelector>,
 }
 
 impl Query {
@@ -200,47 +206,53 @@ impl Querier {
         now.saturating_sub(i64::try_from(period.as_nanos()).unwrap_or(i64::MAX))
     }
 
-    /// Folds every dataset that `query` selects into accumulators made by `new_acc` with
-    /// `add`, each profile id counted once per series, and returns their merge.
+    /// Folds every dataset that `query` selects with `fold`, each profile id counted once per
+    /// series, and returns the merge of its accumulators.
     ///
     /// The query is split into parts (`plan::parts`: time windows of about
-    /// [`BLOCKS_PER_PART`] blocks, ADR 0005), which deduplicate on their own; one worker per
-    /// merge thread takes parts in turn and folds them into its own accumulator, and the
-    /// workers' accumulators are merged at the end. Within a part blocks stream through: a
-    /// few load ahead while the previous one is folded on a merge thread, and each is dropped
-    /// (or left to the cache) once folded, so memory stays bounded by the cache and the
-    /// accumulators however long the range is. The tenant's `max_query_blocks` is checked
-    /// before anything is read and `max_query_merge_bytes` after every dataset folded (per
-    /// worker) and after every merge. Dropping the returned future stops the work: loads are
-    /// aborted and the folds stop at their next dataset.
-    pub async fn select_fold<T, F>(
+    /// [`BLOCKS_PER_PART`] blocks, ADR 0005), which deduplicate on their own. Workers take parts
+    /// in turn and fold each into an accumulator of their own; their accumulators are merged at
+    /// the end. Alone, a querier has one worker per merge thread and folds every part itself;
+    /// with other queriers (`ClusterPeers`), it has [`PARTS_IN_FLIGHT_PER_QUERIER`] workers per
+    /// querier, and each part runs on the next querier in turn, itself included, and on the
+    /// next one again when it fails there. Within a part blocks stream through: a few load
+    /// ahead while the previous one is folded on a merge thread, and each is dropped (or left
+    /// to the cache) once folded, so memory stays bounded by the cache and the accumulators
+    /// however long the range is. The tenant's `max_query_blocks` is checked before anything
+    /// is read and `max_query_merge_bytes` after every dataset folded (per part) and after
+    /// every merge. Dropping the returned future stops the work: loads and calls to other
+    /// queriers are aborted and the folds stop at their next dataset.
+    pub(crate) async fn select_fold<Fo: Fold>(
         &self,
         query: &Query,
-        new_acc: impl Fn() -> T + Send + Sync,
-        add: F,
-    ) -> Result<T, QuerierError>
-    where
-        T: Partial,
-        F: Fn(&mut T, &SelectedDataset) + Send + Sync + 'static,
-    {
+        fold: Fo,
+    ) -> Result<Fo::Acc, QuerierError> {
         let query = self.within_retention(query);
         if query.start_nanos >= query.end_nanos {
-            return Ok(new_acc());
+            return Ok(fold.new_acc());
         }
         let budget = QueryBudget::new(&query.tenant, &self.overrides.limits(&query.tenant));
         let _cancel = budget.cancel_on_drop();
         let blocks = self.plan(&query, &budget).await?;
         let parts = plan::parts(&blocks, query.start_nanos, query.end_nanos, BLOCKS_PER_PART);
+        // Shared only when another querier is there to share with.
+        let peers = self.peers.as_ref().filter(|p| p.count() > 1);
+        let workers = match peers {
+            Some(peers) => peers.count() * PARTS_IN_FLIGHT_PER_QUERIER,
+            None => self.pool.threads().max(1),
+        };
         let work = PartQueue {
             query: &query,
             blocks: &blocks,
             parts: Mutex::new(parts.into()),
-            add: Arc::new(add),
+            fold: Arc::new(fold),
             budget: &budget,
+            peers,
         };
-        let workers = (0..self.pool.threads().max(1)).map(|_| self.fold_parts(&work, new_acc()));
+        let workers = (0..workers.min(work.parts.lock().len()).max(1))
+            .map(|_| self.fold_parts(&work, work.fold.new_acc()));
         let mut folded = futures::future::try_join_all(workers).await?.into_iter();
-        let mut merged = folded.next().unwrap_or_else(&new_acc);
+        let mut merged = folded.next().unwrap_or_else(|| work.fold.new_acc());
         for acc in folded {
             merged = self
                 .pool
@@ -254,44 +266,67 @@ impl Querier {
         Ok(merged)
     }
 
-    /// Takes parts from `work` until none is left, folding each into `acc`.
-    async fn fold_parts<T, F>(&self, work: &PartQueue<'_, F>, mut acc: T) -> Result<T, QuerierError>
-    where
-        T: Partial,
-        F: Fn(&mut T, &SelectedDataset) + Send + Sync + 'static,
-    {
+    /// Takes parts from `work` until none is left, folding each into `acc`: here, or with
+    /// other queriers, wherever it runs.
+    async fn fold_parts<Fo: Fold>(
+        &self,
+        work: &PartQueue<'_, Fo>,
+        mut acc: Fo::Acc,
+    ) -> Result<Fo::Acc, QuerierError> {
         loop {
             let Some(part) = work.parts.lock().pop_front() else {
                 return Ok(acc);
             };
-            self.metrics.parts_executed.inc();
             let mut window = work.query.clone();
             (window.start_nanos, window.end_nanos) = (part.start, part.end);
-            let blocks = part
+            let blocks: Vec<BlockMeta> = part
                 .blocks
                 .iter()
                 .map(|&i| work.blocks[i].clone())
                 .collect();
-            acc = self
-                .fold_blocks(Arc::new(window), blocks, acc, &work.add, work.budget)
-                .await?;
+            let Some(peers) = work.peers else {
+                self.metrics.parts_executed.inc();
+                acc = self
+                    .fold_blocks(Arc::new(window), blocks, acc, &work.fold, work.budget)
+                    .await?;
+                continue;
+            };
+            acc = match self
+                .run_part(peers, &work.fold, window, blocks, work.budget)
+                .await?
+            {
+                PartResult::Local(part) => {
+                    self.pool
+                        .run("merge parts", move || {
+                            acc.merge(part);
+                            acc
+                        })
+                        .await?
+                }
+                PartResult::Remote(mut response) => self
+                    .pool
+                    .run("merge a part", move || {
+                        acc.merge_part(&mut response).map(|()| acc)
+                    })
+                    .await?
+                    .map_err(|e| {
+                        QuerierError::Internal(format!("malformed part from a querier: {e}"))
+                    })?,
+            };
+            work.budget.check_merge(acc.merge_bytes())?;
         }
     }
 
     /// Folds the datasets of `blocks` (oldest first) that `query` selects into `acc`, each
     /// profile id once.
-    async fn fold_blocks<T, F>(
+    pub(crate) async fn fold_blocks<Fo: Fold>(
         &self,
         query: Arc<Query>,
         blocks: Vec<BlockMeta>,
-        acc: T,
-        add: &Arc<F>,
+        acc: Fo::Acc,
+        fold: &Arc<Fo>,
         budget: &QueryBudget,
-    ) -> Result<T, QuerierError>
-    where
-        T: Partial,
-        F: Fn(&mut T, &SelectedDataset) + Send + Sync + 'static,
-    {
+    ) -> Result<Fo::Acc, QuerierError> {
         let reader = self.reader.clone();
         let mut loads = read_ahead(blocks, {
             let query = query.clone();
@@ -304,7 +339,7 @@ impl Querier {
         while let Some(loaded) = loads.next().await {
             let regions = loaded
                 .map_err(|e| QuerierError::Internal(format!("block load panicked: {e}")))??;
-            let (add, query, budget) = (add.clone(), query.clone(), budget.clone());
+            let (fold, query, budget) = (fold.clone(), query.clone(), budget.clone());
             state = self
                 .pool
                 .run("merge", move || {
@@ -323,7 +358,7 @@ impl Querier {
                                     selected,
                                     kept_stacks,
                                 };
-                                add(&mut acc, &dataset);
+                                fold.add(&mut acc, &dataset);
                                 budget.check_merge(acc.merge_bytes() + seen.bytes())?;
                             }
                         }
@@ -337,12 +372,14 @@ impl Querier {
 }
 
 /// The parts of one query left to fold, and what folding them needs.
-struct PartQueue<'a, F> {
+struct PartQueue<'a, Fo> {
     query: &'a Query,
     blocks: &'a [BlockMeta],
     parts: Mutex<std::collections::VecDeque<Part>>,
-    add: Arc<F>,
+    fold: Arc<Fo>,
     budget: &'a QueryBudget,
+    /// The queriers to share the parts with; `None`: this one alone.
+    peers: Option<&'a Arc<QuerierPeers>>,
 }
 
 impl Querier {

@@ -18,12 +18,11 @@ use kiln_proto::types::v1::{
 };
 
 use crate::flamegraph::FrameTree;
-use crate::partial::Partial;
-use crate::pprof::PprofBuilder;
-use crate::select::{Query, SelectedDataset};
+use crate::fold::{Fold, PprofFold, SeriesFold, TreeFold};
+use crate::select::Query;
 use crate::selector::Selector;
 use crate::stacks::StackFilter;
-use crate::timeseries::{Aggregation, SeriesBuilder};
+use crate::timeseries::Aggregation;
 use crate::{Querier, QuerierError};
 
 const NANOS_PER_MILLI: i64 = 1_000_000;
@@ -98,15 +97,6 @@ pub(crate) fn now_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-/// Adds the stacks of `dataset` to `tree`; with `spans`, only the samples taken in those spans.
-fn add_to_tree(tree: &mut FrameTree, dataset: &SelectedDataset, spans: Option<&HashSet<String>>) {
-    let values = match spans {
-        Some(spans) => dataset.stack_values_in_spans(spans),
-        None => dataset.stack_values(),
-    };
-    tree.add_stacks(dataset.data(), values);
 }
 
 fn parse_matchers(matchers: &[String]) -> Result<Vec<Selector>, QuerierError> {
@@ -205,18 +195,13 @@ impl Querier {
         Ok(())
     }
 
-    /// Folds the datasets of one selection into `acc` (see [`Querier::select_fold`]).
-    pub(crate) async fn fold_profiles<T, F>(
+    /// Folds the datasets of one selection with `fold` (see [`Querier::select_fold`]).
+    pub(crate) async fn fold_profiles<Fo: Fold>(
         &self,
         tenant: &TenantId,
         selection: Selection<'_>,
-        new_acc: impl Fn() -> T + Send + Sync,
-        add: F,
-    ) -> Result<T, QuerierError>
-    where
-        T: Partial,
-        F: Fn(&mut T, &SelectedDataset) + Send + Sync + 'static,
-    {
+        fold: Fo,
+    ) -> Result<Fo::Acc, QuerierError> {
         parse_profile_type(selection.profile_type)?;
         let (start_nanos, end_nanos) =
             self.bounded_range(tenant.as_str(), selection.start_nanos, selection.end_nanos)?;
@@ -227,8 +212,9 @@ impl Querier {
             start_nanos,
             end_nanos,
             stack_filter: StackFilter::from_selector(selection.stacks)?.map(Arc::new),
+            stack_selector: selection.stacks.cloned(),
         };
-        self.select_fold(&query, new_acc, add).await
+        self.select_fold(&query, fold).await
     }
 
     /// `ProfileTypes`: every profile type with data in the range.
@@ -288,6 +274,7 @@ impl Querier {
             start_nanos,
             end_nanos,
             stack_filter: None,
+            stack_selector: None,
         };
         self.select_label_sets(&query).await
     }
@@ -377,10 +364,8 @@ impl Querier {
             request.end,
             request.stack_trace_selector.as_ref(),
         )?;
-        self.fold_profiles(tenant, selection, FrameTree::default, |tree, dataset| {
-            add_to_tree(tree, dataset, None)
-        })
-        .await
+        self.fold_profiles(tenant, selection, TreeFold::default())
+            .await
     }
 
     /// `SelectMergeStacktraces`: the merged flame graph, or with `format` TREE the tree in
@@ -470,14 +455,8 @@ impl Querier {
             start,
             end,
         );
-        let tree = self
-            .fold_profiles(
-                tenant,
-                selection,
-                FrameTree::default,
-                move |tree, dataset| add_to_tree(tree, dataset, Some(&spans)),
-            )
-            .await?;
+        let fold = TreeFold { spans: Some(spans) };
+        let tree = self.fold_profiles(tenant, selection, fold).await?;
         let max_nodes = self.max_nodes(request.max_nodes);
         let flamegraph = self.render_flamegraph(tree, max_nodes).await?;
         Ok(SelectMergeSpanProfileResponse {
@@ -510,20 +489,7 @@ impl Querier {
     ) -> Result<Profile, QuerierError> {
         let parsed = parse_profile_type(selection.profile_type)?;
         let (start, end) = (selection.start_nanos, selection.end_nanos);
-        let selection = self
-            .fold_profiles(
-                tenant,
-                selection,
-                || (PprofBuilder::default(), 0i64),
-                |(builder, period), dataset| {
-                    let data = dataset.data();
-                    let max = data.profiles.iter().map(|p| p.period).max().unwrap_or(0);
-                    *period = (*period).max(max);
-                    builder.add_selected(dataset);
-                },
-            )
-            .await?;
-        let (builder, period) = selection;
+        let (builder, period) = self.fold_profiles(tenant, selection, PprofFold).await?;
         self.pool
             .run("merge", move || builder.finish(&parsed, period, start, end))
             .await
@@ -559,10 +525,12 @@ impl Querier {
         };
         let step_millis = (request.step * 1000.0).round() as i64;
         let limit = request.limit.unwrap_or(0).max(0) as usize;
-        let new_builder = || SeriesBuilder::new(&request.group_by, request.start, step_millis);
-        let builder = self
-            .fold_profiles(tenant, selection, new_builder, SeriesBuilder::add)
-            .await?;
+        let fold = SeriesFold {
+            group_by: request.group_by.clone(),
+            start_millis: request.start,
+            step_millis,
+        };
+        let builder = self.fold_profiles(tenant, selection, fold).await?;
         let series = builder.finish(aggregation, limit);
         let max = self.config.max_points_per_series;
         if let Some(long) = series.iter().find(|s| s.points.len() > max) {

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use kiln_model::Labels;
+use kiln_proto::kiln::querier::v1::{SeriesGroup, SeriesPart};
 use kiln_proto::types::v1::{LabelPair, Point, Series};
 
 use crate::budget::{ENTRY_OVERHEAD, MergeMemory, labels_bytes};
@@ -130,6 +131,58 @@ impl SeriesBuilder {
     }
 }
 
+impl SeriesBuilder {
+    /// The buckets, for another querier to merge ([`SeriesBuilder::absorb_part`]).
+    pub(crate) fn into_part(self) -> SeriesPart {
+        let groups = self
+            .groups
+            .into_iter()
+            .map(|(labels, buckets)| {
+                let mut group = SeriesGroup {
+                    labels: labels
+                        .iter()
+                        .map(|(name, value)| LabelPair {
+                            name: name.to_string(),
+                            value: value.to_string(),
+                        })
+                        .collect(),
+                    ..SeriesGroup::default()
+                };
+                for (step, (sum, count)) in buckets {
+                    group.steps.push(step);
+                    group.sums.push(sum);
+                    group.counts.push(count);
+                }
+                group
+            })
+            .collect();
+        SeriesPart { groups }
+    }
+
+    /// Adds the buckets of `part`, made by a builder of the same query on another querier.
+    pub(crate) fn absorb_part(&mut self, part: SeriesPart) -> Result<(), String> {
+        for group in part.groups {
+            let count = group.steps.len();
+            if group.sums.len() != count || group.counts.len() != count {
+                return Err(format!(
+                    "series group of {count} steps, {} sums and {} counts",
+                    group.sums.len(),
+                    group.counts.len()
+                ));
+            }
+            let labels = Labels::from_pairs(group.labels.into_iter().map(|p| (p.name, p.value)));
+            let mine = self.groups.entry(labels).or_default();
+            for ((step, sum), profiles) in group.steps.into_iter().zip(group.sums).zip(group.counts)
+            {
+                let bucket = mine.entry(step).or_default();
+                bucket.0 += sum;
+                bucket.1 += profiles;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl MergeMemory for SeriesBuilder {
     fn merge_bytes(&self) -> usize {
         self.groups
@@ -138,5 +191,41 @@ impl MergeMemory for SeriesBuilder {
                 labels_bytes(labels) + ENTRY_OVERHEAD + steps.len() * (3 * 8 + ENTRY_OVERHEAD)
             })
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_from_another_querier_add_up_and_bad_ones_are_refused() {
+        let group = Labels::from_pairs([("service_name", "a")]);
+        let mut mine = SeriesBuilder::new(&["service_name".to_string()], 0, 1000);
+        mine.groups
+            .insert(group.clone(), BTreeMap::from([(0, (10, 1)), (1, (4, 2))]));
+        let mut theirs = SeriesBuilder::new(&["service_name".to_string()], 0, 1000);
+        theirs
+            .groups
+            .insert(group.clone(), BTreeMap::from([(1, (6, 1)), (5, (1, 1))]));
+        theirs
+            .groups
+            .insert(Labels::default(), BTreeMap::from([(2, (7, 1))]));
+        mine.absorb_part(theirs.into_part()).unwrap();
+        assert_eq!(
+            mine.groups[&group],
+            BTreeMap::from([(0, (10, 1)), (1, (10, 3)), (5, (1, 1))])
+        );
+        assert_eq!(
+            mine.groups[&Labels::default()],
+            BTreeMap::from([(2, (7, 1))])
+        );
+
+        let mut bad = SeriesBuilder::new(&[], 0, 1000);
+        bad.groups
+            .insert(Labels::default(), BTreeMap::from([(2, (7, 1))]));
+        let mut part = bad.into_part();
+        part.groups[0].counts.clear();
+        assert!(mine.absorb_part(part).unwrap_err().contains("0 counts"));
     }
 }

@@ -91,8 +91,8 @@ pub(crate) fn transport(args: &ServerArgs, stop: &CancellationToken) -> anyhow::
         _ if all_in_one && !flags.cluster_insecure => (base.clone(), None),
         _ if flags.cluster_insecure => {
             tracing::warn!(
-                "--cluster.insecure: the cluster port (--grpc-addr) serves Raft, the metastore and \
-                 ingesters to anyone who can reach it; give every member --cluster.tls-ca-file, \
+                "--cluster.insecure: the cluster port (--grpc-addr) serves Raft, the metastore, \
+                 ingesters and queriers to anyone who can reach it; give every member --cluster.tls-ca-file, \
                  --cluster.tls-cert-file and --cluster.tls-key-file instead"
             );
             (base.clone(), None)

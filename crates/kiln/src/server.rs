@@ -42,9 +42,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let transport = security::transport(&args, &shutdown)?;
     let all_in_one = args.runs(Target::All);
 
-    // The gRPC listener: the cluster port of metastore nodes and ingesters; in all-in-one mode
-    // only the admin API (`kiln admin`), as nothing else calls in.
-    let grpc_listener = if args.runs(Target::Metastore) || args.runs(Target::Ingester) {
+    // The gRPC listener: the cluster port of metastore nodes, ingesters and queriers; in
+    // all-in-one mode only the admin API (`kiln admin`), as nothing else calls in.
+    let grpc_listener = if args.runs(Target::Metastore)
+        || args.runs(Target::Ingester)
+        || args.runs(Target::Querier)
+    {
         Some(bind("grpc", args.grpc_addr).await?)
     } else {
         None
@@ -131,12 +134,21 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(storage) = storage.as_ref().filter(|_| args.runs(Target::Querier)) {
-        app = app.merge(querier::start(
+        let role = querier::start(
             &args,
             &shared,
             storage.clone(),
+            &advertise_addr,
             &mut registry,
-        ));
+        );
+        app = app.merge(role.router);
+        // All-in-one runs every part of its queries itself.
+        if serves_members {
+            grpc_routes = Some(match grpc_routes {
+                Some(routes) => routes.add_service(role.part_service),
+                None => tonic::service::Routes::new(role.part_service),
+            });
+        }
     }
     if let (Some(listener), Some(routes)) = (grpc_listener, grpc_routes) {
         let mut router = routes.into_axum_router();
@@ -160,14 +172,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let http_addr = http.local_addr()?.to_string();
     listeners.push(("http", http, app, transport.public.clone()));
     // All-in-one is alone in its cluster: nobody needs to find its distributor or querier.
+    // Queriers are found at their cluster address, where they run parts for each other.
     if !all_in_one {
-        for (target, role) in [
-            (Target::Distributor, Role::Distributor),
-            (Target::Querier, Role::Querier),
-        ] {
-            if args.runs(target) {
-                heartbeat::spawn(&metastore.handle, role, &http_addr, &shutdown);
-            }
+        if args.runs(Target::Distributor) {
+            heartbeat::spawn(&metastore.handle, Role::Distributor, &http_addr, &shutdown);
+        }
+        if args.runs(Target::Querier) {
+            heartbeat::spawn(&metastore.handle, Role::Querier, &advertise_addr, &shutdown);
         }
     }
     // The compactor is known by its HTTP address; it stops with `compaction_stop`, once the

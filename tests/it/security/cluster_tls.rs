@@ -11,6 +11,8 @@ use kiln_contract::{ChannelPool, ClusterTls};
 use kiln_proto::kiln::ingester::v1::ingester_service_client::IngesterServiceClient;
 use kiln_proto::kiln::ingester::v1::{NormalizedProfile, PushRequest, Sample, Series};
 use kiln_proto::kiln::metastore::v1::metastore_service_client::MetastoreServiceClient;
+use kiln_proto::kiln::querier::v1::ExecutePartRequest;
+use kiln_proto::kiln::querier::v1::query_part_service_client::QueryPartServiceClient;
 use kiln_proto::kiln::raft::v1::RaftPayload;
 use kiln_proto::kiln::raft::v1::raft_service_client::RaftServiceClient;
 use kiln_proto::opentelemetry::proto::collector::profiles::v1development::ExportProfilesServiceRequest;
@@ -157,11 +159,12 @@ fn forged_push() -> PushRequest {
     }
 }
 
-/// Calls every cluster service on `metastore` and `ingester` through `channel`s; returns the
-/// gRPC code of each answer (`Ok` when the call went through).
+/// Calls every cluster service on `metastore`, `ingester` and `querier` through `channel`s;
+/// returns the gRPC code of each answer (`Ok` when the call went through).
 async fn cluster_calls(
     metastore: Channel,
     ingester: Channel,
+    querier: Channel,
 ) -> Vec<(&'static str, Result<(), tonic::Status>)> {
     let vote = RaftServiceClient::new(metastore.clone())
         .vote(RaftPayload {
@@ -177,10 +180,19 @@ async fn cluster_calls(
         .push(forged_push())
         .await
         .map(drop);
+    // A part of a query on another tenant's data, naming no fold.
+    let part = QueryPartServiceClient::new(querier)
+        .execute(ExecutePartRequest {
+            tenant: "victim".to_string(),
+            ..Default::default()
+        })
+        .await
+        .map(drop);
     vec![
         ("raft vote", vote),
         ("add blocks", register),
         ("ingester push", push),
+        ("query part", part),
     ]
 }
 
@@ -225,6 +237,13 @@ async fn the_cluster_port_accepts_only_peers_holding_a_cluster_certificate() {
         .await
         .unwrap();
     let ingester_addr = ingester.grpc_addr().to_string();
+    let querier = kiln()
+        .args(["--target", "querier", &peers])
+        .args(&tls)
+        .start()
+        .await
+        .unwrap();
+    let querier_addr = querier.grpc_addr().to_string();
 
     // Without a certificate, and with one of another CA: refused during the handshake, before
     // any service sees the call.
@@ -235,6 +254,7 @@ async fn the_cluster_port_accepts_only_peers_holding_a_cluster_certificate() {
         let calls = cluster_calls(
             channel(&metastore_addr, &ca, identity).await,
             channel(&ingester_addr, &ca, identity).await,
+            channel(&querier_addr, &ca, identity).await,
         )
         .await;
         for (call, result) in calls {
@@ -257,6 +277,7 @@ async fn the_cluster_port_accepts_only_peers_holding_a_cluster_certificate() {
     let calls = cluster_calls(
         channel(&metastore_addr, &ca, Some(&node)).await,
         channel(&ingester_addr, &ca, Some(&node)).await,
+        channel(&querier_addr, &ca, Some(&node)).await,
     )
     .await;
     for (call, result) in calls {
@@ -271,6 +292,9 @@ async fn the_cluster_port_accepts_only_peers_holding_a_cluster_certificate() {
                 );
                 if call == "ingester push" {
                     assert!(status.message().contains("location"), "{status:?}");
+                }
+                if call == "query part" {
+                    assert!(status.message().contains("no fold"), "{status:?}");
                 }
             }
         }

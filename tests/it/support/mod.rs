@@ -190,6 +190,23 @@ pub(crate) async fn registered_blocks(server: &KilnServer) -> Vec<BlockMeta> {
     client.admin_list_blocks(None).await.unwrap()
 }
 
+/// POSTs `body` as Connect JSON to `path`: the status and the JSON answer.
+pub(crate) async fn connect(
+    server: &KilnServer,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(server.url(path))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
 /// The `flamegraph` of a Connect JSON `SelectMergeStacktraces` over all time for one service,
 /// as `tenant` when given (else without a tenant header), with at most `max_nodes` nodes.
 pub(crate) async fn flamegraph_json(

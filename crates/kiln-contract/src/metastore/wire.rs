@@ -111,44 +111,49 @@ pub fn query_to_pb(query: &BlockQuery) -> pb::QueryBlocksRequest {
         tenant: query.tenant.clone(),
         start_nanos: query.start_nanos,
         end_nanos: query.end_nanos,
-        matchers: query
-            .matchers
-            .iter()
-            .map(|m| pb::LabelMatcher {
-                name: m.name.clone(),
-                op: match m.op {
-                    MatchOp::Equal => pb::MatchOp::Equal,
-                    MatchOp::NotEqual => pb::MatchOp::NotEqual,
-                    MatchOp::Regex => pb::MatchOp::Regex,
-                    MatchOp::NotRegex => pb::MatchOp::NotRegex,
-                } as i32,
-                value: m.value.clone(),
-            })
-            .collect(),
+        matchers: query.matchers.iter().map(matcher_to_pb).collect(),
     }
+}
+
+/// A label matcher as sent over the wire.
+pub fn matcher_to_pb(m: &LabelMatcher) -> pb::LabelMatcher {
+    pb::LabelMatcher {
+        name: m.name.clone(),
+        op: match m.op {
+            MatchOp::Equal => pb::MatchOp::Equal,
+            MatchOp::NotEqual => pb::MatchOp::NotEqual,
+            MatchOp::Regex => pb::MatchOp::Regex,
+            MatchOp::NotRegex => pb::MatchOp::NotRegex,
+        } as i32,
+        value: m.value.clone(),
+    }
+}
+
+/// A label matcher received over the wire, its regex compiled within the model's bounds.
+pub fn matcher_from_pb(m: pb::LabelMatcher) -> Result<LabelMatcher, MetastoreError> {
+    let op = match pb::MatchOp::try_from(m.op) {
+        Ok(pb::MatchOp::Equal) => MatchOp::Equal,
+        Ok(pb::MatchOp::NotEqual) => MatchOp::NotEqual,
+        Ok(pb::MatchOp::Regex) => MatchOp::Regex,
+        Ok(pb::MatchOp::NotRegex) => MatchOp::NotRegex,
+        Err(_) => {
+            return Err(MetastoreError::InvalidArgument(format!(
+                "unknown match operator {} for label {}",
+                m.op, m.name
+            )));
+        }
+    };
+    LabelMatcher::new(&m.name, op, &m.value)
+        .map_err(|e| MetastoreError::InvalidArgument(e.to_string()))
 }
 
 /// A block query received over the wire, its regexes compiled.
 pub fn query_from_pb(request: pb::QueryBlocksRequest) -> Result<BlockQuery, MetastoreError> {
-    let mut matchers = Vec::with_capacity(request.matchers.len());
-    for m in request.matchers {
-        let op = match pb::MatchOp::try_from(m.op) {
-            Ok(pb::MatchOp::Equal) => MatchOp::Equal,
-            Ok(pb::MatchOp::NotEqual) => MatchOp::NotEqual,
-            Ok(pb::MatchOp::Regex) => MatchOp::Regex,
-            Ok(pb::MatchOp::NotRegex) => MatchOp::NotRegex,
-            Err(_) => {
-                return Err(MetastoreError::InvalidArgument(format!(
-                    "unknown match operator {} for label {}",
-                    m.op, m.name
-                )));
-            }
-        };
-        matchers.push(
-            LabelMatcher::new(&m.name, op, &m.value)
-                .map_err(|e| MetastoreError::InvalidArgument(e.to_string()))?,
-        );
-    }
+    let matchers = request
+        .matchers
+        .into_iter()
+        .map(matcher_from_pb)
+        .collect::<Result<_, _>>()?;
     Ok(BlockQuery {
         tenant: request.tenant,
         start_nanos: request.start_nanos,

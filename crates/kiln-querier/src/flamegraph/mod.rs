@@ -9,6 +9,7 @@
 mod diff;
 mod dot;
 mod serialized;
+mod wire;
 
 pub use diff::DiffTree;
 

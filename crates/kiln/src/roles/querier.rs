@@ -6,22 +6,40 @@ use super::Shared;
 use axum::Router;
 use kiln_config::{ServerArgs, Target};
 use kiln_objstore::Storage;
-use kiln_querier::{Querier, QuerierConfig, QuerierMetrics};
+use kiln_proto::kiln::querier::v1::query_part_service_server::QueryPartServiceServer;
+use kiln_querier::{ClusterPeers, PartService, Querier, QuerierConfig, QuerierMetrics};
 use prometheus_client::registry::Registry;
 
-/// Starts a querier reading `storage`; returns its routes for the main HTTP listener.
+/// A started querier: its routes for the main HTTP listener, and the service that runs parts of
+/// queries for other queriers, for the cluster port.
+pub(crate) struct QuerierRole {
+    pub(crate) router: Router,
+    pub(crate) part_service: QueryPartServiceServer<PartService>,
+}
+
+/// Starts a querier reading `storage`. Outside all-in-one mode it shares the parts of its
+/// queries with the other queriers of the metastore's membership; `advertise_addr` is its own
+/// cluster address there.
 pub(crate) fn start(
     args: &ServerArgs,
     shared: &Shared,
     storage: Storage,
+    advertise_addr: &str,
     registry: &mut Registry,
-) -> Router {
+) -> QuerierRole {
     let Shared {
         metastore,
         overrides,
         auth,
-        ..
+        cluster,
+        stop,
     } = shared;
+    let peers = (!args.runs(Target::All)).then(|| ClusterPeers {
+        channels: cluster.clone(),
+        self_addr: advertise_addr.to_string(),
+        part_timeout: args.querier_part_timeout,
+        stop: stop.clone(),
+    });
     let querier = Querier::new(
         QuerierConfig {
             max_nodes_default: args.querier_max_flamegraph_nodes,
@@ -35,13 +53,17 @@ pub(crate) fn start(
             timeout: args.querier_timeout,
             max_concurrent: args.querier_max_concurrent,
             merge_threads: merge_threads(args),
+            cluster: peers,
         },
         Arc::clone(metastore),
         storage,
         Arc::clone(overrides),
         QuerierMetrics::new(registry),
     );
-    querier.router()
+    QuerierRole {
+        router: querier.router(),
+        part_service: querier.part_service(),
+    }
 }
 
 /// `--querier.merge-threads`, or by default every core for a process that only queries and

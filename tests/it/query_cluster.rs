@@ -21,8 +21,11 @@ use crate::support::{
 const PARTS: &str = "kiln_querier_parts_executed_total";
 const RETRIED: &str = "kiln_querier_parts_retried_total";
 const PEERS: &str = "kiln_querier_peers";
-/// Profiles pushed, ten seconds apart, each in a segment of its own.
-const PROFILES: usize = 16;
+/// Profiles pushed, ten seconds apart, each in a segment of its own: CPU and heap in turn, so
+/// 16 blocks of each, cut into four parts of four blocks per query. Parts are placed on
+/// queriers by the start of their window; with these times the four windows of the heap types
+/// land on all three queriers (jump hash buckets 2, 0, 2, 1), whatever their addresses.
+const PROFILES: usize = 32;
 const BASE_SECONDS: i64 = 1_700_000_000;
 
 /// Pushes the same profiles to `target` (a distributor or all-in-one): the Go test profiles
@@ -147,6 +150,10 @@ async fn profile_types(server: &KilnServer) -> Vec<String> {
         .map(|t| t["ID"].as_str().unwrap().to_string())
         .collect();
     assert!(types.len() >= 2, "CPU and heap types: {types:?}");
+    assert!(
+        types[0].starts_with("memory:"),
+        "heap types first: {types:?}"
+    );
     types
 }
 
@@ -189,8 +196,8 @@ async fn three_queriers_share_parts_answer_like_all_in_one_and_survive_a_killed_
         wait_for_peers(querier, 3).await;
     }
 
-    // Every querier answers exactly as all-in-one, and every one runs parts of the queries
-    // (four blocks a part: at least four parts a query, started on each querier in turn).
+    // Every querier answers exactly as all-in-one, and every one runs parts of every querier's
+    // queries (each part on the querier its window is placed on).
     let types = profile_types(&single).await;
     let expected = answers(&single, &types).await;
     for (index, querier) in cluster.queriers.iter().enumerate() {
@@ -208,9 +215,9 @@ async fn three_queriers_share_parts_answer_like_all_in_one_and_survive_a_killed_
         }
     }
 
-    // A stream of flame graph queries through the first two queriers while the third is
-    // killed: each answers exactly, in seconds, through the kill and until the membership
-    // has dropped the dead querier.
+    // A stream of flame graph queries (of a heap type, whose parts are placed on every
+    // querier) through the first two queriers while the third is killed: each answers exactly,
+    // in seconds, through the kill and until the membership has dropped the dead querier.
     let (what, want) = &expected[0];
     let body = json!({
         "profileTypeID": types[0],

@@ -16,7 +16,7 @@ use kiln_contract::ingester::{IngestError, Ingester, IngesterClient};
 use kiln_contract::metastore::Metastore;
 use kiln_contract::{ChannelPool, Role};
 use kiln_model::{NormalizedProfile, TenantId};
-use kiln_runtime::{FirstTick, spawn_every};
+use kiln_runtime::{FirstTick, jump_hash, spawn_every, stable_hash};
 use parking_lot::{Mutex, RwLock};
 use tokio_util::sync::CancellationToken;
 
@@ -33,25 +33,9 @@ pub struct IngesterRing {
     push_timeout: Duration,
 }
 
-/// Jump consistent hash (Lamping and Veach, 2014): the bucket in `0..buckets` of `key`.
-fn jump_hash(mut key: u64, buckets: usize) -> usize {
-    let (mut b, mut j) = (-1_i64, 0_i64);
-    while j < buckets as i64 {
-        b = j;
-        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
-        j = ((b + 1) as f64 * ((1_i64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
-    }
-    b as usize
-}
-
-/// A stable 64-bit hash of (tenant, service): FNV-1a.
+/// The placement key of (tenant, service).
 fn placement_key(tenant: &str, service: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in tenant.bytes().chain([0]).chain(service.bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
+    stable_hash([tenant, service])
 }
 
 impl IngesterRing {
@@ -185,32 +169,5 @@ impl Ingester for IngesterRing {
             async move { self.push_service(&tenant, &service, profiles).await }
         });
         futures::future::try_join_all(pushes).await.map(|_| ())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jump_hash_is_stable_and_moves_little_when_a_bucket_is_added() {
-        let keys: Vec<u64> = (0..10_000)
-            .map(|i| placement_key("t", &format!("svc-{i}")))
-            .collect();
-        let before: Vec<usize> = keys.iter().map(|&k| jump_hash(k, 4)).collect();
-        let after: Vec<usize> = keys.iter().map(|&k| jump_hash(k, 5)).collect();
-        let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
-        // One fifth of the keys move to the new bucket, and only there.
-        assert!((1_700..2_300).contains(&moved), "{moved} keys moved");
-        assert!(before.iter().zip(&after).all(|(a, b)| a == b || *b == 4));
-        let mut per_bucket = [0; 4];
-        for b in before {
-            per_bucket[b] += 1;
-        }
-        assert!(
-            per_bucket.iter().all(|&n| (2_200..2_800).contains(&n)),
-            "{per_bucket:?}"
-        );
-        assert_eq!(jump_hash(placement_key("t", "svc-1"), 1), 0);
     }
 }

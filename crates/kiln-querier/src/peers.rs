@@ -1,19 +1,21 @@
 //! The queriers that share a query's parts (ADR 0005).
 //!
 //! The live queriers come from the metastore's membership (their heartbeats, at their cluster
-//! addresses), refreshed every second. Each part goes to the next querier in turn, this one
-//! included; a part that fails on one is tried on the next, and a querier that failed is tried
-//! last for a few seconds, so that a dead one is routed around before its heartbeats expire.
+//! addresses), refreshed every second. Each part goes to the querier that jump consistent
+//! hashing picks for its blocks among every querier sorted by address, this one included, so
+//! that the same blocks are read, and cached, by the same querier query after query; a part
+//! that fails there is tried on the next querier of that order, and a querier that failed is
+//! tried last for a few seconds, so that a dead one is routed around before its heartbeats
+//! expire.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kiln_contract::metastore::{Metastore, MetastoreError};
 use kiln_contract::querier::QueryPartClient;
 use kiln_contract::{ChannelPool, Role};
-use kiln_runtime::{FirstTick, spawn_every};
+use kiln_runtime::{FirstTick, jump_hash, spawn_every};
 use parking_lot::{Mutex, RwLock};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio_util::sync::CancellationToken;
@@ -58,7 +60,6 @@ pub(crate) struct QuerierPeers {
     /// The other live queriers, by address.
     remotes: RwLock<Vec<QueryPartClient>>,
     suspects: Mutex<HashMap<String, Instant>>,
-    next: AtomicUsize,
 }
 
 impl QuerierPeers {
@@ -77,7 +78,6 @@ impl QuerierPeers {
             gauge,
             remotes: RwLock::default(),
             suspects: Mutex::default(),
-            next: AtomicUsize::new(0),
         });
         let refreshing = Arc::clone(&peers);
         spawn_every(Duration::from_secs(1), FirstTick::Now, stop, move || {
@@ -133,22 +133,24 @@ impl QuerierPeers {
         self.remotes.read().len() + 1
     }
 
-    /// Every querier in the order to try for the next part: each part starts at the next
-    /// querier in turn, and those that failed recently come last.
-    pub(crate) fn candidates(&self) -> Vec<Peer> {
-        let mut all: Vec<Peer> = std::iter::once(Peer::Local)
-            .chain(
-                self.remotes
-                    .read()
-                    .iter()
-                    .map(|c| Peer::Remote(Box::new(c.clone()))),
-            )
+    /// Every querier in the order to try for the part whose placement key is `key`: from the
+    /// one jump hashing picks among all queriers sorted by address (the same on every querier)
+    /// onwards, those that failed recently last.
+    pub(crate) fn candidates(&self, key: u64) -> Vec<Peer> {
+        let mut all: Vec<(String, Peer)> = self
+            .remotes
+            .read()
+            .iter()
+            .map(|c| (c.addr().to_string(), Peer::Remote(Box::new(c.clone()))))
             .collect();
-        let turn = self.next.fetch_add(1, Ordering::Relaxed) % all.len();
-        all.rotate_left(turn);
+        all.push((self.config.self_addr.clone(), Peer::Local));
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut all: Vec<Peer> = all.into_iter().map(|(_, peer)| peer).collect();
+        let first = jump_hash(key, all.len());
+        all.rotate_left(first);
         let mut suspects = self.suspects.lock();
         suspects.retain(|_, since| since.elapsed() < SUSPECT_FOR);
-        // A stable sort: the turn order holds among the healthy and among the suspects.
+        // A stable sort: the order holds among the healthy and among the suspects.
         all.sort_by_key(|peer| match peer {
             Peer::Local => false,
             Peer::Remote(client) => suspects.contains_key(client.addr()),

@@ -1,5 +1,5 @@
 //! Parts of queries on other queriers (ADR 0005): the planning querier's side, which runs a
-//! part on the next querier in turn and on the next again when it fails there, and the side
+//! part on the querier its window is placed on and on the next when it fails there, and the side
 //! that runs a part for another querier (`kiln.querier.v1.QueryPartService`).
 
 use std::sync::Arc;
@@ -90,7 +90,9 @@ fn part_from_request(
 }
 
 impl Querier {
-    /// Runs the part `window` over `blocks` on the first of `peers`' candidates that answers.
+    /// Runs the part `window` over `blocks` on the first of `peers`' candidates that answers,
+    /// starting at the querier the window is placed on, whose cache holds its blocks when it
+    /// ran the same part before.
     /// A querier that fails (unreachable, storage, shutting down) is suspected and the next
     /// is tried; a part over a budget, or refused as malformed, fails the query at once, as
     /// it would anywhere. When every querier failed, the error names each failure.
@@ -106,7 +108,11 @@ impl Querier {
         let (start, end) = (window.start_nanos, window.end_nanos);
         let window = Arc::new(window);
         let mut failures = Vec::new();
-        for peer in peers.candidates() {
+        // Placed by where its window starts: the cut points are the first profile times of
+        // blocks, so the same blocks make the same windows query after query (all but the
+        // first window of a range that slides, which starts at the range's start).
+        let key = kiln_runtime::stable_hash([start.to_string().as_str()]);
+        for peer in peers.candidates(key) {
             if !failures.is_empty() {
                 self.metrics.parts_retried.inc();
             }

@@ -214,8 +214,8 @@ impl Querier {
     /// in turn and fold each into an accumulator of their own; their accumulators are merged at
     /// the end. Alone, a querier has one worker per merge thread and folds every part itself;
     /// with other queriers (`ClusterPeers`), it has [`PARTS_IN_FLIGHT_PER_QUERIER`] workers per
-    /// querier, and each part runs on the next querier in turn, itself included, and on the
-    /// next one again when it fails there. Within a part blocks stream through: a few load
+    /// querier, and each part runs on the querier its window is placed on (`QuerierPeers`),
+    /// possibly itself, and on the next one when it fails there. Within a part blocks stream through: a few load
     /// ahead while the previous one is folded on a merge thread, and each is dropped (or left
     /// to the cache) once folded, so memory stays bounded by the cache and the accumulators
     /// however long the range is. The tenant's `max_query_blocks` is checked before anything
@@ -328,7 +328,7 @@ impl Querier {
         budget: &QueryBudget,
     ) -> Result<Fo::Acc, QuerierError> {
         let reader = self.reader.clone();
-        let mut loads = read_ahead(blocks, {
+        let mut loads = read_ahead(blocks, region_loads(), {
             let query = query.clone();
             move |block| {
                 let (reader, query) = (reader.clone(), query.clone());
@@ -399,7 +399,7 @@ impl Querier {
         let blocks = self.plan(&query, &budget).await?;
         let query = Arc::new(query);
         let reader = self.reader.clone();
-        let mut loads = read_ahead(blocks, {
+        let mut loads = read_ahead(blocks, SERIES_LOADS, {
             let query = query.clone();
             move |block| {
                 let (reader, query) = (reader.clone(), query.clone());
@@ -458,11 +458,22 @@ impl Querier {
     }
 }
 
-/// Runs `load` on each block as its own task, at most twice as many as cores at once, and
-/// yields the results in block order: loads progress while the caller works on the previous
-/// result. Dropping the stream aborts the loads in flight.
+/// Whole regions loading at once for one part: twice as many as cores, since each is decoded
+/// (CPU) once fetched, and held in memory until folded.
+fn region_loads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
+}
+
+/// Series sections loading at once for one label call: they are small (kilobytes) and their
+/// fetch is mostly waiting on object storage (two ranged GETs each), so many overlap.
+const SERIES_LOADS: usize = 32;
+
+/// Runs `load` on each block as its own task, at most `parallelism` at once, and yields the
+/// results in block order: loads progress while the caller works on the previous result.
+/// Dropping the stream aborts the loads in flight.
 fn read_ahead<T, F, Fut>(
     blocks: Vec<BlockMeta>,
+    parallelism: usize,
     load: F,
 ) -> impl futures::Stream<Item = Result<T, tokio::task::JoinError>>
 where
@@ -470,7 +481,6 @@ where
     F: Fn(BlockMeta) -> Fut,
     Fut: std::future::Future<Output = T> + Send + 'static,
 {
-    let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
     futures::stream::iter(blocks)
         .map(move |block| AbortOnDrop(tokio::spawn(load(block))))
         .buffered(parallelism)

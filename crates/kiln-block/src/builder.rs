@@ -1,6 +1,13 @@
 //! Builds the datasets of a segment from normalized profiles, deduplicating symbols.
 
 use std::collections::HashMap;
+
+/// The maps of the builder, hashed with foldhash: a hash of every frame of every sample goes
+/// through them (stacks interned by `(parent, location)`), where std's SipHash took a fifth of
+/// the server's CPU under load (docs/benchmarks.md). foldhash's `RandomState` is seeded per
+/// map, so keys taken from a request (location ids, names) cannot be chosen to collide without
+/// knowing the seed.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::hash::Hash;
 
 use kiln_model::{Labels, NormalizedProfile, TenantId};
@@ -54,13 +61,13 @@ impl SegmentBuilder {
 /// Interns values into a dense table.
 #[derive(Debug)]
 struct Interner<T> {
-    ids: HashMap<T, u32>,
+    ids: FastMap<T, u32>,
 }
 
 impl<T: Clone + Eq + Hash> Interner<T> {
     fn new() -> Self {
         Self {
-            ids: HashMap::new(),
+            ids: FastMap::default(),
         }
     }
 
@@ -86,7 +93,7 @@ pub struct DatasetBuilder {
     functions: Interner<Function>,
     locations: Interner<Location>,
     stacks: Interner<(u32, u32)>,
-    series: HashMap<Labels, u32>,
+    series: FastMap<Labels, u32>,
 }
 
 impl DatasetBuilder {
@@ -103,7 +110,7 @@ impl DatasetBuilder {
             functions: Interner::new(),
             locations: Interner::new(),
             stacks: Interner::new(),
-            series: HashMap::new(),
+            series: FastMap::default(),
         };
         builder.data.symbols.strings.clear();
         builder.string("");
@@ -175,12 +182,12 @@ impl DatasetBuilder {
 /// Maps one pprof's ids onto the dataset's, memoized per profile.
 struct SymbolMapper<'a> {
     pprof: &'a Profile,
-    location_index: HashMap<u64, usize>,
-    function_index: HashMap<u64, usize>,
-    mapping_index: HashMap<u64, usize>,
-    locations: HashMap<u64, u32>,
-    functions: HashMap<u64, u32>,
-    mappings: HashMap<u64, u32>,
+    location_index: FastMap<u64, usize>,
+    function_index: FastMap<u64, usize>,
+    mapping_index: FastMap<u64, usize>,
+    locations: FastMap<u64, u32>,
+    functions: FastMap<u64, u32>,
+    mappings: FastMap<u64, u32>,
 }
 
 impl<'a> SymbolMapper<'a> {
@@ -191,9 +198,9 @@ impl<'a> SymbolMapper<'a> {
             location_index: index(pprof.location.iter().map(|l| l.id).collect()),
             function_index: index(pprof.function.iter().map(|f| f.id).collect()),
             mapping_index: index(pprof.mapping.iter().map(|m| m.id).collect()),
-            locations: HashMap::new(),
-            functions: HashMap::new(),
-            mappings: HashMap::new(),
+            locations: FastMap::default(),
+            functions: FastMap::default(),
+            mappings: FastMap::default(),
         }
     }
 

@@ -699,6 +699,56 @@ async fn label_calls_read_series_sections_not_samples() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_series_section_read_again_is_located_by_the_cached_directory() {
+    // No series section stays cached: each label call reads the sections again, but the
+    // regions' directories (tables of contents) are read once.
+    let server = kiln()
+        .args([
+            "--ingester.flush-interval=50ms",
+            "--querier.series-cache-bytes=0",
+        ])
+        .start()
+        .await
+        .unwrap();
+    push(&server, None, LEFT).await;
+    push(&server, None, RIGHT).await;
+    let fetched = |what: &str| format!(r#"kiln_querier_fetched_bytes_total{{what="{what}"}}"#);
+    let directory = |result: &str| {
+        format!(r#"kiln_querier_cache_requests_total{{cache="directory",result="{result}"}}"#)
+    };
+    let values =
+        json!({"name": "service_name", "start": "0", "end": (UNTIL_SECONDS * 1000).to_string()});
+    let call = || {
+        connect(
+            &server,
+            "/querier.v1.QuerierService/LabelValues",
+            values.clone(),
+        )
+    };
+
+    assert_eq!(call().await, (200, json!({"names": ["left", "right"]})));
+    let regions = metric(&server, &directory("miss")).await;
+    assert!(regions >= 1, "each region's directory is read once");
+    let directory_read = metric(&server, &fetched("directory")).await;
+    let series_read = metric(&server, &fetched("series")).await;
+    assert!(directory_read > 0 && series_read > 0);
+
+    assert_eq!(call().await, (200, json!({"names": ["left", "right"]})));
+    assert_eq!(metric(&server, &directory("hit")).await, regions);
+    assert_eq!(metric(&server, &directory("miss")).await, regions);
+    assert_eq!(
+        metric(&server, &fetched("directory")).await,
+        directory_read,
+        "no directory read again"
+    );
+    assert_eq!(
+        metric(&server, &fetched("series")).await,
+        2 * series_read,
+        "the sections themselves are read again, one GET each"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_over_many_segments_run_in_parts_and_count_retried_pushes_once() {
     let server = kiln()
         .arg("--ingester.flush-interval=50ms")

@@ -59,41 +59,68 @@ pub fn ranges_of(block: &BlockMeta, wanted: impl Fn(&DatasetMeta) -> bool) -> Ve
 /// about 60 bytes each, so that one of more than about 60 datasets takes a second read.
 pub const TOC_READ_BYTES: u64 = 4 * 1024;
 
+/// A region's directory: its table of contents and where it starts, read from the region's end
+/// ([`fetch_directory`]). Small enough to cache: it locates every section of the region, so
+/// that a later read of one section is a single ranged GET.
+#[derive(Debug)]
+pub struct RegionDirectory {
+    toc: RegionToc,
+    toc_start: u64,
+    /// The whole region, when it was smaller than one tail read.
+    whole: Option<Bytes>,
+}
+
+impl RegionDirectory {
+    /// An estimate of the bytes the directory holds in memory, for a cache's weigher.
+    pub fn memory_bytes(&self) -> usize {
+        self.toc.memory_bytes() + self.whole.as_ref().map_or(0, Bytes::len) + 64
+    }
+}
+
 /// The series section of a region, fetched: decode it (CPU work) where the caller runs such
 /// work.
 #[derive(Debug)]
 pub struct SeriesSection {
-    toc: RegionToc,
+    directory: std::sync::Arc<RegionDirectory>,
     bytes: Bytes,
 }
 
 impl SeriesSection {
     /// The region's datasets with only their series (label sets and profile types).
     pub fn decode(self) -> Result<Vec<DatasetData>> {
-        self.toc.decode_series(self.bytes)
+        self.directory.toc.decode_series(self.bytes)
     }
 }
 
-/// The series section of a region (its datasets' label sets and profile types, nothing else),
-/// read without the rest of the region: the table of contents from the region's end, then the
-/// section, each with a ranged GET. Returns it with the number of bytes read; `None` for
-/// objects without regions, which are only read whole.
-pub async fn fetch_series(
+/// The directory of a region: its table of contents, from the region's end, with one ranged
+/// GET (two when the table is larger than [`TOC_READ_BYTES`]). Returns it with the number of
+/// bytes read; `None` for objects without regions, which are only read whole.
+pub async fn fetch_directory(
     storage: &Storage,
     block: &BlockMeta,
     range: &RegionRange,
-) -> Result<Option<(SeriesSection, u64)>> {
+) -> Result<Option<(RegionDirectory, u64)>> {
     let RegionRange::Bytes(region) = range else {
         return Ok(None);
     };
     let region_len = region.end - region.start;
     let mut tail_len = region_len.min(TOC_READ_BYTES);
     let mut read = 0;
-    let (toc, toc_start, tail) = loop {
+    loop {
         let tail = get(storage, block, region.end - tail_len..region.end).await?;
         read += tail.len() as u64;
         match toc_from_tail(&tail, region_len)? {
-            TocTail::Complete(toc, toc_start) => break (toc, toc_start, tail),
+            TocTail::Complete(toc, toc_start) => {
+                let whole = (tail_len == region_len).then_some(tail);
+                return Ok(Some((
+                    RegionDirectory {
+                        toc,
+                        toc_start,
+                        whole,
+                    },
+                    read,
+                )));
+            }
             TocTail::Needs(needed) if needed > tail_len => tail_len = needed,
             TocTail::Needs(_) => {
                 return Err(BlockError::Corrupt(format!(
@@ -102,22 +129,39 @@ pub async fn fetch_series(
                 )));
             }
         }
+    }
+}
+
+/// The series section of the region `range` of `block` (its datasets' label sets and profile
+/// types, nothing else), located by `directory`: one ranged GET, none for a region the
+/// directory holds whole. Returns it with the number of bytes read.
+pub async fn fetch_series(
+    storage: &Storage,
+    block: &BlockMeta,
+    range: &RegionRange,
+    directory: std::sync::Arc<RegionDirectory>,
+) -> Result<(SeriesSection, u64)> {
+    let series = directory.toc.series_range(directory.toc_start)?;
+    let (bytes, read) = match (&directory.whole, range) {
+        (Some(whole), _) => (whole.slice(series.start as usize..series.end as usize), 0),
+        (None, RegionRange::Bytes(region)) => {
+            let bytes = get(
+                storage,
+                block,
+                region.start + series.start..region.start + series.end,
+            )
+            .await?;
+            let read = bytes.len() as u64;
+            (bytes, read)
+        }
+        (None, RegionRange::Whole) => {
+            return Err(BlockError::Corrupt(format!(
+                "{}: a whole object has no region directory",
+                block.path
+            )));
+        }
     };
-    let series = toc.series_range(toc_start)?;
-    let bytes = if tail_len == region_len {
-        // A small region was read whole with its table of contents.
-        tail.slice(series.start as usize..series.end as usize)
-    } else {
-        let bytes = get(
-            storage,
-            block,
-            region.start + series.start..region.start + series.end,
-        )
-        .await?;
-        read += bytes.len() as u64;
-        bytes
-    };
-    Ok(Some((SeriesSection { toc, bytes }, read)))
+    Ok((SeriesSection { directory, bytes }, read))
 }
 
 /// Fetches exactly `bytes` of `block`'s object.

@@ -112,6 +112,17 @@ pub(crate) fn toc_from_tail(tail: &[u8], region_len: u64) -> Result<TocTail> {
 }
 
 impl RegionToc {
+    /// An estimate of the bytes the table of contents holds in memory.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        let names: usize = self
+            .datasets
+            .iter()
+            .map(|(tenant, service)| tenant.len() + service.len() + 48)
+            .sum();
+        let sections: usize = self.sections.iter().map(|s| s.name.len() + 40).sum();
+        names + sections
+    }
+
     /// Empty datasets named as the table of contents names them, in section order.
     fn datasets(&self) -> Vec<DatasetData> {
         self.datasets

@@ -385,10 +385,19 @@ fn series_sections_are_read_alone_with_their_table_of_contents() {
             .unwrap();
         let whole = SegmentReader::parse(bytes).unwrap().read_all().unwrap();
         let range = crate::fetch::RegionRange::of(&meta.datasets[0]);
-        let (section, read) = runtime
-            .block_on(crate::fetch::fetch_series(&storage, &meta, &range))
+        let (directory, directory_read) = runtime
+            .block_on(crate::fetch::fetch_directory(&storage, &meta, &range))
             .unwrap()
             .expect("segments have regions");
+        let (section, section_read) = runtime
+            .block_on(crate::fetch::fetch_series(
+                &storage,
+                &meta,
+                &range,
+                std::sync::Arc::new(directory),
+            ))
+            .unwrap();
+        let read = directory_read + section_read;
         let series = section.decode().unwrap();
         assert_eq!(series.len(), datasets);
         for (alone, full) in series.iter().zip(&whole) {

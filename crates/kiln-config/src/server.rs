@@ -288,6 +288,12 @@ pub struct ServerArgs {
           default_value = "64MiB", value_parser = parse_bytes)]
     pub querier_series_cache_bytes: usize,
 
+    /// Memory for regions' directories (their tables of contents, which locate each section):
+    /// a series section read again after its cache dropped it is then one ranged GET, not two.
+    #[arg(long = "querier.directory-cache-bytes", env = "KILN_QUERIER_DIRECTORY_CACHE_BYTES",
+          default_value = "16MiB", value_parser = parse_bytes)]
+    pub querier_directory_cache_bytes: usize,
+
     /// How long one query may run before it is stopped and answered with 504 (gRPC
     /// DEADLINE_EXCEEDED).
     #[arg(long = "querier.timeout", env = "KILN_QUERIER_TIMEOUT",

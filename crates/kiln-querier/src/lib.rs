@@ -75,6 +75,8 @@ pub struct QuerierConfig {
     pub cache_bytes: u64,
     /// Bytes of decoded series sections (what label calls read) kept in memory.
     pub series_cache_bytes: u64,
+    /// Bytes of region directories (tables of contents) kept in memory.
+    pub directory_cache_bytes: u64,
     /// Who may query, as which tenant.
     pub auth: Arc<Auth>,
     /// How long one query may run (`--querier.timeout`); zero: no deadline.
@@ -98,6 +100,7 @@ impl Default for QuerierConfig {
             max_query_range: std::time::Duration::ZERO,
             cache_bytes: 512 << 20,
             series_cache_bytes: 64 << 20,
+            directory_cache_bytes: 16 << 20,
             auth: Auth::open(false),
             timeout: Duration::from_secs(120),
             max_concurrent: 8,
@@ -140,6 +143,7 @@ impl Querier {
                 storage,
                 config.cache_bytes,
                 config.series_cache_bytes,
+                config.directory_cache_bytes,
                 pool.clone(),
                 metrics.clone(),
             ),

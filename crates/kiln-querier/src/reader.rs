@@ -1,11 +1,11 @@
 //! Reads the regions of blocks that a query needs from object storage into memory, through a
 //! size-bounded cache; and, for label calls, only the regions' series sections, through a cache
-//! of their own.
+//! of their own, located by the regions' directories (tables of contents), cached too.
 
 use std::sync::Arc;
 
 use kiln_block::DatasetData;
-use kiln_block::fetch::{self, RegionRange};
+use kiln_block::fetch::{self, RegionDirectory, RegionRange};
 use kiln_model::{BlockMeta, DatasetMeta};
 use kiln_objstore::Storage;
 use moka::future::Cache;
@@ -25,6 +25,9 @@ pub struct BlockReader {
     cache: Cache<(String, RegionRange), BlockData>,
     /// The datasets of a region with only their series.
     series_cache: Cache<(String, RegionRange), BlockData>,
+    /// Regions' directories (tables of contents): a series section missing from its cache is
+    /// then one ranged GET.
+    directory_cache: Cache<(String, RegionRange), Arc<RegionDirectory>>,
     pool: MergePool,
     metrics: QuerierMetrics,
 }
@@ -52,12 +55,14 @@ fn decoded_bytes(data: &BlockData) -> u64 {
 }
 
 impl BlockReader {
-    /// A reader over `storage` caching up to `cache_bytes` of decoded regions and
-    /// `series_cache_bytes` of decoded series sections, decoding on `pool`.
+    /// A reader over `storage` caching up to `cache_bytes` of decoded regions,
+    /// `series_cache_bytes` of decoded series sections and `directory_cache_bytes` of region
+    /// directories, decoding on `pool`.
     pub(crate) fn new(
         storage: Storage,
         cache_bytes: u64,
         series_cache_bytes: u64,
+        directory_cache_bytes: u64,
         pool: MergePool,
         metrics: QuerierMetrics,
     ) -> Self {
@@ -73,6 +78,12 @@ impl BlockReader {
             storage,
             cache: weighed(cache_bytes),
             series_cache: weighed(series_cache_bytes),
+            directory_cache: Cache::builder()
+                .max_capacity(directory_cache_bytes)
+                .weigher(|_, directory: &Arc<RegionDirectory>| {
+                    u32::try_from(directory.memory_bytes()).unwrap_or(u32::MAX)
+                })
+                .build(),
             pool,
             metrics,
         }
@@ -98,15 +109,16 @@ impl BlockReader {
             let (reader, meta) = (self.clone(), block.clone());
             let entry = self
                 .series_cache
-                .entry(key)
+                .entry(key.clone())
                 .or_try_insert_with(async move {
-                    let Some((section, read)) = fetch::fetch_series(&reader.storage, &meta, &range)
-                        .await
-                        .map_err(|e| e.to_string())?
-                    else {
+                    let Some(directory) = reader.directory(&meta, &range).await? else {
                         // Objects of the first format have no sections to read alone.
                         return reader.fetch_region(&meta, range).await;
                     };
+                    let (section, read) =
+                        fetch::fetch_series(&reader.storage, &meta, &range, directory)
+                            .await
+                            .map_err(|e| e.to_string())?;
                     reader.metrics.fetched("series", read);
                     reader
                         .pool
@@ -145,6 +157,37 @@ impl BlockReader {
             regions.push(entry.into_value());
         }
         Ok(regions)
+    }
+
+    /// The directory of region `range` of `block`, from the directory cache or from the region's
+    /// end; `None` for objects without regions.
+    async fn directory(
+        &self,
+        block: &BlockMeta,
+        range: &RegionRange,
+    ) -> Result<Option<Arc<RegionDirectory>>, String> {
+        if *range == RegionRange::Whole {
+            return Ok(None);
+        }
+        let (reader, meta, region) = (self.clone(), block.clone(), range.clone());
+        let entry = self
+            .directory_cache
+            .entry((block.id.clone(), range.clone()))
+            .or_try_insert_with(async move {
+                let Some((directory, read)) =
+                    fetch::fetch_directory(&reader.storage, &meta, &region)
+                        .await
+                        .map_err(|e| e.to_string())?
+                else {
+                    return Err(format!("{}: no region directory", meta.path));
+                };
+                reader.metrics.fetched("directory", read);
+                Ok(Arc::new(directory))
+            })
+            .await
+            .map_err(|e: Arc<String>| e.to_string())?;
+        self.metrics.cache_lookup("directory", !entry.is_fresh());
+        Ok(Some(entry.into_value()))
     }
 
     /// Fetches `range` of `block` from storage and decodes it on the merge pool, counting the

@@ -49,6 +49,7 @@ pub(crate) fn start(
             max_query_range: args.querier_max_query_range,
             cache_bytes: args.querier_cache_bytes as u64,
             series_cache_bytes: args.querier_series_cache_bytes as u64,
+            directory_cache_bytes: args.querier_directory_cache_bytes as u64,
             auth: Arc::clone(auth),
             timeout: args.querier_timeout,
             max_concurrent: args.querier_max_concurrent,

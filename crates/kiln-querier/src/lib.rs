@@ -138,6 +138,8 @@ impl Querier {
     ) -> Arc<Self> {
         let pool = pool::MergePool::new(config.merge_threads);
         tracing::info!(threads = pool.threads(), "query merge pool started");
+        // Alone until the membership says otherwise.
+        metrics.peers.set(1);
         Arc::new(Self {
             reader: BlockReader::new(
                 storage,

@@ -71,7 +71,6 @@ impl QuerierPeers {
         gauge: Gauge,
     ) -> Arc<Self> {
         let stop = config.stop.clone();
-        gauge.set(1);
         let peers = Arc::new(Self {
             metastore,
             config,

@@ -62,15 +62,10 @@ pub(crate) async fn wait_until_compacted(metastore: &MetastoreClient, level: u32
 }
 
 async fn connect_json(server: &KilnServer, method: &str, body: Value) -> Value {
-    let response = reqwest::Client::new()
-        .post(server.url(&format!("/querier.v1.QuerierService/{method}")))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{method}");
-    response.json().await.unwrap()
+    let path = format!("/querier.v1.QuerierService/{method}");
+    let (status, answer) = crate::support::connect(server, &path, body).await;
+    assert_eq!(status, 200, "{method}");
+    answer
 }
 
 fn range() -> (String, String) {
@@ -181,16 +176,12 @@ async fn answers(server: &KilnServer) -> Answers {
                 end: UNTIL_SECONDS * 1000,
                 ..Default::default()
             };
-            let response = reqwest::Client::new()
-                .post(server.url("/querier.v1.QuerierService/SelectMergeProfile"))
-                .header("content-type", "application/proto")
-                .body(request.encode_to_vec())
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
-            let profile =
-                kiln_proto::google::v1::Profile::decode(response.bytes().await.unwrap()).unwrap();
+            let profile: kiln_proto::google::v1::Profile = crate::support::post_proto(
+                server,
+                "/querier.v1.QuerierService/SelectMergeProfile",
+                &request,
+            )
+            .await;
             pprofs.insert(
                 (profile_type.clone(), service.clone()),
                 pprof_function_totals(&profile, 0),

@@ -59,15 +59,10 @@ const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 async fn call(server: &KilnServer, method: &str, mut body: Value) -> Value {
     body["start"] = json!("0");
     body["end"] = json!((UNTIL_SECONDS * 1000).to_string());
-    let response = reqwest::Client::new()
-        .post(server.url(&format!("/querier.v1.QuerierService/{method}")))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{method}");
-    response.json().await.unwrap()
+    let path = format!("/querier.v1.QuerierService/{method}");
+    let (status, answer) = crate::support::connect(server, &path, body).await;
+    assert_eq!(status, 200, "{method}");
+    answer
 }
 
 /// (total, per-function figures) of the CPU flame graph of `selector`.

@@ -55,9 +55,9 @@ impl<'a> Selection<'a> {
         }
     }
 
-    /// What a `querier.v1` select request asks for: its range in unix milliseconds (an end
-    /// of 0 means now) and its stack selector.
-    pub(crate) fn requested(
+    /// A selection of `[start_millis, end_millis)` in unix milliseconds (an end of 0 means
+    /// now) with a stack selector.
+    fn requested(
         profile_type: &'a str,
         label_selector: &'a str,
         start_millis: i64,
@@ -71,6 +71,35 @@ impl<'a> Selection<'a> {
         })
     }
 }
+
+/// A `querier.v1` select request: a profile type, a label selector, a range in unix
+/// milliseconds and a stack selector, under the same field names in every request type.
+pub(crate) trait SelectRequest {
+    /// What the request asks for.
+    fn selection(&self) -> Result<Selection<'_>, QuerierError>;
+}
+
+macro_rules! select_request {
+    ($($request:ty),*) => {$(
+        impl SelectRequest for $request {
+            fn selection(&self) -> Result<Selection<'_>, QuerierError> {
+                Selection::requested(
+                    &self.profile_type_id,
+                    &self.label_selector,
+                    self.start,
+                    self.end,
+                    self.stack_trace_selector.as_ref(),
+                )
+            }
+        }
+    )*};
+}
+
+select_request!(
+    SelectMergeStacktracesRequest,
+    SelectMergeProfileRequest,
+    SelectSeriesRequest
+);
 
 /// Converts a [start, end) range in unix milliseconds; an end of 0 means "now".
 pub(crate) fn range_from_millis(start: i64, end: i64) -> Result<(i64, i64), QuerierError> {
@@ -357,13 +386,7 @@ impl Querier {
         tenant: &TenantId,
         request: &SelectMergeStacktracesRequest,
     ) -> Result<FrameTree, QuerierError> {
-        let selection = Selection::requested(
-            &request.profile_type_id,
-            &request.label_selector,
-            request.start,
-            request.end,
-            request.stack_trace_selector.as_ref(),
-        )?;
+        let selection = request.selection()?;
         self.fold_profiles(tenant, selection, TreeFold::default())
             .await
     }
@@ -378,13 +401,7 @@ impl Querier {
         let format = ProfileFormat::try_from(request.format)
             .map_err(|_| QuerierError::BadRequest(format!("unknown format {}", request.format)))?;
         if format == ProfileFormat::Pprof {
-            let selection = Selection::requested(
-                &request.profile_type_id,
-                &request.label_selector,
-                request.start,
-                request.end,
-                request.stack_trace_selector.as_ref(),
-            )?;
+            let selection = request.selection()?;
             let profile = self.merged_pprof(tenant, selection).await?;
             return Ok(SelectMergeStacktracesResponse {
                 pprof: Some(PprofProfile {
@@ -471,13 +488,7 @@ impl Querier {
         tenant: &TenantId,
         request: SelectMergeProfileRequest,
     ) -> Result<Profile, QuerierError> {
-        let selection = Selection::requested(
-            &request.profile_type_id,
-            &request.label_selector,
-            request.start,
-            request.end,
-            request.stack_trace_selector.as_ref(),
-        )?;
+        let selection = request.selection()?;
         self.merged_pprof(tenant, selection).await
     }
 
@@ -501,13 +512,7 @@ impl Querier {
         tenant: &TenantId,
         request: SelectSeriesRequest,
     ) -> Result<SelectSeriesResponse, QuerierError> {
-        let selection = Selection::requested(
-            &request.profile_type_id,
-            &request.label_selector,
-            request.start,
-            request.end,
-            request.stack_trace_selector.as_ref(),
-        )?;
+        let selection = request.selection()?;
         if request.step.is_nan() || request.step <= 0.0 {
             return Err(QuerierError::BadRequest(format!(
                 "invalid step {}: must be a positive number of seconds",

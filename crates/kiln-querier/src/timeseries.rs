@@ -102,14 +102,13 @@ impl SeriesBuilder {
                         exemplars: vec![],
                     })
                     .collect();
-                let labels = labels
-                    .iter()
-                    .map(|(name, value)| LabelPair {
-                        name: name.to_string(),
-                        value: value.to_string(),
-                    })
-                    .collect();
-                (sum, Series { labels, points })
+                (
+                    sum,
+                    Series {
+                        labels: label_pairs(&labels),
+                        points,
+                    },
+                )
             })
             .collect();
         // Largest first; ties in label order so that results are stable.
@@ -139,13 +138,7 @@ impl SeriesBuilder {
             .into_iter()
             .map(|(labels, buckets)| {
                 let mut group = SeriesGroup {
-                    labels: labels
-                        .iter()
-                        .map(|(name, value)| LabelPair {
-                            name: name.to_string(),
-                            value: value.to_string(),
-                        })
-                        .collect(),
+                    labels: label_pairs(&labels),
                     ..SeriesGroup::default()
                 };
                 for (step, (sum, count)) in buckets {
@@ -181,6 +174,17 @@ impl SeriesBuilder {
         }
         Ok(())
     }
+}
+
+/// A group's labels as `types.v1` label pairs.
+fn label_pairs(labels: &Labels) -> Vec<LabelPair> {
+    labels
+        .iter()
+        .map(|(name, value)| LabelPair {
+            name: name.to_string(),
+            value: value.to_string(),
+        })
+        .collect()
 }
 
 impl MergeMemory for SeriesBuilder {

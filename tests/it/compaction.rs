@@ -306,3 +306,70 @@ async fn every_query_answers_the_same_before_and_after_compaction() {
     assert_eq!(status["jobs"], json!([]));
     assert_eq!(status["lag_seconds"], 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_of_one_type_and_part_of_the_range_reads_only_its_row_groups() {
+    use crate::query_api::metric;
+    use crate::support::{decode, gzip_profile, input_totals};
+
+    // No samples stay cached, so that each query's reads show.
+    let server = kiln()
+        .args(FAST_COMPACTION)
+        .arg("--querier.cache-bytes=0")
+        .start()
+        .await
+        .unwrap();
+    // Sixteen heap profiles 10 s apart, of 4 types each: compacted regions of several row
+    // groups of samples, sorted by series and time.
+    let mut heap = decode(&std::fs::read(testdata("pprof/go_parser.heap.pb.gz")).unwrap());
+    let start_nanos = 1_795_000_000_000_000_000;
+    for i in 0..16 {
+        heap.time_nanos = start_nanos + i * 10_000_000_000;
+        let request = push_request(
+            &[("service_name", "parser")],
+            &gzip_profile(&heap),
+            &format!("heap-{i}"),
+        );
+        let response = reqwest::Client::new()
+            .post(server.url("/push.v1.PusherService/Push"))
+            .header("content-type", "application/proto")
+            .body(request.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    wait_until_compacted(&metastore(&server), 2).await;
+    let samples_read = r#"kiln_querier_fetched_bytes_total{what="samples"}"#;
+    let totals = input_totals(&heap);
+    let flame_graph_total = |profile_type: &str, profiles: i64| {
+        let query = json!({
+            "profileTypeID": profile_type,
+            "labelSelector": "{service_name=\"parser\"}",
+            "start": (start_nanos / 1_000_000).to_string(),
+            "end": ((start_nanos + profiles * 10_000_000_000) / 1_000_000).to_string(),
+            "maxNodes": "0",
+        });
+        let server = &server;
+        async move {
+            let graph = connect_json(server, "SelectMergeStacktraces", query).await;
+            json_flamegraph_figures(&graph["flamegraph"]).0
+        }
+    };
+
+    // Every type over the whole range: every sample is read.
+    assert_eq!(totals.len(), 4);
+    for (profile_type, total) in &totals {
+        assert_eq!(flame_graph_total(profile_type, 16).await, 16 * total);
+    }
+    let all_read = metric(&server, samples_read).await;
+    // In-use space of the first eight profiles: an eighth of the samples, and of the bytes
+    // read for them a quarter at most (row groups at the edges are read whole).
+    let inuse = "memory:inuse_space:bytes:space:bytes";
+    assert_eq!(flame_graph_total(inuse, 8).await, 8 * totals[inuse]);
+    let part_read = metric(&server, samples_read).await - all_read;
+    assert!(
+        part_read > 0 && part_read * 4 < all_read,
+        "read {part_read} bytes of samples for an eighth of them, {all_read} for all"
+    );
+}

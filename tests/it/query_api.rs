@@ -681,7 +681,8 @@ async fn label_calls_read_series_sections_not_samples() {
     assert_eq!(metric(&server, series_bytes).await, label_read);
     assert_eq!(metric(&server, series_hits).await, 2);
 
-    // A flame graph of both services reads their regions whole: several times the bytes.
+    // A flame graph of both services reads their profiles, symbols and samples: several times
+    // the bytes.
     let mut body = select(LEFT.0);
     body["labelSelector"] = json!("{}");
     let (status, _) = connect(
@@ -691,7 +692,11 @@ async fn label_calls_read_series_sections_not_samples() {
     )
     .await;
     assert_eq!(status, 200);
-    let flame_read = metric(&server, region_bytes).await;
+    let mut flame_read = 0;
+    for what in ["head", "footer", "symbols", "samples"] {
+        let series = format!(r#"kiln_querier_fetched_bytes_total{{what="{what}"}}"#);
+        flame_read += metric(&server, &series).await;
+    }
     assert!(
         label_read * 4 < flame_read,
         "label values read {label_read} bytes, the flame graph {flame_read}"

@@ -13,7 +13,9 @@ use std::hash::Hash;
 use kiln_model::{Labels, NormalizedProfile, TenantId};
 use kiln_proto::google::v1::Profile;
 
-use crate::data::{DatasetData, Function, Location, Mapping, ProfileRow, SampleRow, SeriesRow};
+use crate::data::{
+    DatasetData, Function, Location, Mapping, ProfileRow, SampleRow, SeriesRow, Symbols,
+};
 
 /// Accumulates profiles of any tenants and services until the segment is flushed.
 #[derive(Debug, Default)]
@@ -88,6 +90,8 @@ impl<T: Clone + Eq + Hash> Interner<T> {
 #[derive(Debug)]
 pub struct DatasetBuilder {
     data: DatasetData,
+    /// The symbols being interned; `data.symbols` is left empty until `finish`.
+    symbols: Symbols,
     strings: Interner<String>,
     mappings: Interner<Mapping>,
     functions: Interner<Function>,
@@ -105,6 +109,10 @@ impl DatasetBuilder {
                 service_name: service_name.to_string(),
                 ..DatasetData::default()
             },
+            symbols: Symbols {
+                strings: Vec::new(),
+                ..Symbols::default()
+            },
             strings: Interner::new(),
             mappings: Interner::new(),
             functions: Interner::new(),
@@ -112,7 +120,6 @@ impl DatasetBuilder {
             stacks: Interner::new(),
             series: FastMap::default(),
         };
-        builder.data.symbols.strings.clear();
         builder.string("");
         builder
     }
@@ -122,7 +129,7 @@ impl DatasetBuilder {
             return id;
         }
         self.strings
-            .intern(s.to_string(), &mut self.data.symbols.strings, 0)
+            .intern(s.to_string(), &mut self.symbols.strings, 0)
     }
 
     /// Adds a normalized profile of this dataset's service. Its symbols must be valid (as
@@ -156,7 +163,7 @@ impl DatasetBuilder {
                     let location = symbols.location(self, location_id);
                     node = self
                         .stacks
-                        .intern((node, location), &mut self.data.symbols.stacks, 1);
+                        .intern((node, location), &mut self.symbols.stacks, 1);
                 }
                 self.data.samples.push(SampleRow {
                     profile: profile_row,
@@ -175,7 +182,10 @@ impl DatasetBuilder {
 
     /// The dataset's rows and symbols.
     pub fn finish(self) -> DatasetData {
-        self.data
+        DatasetData {
+            symbols: std::sync::Arc::new(self.symbols),
+            ..self.data
+        }
     }
 }
 
@@ -231,7 +241,7 @@ impl<'a> SymbolMapper<'a> {
         };
         let mapped = dataset
             .locations
-            .intern(location, &mut dataset.data.symbols.locations, 0);
+            .intern(location, &mut dataset.symbols.locations, 0);
         self.locations.insert(id, mapped);
         mapped
     }
@@ -249,7 +259,7 @@ impl<'a> SymbolMapper<'a> {
         };
         let mapped = dataset
             .functions
-            .intern(function, &mut dataset.data.symbols.functions, 0);
+            .intern(function, &mut dataset.symbols.functions, 0);
         self.functions.insert(id, mapped);
         mapped
     }
@@ -268,7 +278,7 @@ impl<'a> SymbolMapper<'a> {
         };
         let mapped = dataset
             .mappings
-            .intern(mapping, &mut dataset.data.symbols.mappings, 1);
+            .intern(mapping, &mut dataset.symbols.mappings, 1);
         self.mappings.insert(id, mapped);
         mapped
     }

@@ -17,8 +17,9 @@ pub struct DatasetData {
     pub profiles: Vec<ProfileRow>,
     /// Samples.
     pub samples: Vec<SampleRow>,
-    /// The dataset's deduplicated symbols.
-    pub symbols: Symbols,
+    /// The dataset's deduplicated symbols: shared, since a reader caches them apart from the
+    /// samples (one decoded copy serves every read of the dataset's region).
+    pub symbols: Arc<Symbols>,
 }
 
 /// A series: a profile type and a label set.

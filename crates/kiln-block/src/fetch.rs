@@ -2,6 +2,7 @@
 //! with one ranged GET.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kiln_model::{BlockMeta, DatasetMeta};
@@ -64,8 +65,8 @@ pub const TOC_READ_BYTES: u64 = 4 * 1024;
 /// that a later read of one section is a single ranged GET.
 #[derive(Debug)]
 pub struct RegionDirectory {
-    toc: RegionToc,
-    toc_start: u64,
+    pub(crate) toc: RegionToc,
+    pub(crate) toc_start: u64,
     /// The whole region, when it was smaller than one tail read.
     whole: Option<Bytes>,
 }
@@ -77,20 +78,33 @@ impl RegionDirectory {
     }
 }
 
-/// The series section of a region, fetched: decode it (CPU work) where the caller runs such
+/// Sections of a region fetched together: decode them (CPU work) where the caller runs such
 /// work.
 #[derive(Debug)]
-pub struct SeriesSection {
-    directory: std::sync::Arc<RegionDirectory>,
+pub struct SectionBytes {
+    directory: Arc<RegionDirectory>,
+    names: &'static [&'static str],
+    /// The bytes from `start` (relative to the region) holding the sections.
     bytes: Bytes,
+    start: u64,
 }
 
-impl SeriesSection {
-    /// The region's datasets with only their series (label sets and profile types).
+impl SectionBytes {
+    /// The region's datasets with only what these sections hold (for [`SERIES`], their label
+    /// sets and profile types), references between sections unchecked.
     pub fn decode(self) -> Result<Vec<DatasetData>> {
-        self.directory.toc.decode_series(self.bytes)
+        let toc = &self.directory.toc;
+        toc.decode_named(toc.slice_named(&self.bytes, self.start, self.names)?)
     }
 }
+
+/// The series section: the datasets' label sets and profile types.
+pub const SERIES: &[&str] = &["series"];
+/// The series and profiles sections (next to each other): what a reader needs to choose the
+/// samples it wants.
+pub const HEAD: &[&str] = &["series", "profiles"];
+/// The sections of the symbols (next to each other).
+pub const SYMBOLS: &[&str] = &["strings", "mappings", "functions", "locations", "stacks"];
 
 /// The directory of a region: its table of contents, from the region's end, with one ranged
 /// GET (two when the table is larger than [`TOC_READ_BYTES`]). Returns it with the number of
@@ -132,40 +146,73 @@ pub async fn fetch_directory(
     }
 }
 
-/// The series section of the region `range` of `block` (its datasets' label sets and profile
-/// types, nothing else), located by `directory`: one ranged GET, none for a region the
-/// directory holds whole. Returns it with the number of bytes read.
-pub async fn fetch_series(
+/// The sections `names` of the region `range` of `block`, located by `directory`: one ranged
+/// GET of the span from the first to the last, none for a region the directory holds whole.
+/// Returns them with the number of bytes read.
+pub async fn fetch_sections(
     storage: &Storage,
     block: &BlockMeta,
     range: &RegionRange,
-    directory: std::sync::Arc<RegionDirectory>,
-) -> Result<(SeriesSection, u64)> {
-    let series = directory.toc.series_range(directory.toc_start)?;
-    let (bytes, read) = match (&directory.whole, range) {
-        (Some(whole), _) => (whole.slice(series.start as usize..series.end as usize), 0),
-        (None, RegionRange::Bytes(region)) => {
-            let bytes = get(
-                storage,
-                block,
-                region.start + series.start..region.start + series.end,
-            )
-            .await?;
-            let read = bytes.len() as u64;
-            (bytes, read)
+    directory: Arc<RegionDirectory>,
+    names: &'static [&'static str],
+) -> Result<(SectionBytes, u64)> {
+    let span = directory.toc.section_span(names, directory.toc_start)?;
+    let (bytes, read) = directory.read(storage, block, range, span.clone()).await?;
+    Ok((
+        SectionBytes {
+            directory,
+            names,
+            bytes,
+            start: span.start,
+        },
+        read,
+    ))
+}
+
+impl RegionDirectory {
+    /// The number of datasets the region holds.
+    pub fn dataset_count(&self) -> usize {
+        self.toc.dataset_count()
+    }
+
+    /// The byte range `span` of region `range` (relative to the region's start): from the
+    /// whole region when the directory holds it, else with one ranged GET. Returns the bytes
+    /// with the number read from storage.
+    pub(crate) async fn read(
+        &self,
+        storage: &Storage,
+        block: &BlockMeta,
+        range: &RegionRange,
+        span: Range<u64>,
+    ) -> Result<(Bytes, u64)> {
+        if let Some(whole) = &self.whole {
+            if span.end > whole.len() as u64 {
+                return Err(BlockError::Corrupt(format!(
+                    "{}: section out of its region",
+                    block.path
+                )));
+            }
+            return Ok((whole.slice(span.start as usize..span.end as usize), 0));
         }
-        (None, RegionRange::Whole) => {
+        let RegionRange::Bytes(region) = range else {
             return Err(BlockError::Corrupt(format!(
                 "{}: a whole object has no region directory",
                 block.path
             )));
-        }
-    };
-    Ok((SeriesSection { directory, bytes }, read))
+        };
+        let bytes = get(
+            storage,
+            block,
+            region.start + span.start..region.start + span.end,
+        )
+        .await?;
+        let read = bytes.len() as u64;
+        Ok((bytes, read))
+    }
 }
 
 /// Fetches exactly `bytes` of `block`'s object.
-async fn get(storage: &Storage, block: &BlockMeta, bytes: Range<u64>) -> Result<Bytes> {
+pub(crate) async fn get(storage: &Storage, block: &BlockMeta, bytes: Range<u64>) -> Result<Bytes> {
     fetch(storage, block, &RegionRange::Bytes(bytes)).await
 }
 

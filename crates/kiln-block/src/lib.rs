@@ -14,6 +14,7 @@ mod data;
 mod error;
 pub mod fetch;
 mod merge;
+pub mod pruned;
 mod region;
 mod sections;
 #[cfg(test)]

@@ -176,13 +176,13 @@ impl DatasetMerger {
             series: series_rows,
             profiles: profile_rows,
             samples,
-            symbols: crate::data::Symbols {
+            symbols: std::sync::Arc::new(crate::data::Symbols {
                 strings: strings.rows,
                 mappings: mappings.rows,
                 functions: functions.rows,
                 locations: locations.rows,
                 stacks: stacks.rows,
-            },
+            }),
         }
     }
 }

@@ -135,26 +135,73 @@ impl RegionToc {
             .collect()
     }
 
-    /// The byte range of the series section within the region, checked to end before the
-    /// table of contents (at `toc_start`).
-    pub(crate) fn series_range(&self, toc_start: u64) -> Result<std::ops::Range<u64>> {
-        let section = self
-            .sections
-            .iter()
-            .find(|s| s.name == "series")
-            .ok_or_else(|| corrupt("missing section series".to_string()))?;
-        let end = section
-            .offset
-            .checked_add(section.length)
-            .filter(|&end| end <= toc_start)
-            .ok_or_else(|| corrupt("section series out of range".to_string()))?;
-        Ok(section.offset..end)
+    /// The byte range within the region from the start of the first of `names` to the end of
+    /// the last (sections written one after another), checked to end before the table of
+    /// contents (at `toc_start`).
+    pub(crate) fn section_span(
+        &self,
+        names: &[&str],
+        toc_start: u64,
+    ) -> Result<std::ops::Range<u64>> {
+        let mut span: Option<std::ops::Range<u64>> = None;
+        for name in names {
+            let section = self
+                .sections
+                .iter()
+                .find(|s| s.name == *name)
+                .ok_or_else(|| corrupt(format!("missing section {name}")))?;
+            let end = section
+                .offset
+                .checked_add(section.length)
+                .filter(|&end| end <= toc_start)
+                .ok_or_else(|| corrupt(format!("section {name} out of range")))?;
+            span = Some(match span {
+                None => section.offset..end,
+                Some(span) => span.start.min(section.offset)..span.end.max(end),
+            });
+        }
+        span.ok_or_else(|| corrupt("no section asked for".to_string()))
     }
 
-    /// The datasets of the region with only their series, from the series section's bytes.
-    pub(crate) fn decode_series(&self, series: Bytes) -> Result<Vec<DatasetData>> {
+    /// The number of datasets the region holds.
+    pub(crate) fn dataset_count(&self) -> usize {
+        self.datasets.len()
+    }
+
+    /// The named sections, sliced out of `bytes`, which hold the region from offset `start`.
+    pub(crate) fn slice_named(
+        &self,
+        bytes: &Bytes,
+        start: u64,
+        names: &[&'static str],
+    ) -> Result<Vec<(&'static str, Bytes)>> {
+        let mut out = Vec::with_capacity(names.len());
+        for &name in names {
+            let section = self
+                .sections
+                .iter()
+                .find(|s| s.name == name)
+                .ok_or_else(|| corrupt(format!("missing section {name}")))?;
+            let from = section.offset.checked_sub(start);
+            let to = from.and_then(|from| from.checked_add(section.length));
+            match (from, to) {
+                (Some(from), Some(to)) if to <= bytes.len() as u64 => {
+                    out.push((name, bytes.slice(from as usize..to as usize)));
+                }
+                _ => return Err(corrupt(format!("section {name} out of range"))),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Decodes the named sections (from [`Self::slice_named`]) into empty datasets named as
+    /// the table of contents names them; their references are not checked.
+    pub(crate) fn decode_named(
+        &self,
+        sections: Vec<(&'static str, Bytes)>,
+    ) -> Result<Vec<DatasetData>> {
         let mut datasets = self.datasets();
-        sections::decode_series(series, &mut datasets)?;
+        sections::decode_unchecked(sections, &mut datasets)?;
         Ok(datasets)
     }
 }

@@ -15,9 +15,12 @@ use arrow::datatypes::{Field, Schema};
 use bytes::Bytes;
 use kiln_model::{Labels, SampleLabels};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::file::reader::ChunkReader;
 
 use crate::data::{
     DatasetData, Function, Location, Mapping, ProfileRow, SampleRow, SeriesRow, Symbols,
@@ -280,6 +283,10 @@ impl Table {
             .map_err(parquet_err(name))?
             .build()
             .map_err(parquet_err(name))?;
+        Self::from_reader(name, reader)
+    }
+
+    fn from_reader(name: &'static str, reader: ParquetRecordBatchReader) -> Result<Self> {
         let schema = reader.schema();
         let batches = reader
             .collect::<std::result::Result<Vec<_>, _>>()
@@ -360,6 +367,19 @@ pub(crate) fn decode(
     sections: Vec<(&'static str, Bytes)>,
     datasets: &mut [DatasetData],
 ) -> Result<()> {
+    decode_unchecked(sections, datasets)?;
+    for dataset in datasets.iter() {
+        check_references(dataset)?;
+    }
+    Ok(())
+}
+
+/// Decodes the sections into `datasets` without checking references between them: for some of
+/// a region's sections, checked by [`check_references`] once the dataset is whole.
+pub(crate) fn decode_unchecked(
+    sections: Vec<(&'static str, Bytes)>,
+    datasets: &mut [DatasetData],
+) -> Result<()> {
     for (name, data) in sections {
         let table = Table::decode(name, data)?;
         let ranges = table.dataset_ranges(datasets.len())?;
@@ -367,15 +387,23 @@ pub(crate) fn decode(
             decode_rows(&table, rows, dataset)?;
         }
     }
-    for dataset in datasets.iter() {
-        check_references(dataset)?;
-    }
     Ok(())
 }
 
-/// Decodes only the series section into `datasets`: their label sets and profile types.
-pub(crate) fn decode_series(data: Bytes, datasets: &mut [DatasetData]) -> Result<()> {
-    let table = Table::decode("series", data)?;
+/// Decodes the row groups `row_groups` of the samples section (read through `reader`, which
+/// holds at least their column chunks; `metadata` is the section's footer) into `datasets`.
+pub(crate) fn decode_samples<R: ChunkReader + 'static>(
+    reader: R,
+    metadata: ArrowReaderMetadata,
+    row_groups: Vec<usize>,
+    datasets: &mut [DatasetData],
+) -> Result<()> {
+    let name = "samples";
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, metadata)
+        .with_row_groups(row_groups)
+        .build()
+        .map_err(parquet_err(name))?;
+    let table = Table::from_reader(name, reader)?;
     let ranges = table.dataset_ranges(datasets.len())?;
     for (dataset, rows) in datasets.iter_mut().zip(ranges) {
         decode_rows(&table, rows, dataset)?;
@@ -449,13 +477,14 @@ fn decode_rows(table: &Table, rows: std::ops::Range<usize>, out: &mut DatasetDat
         }
         "strings" => {
             let values = table.strings("value")?;
-            out.symbols.strings = rows.map(|row| values.value(row).to_string()).collect();
+            Arc::make_mut(&mut out.symbols).strings =
+                rows.map(|row| values.value(row).to_string()).collect();
         }
         "mappings" => {
             let (start, limit) = (table.u64s("memory_start")?, table.u64s("memory_limit")?);
             let offset = table.u64s("file_offset")?;
             let (filename, build_id) = (table.u32s("filename")?, table.u32s("build_id")?);
-            out.symbols.mappings = rows
+            Arc::make_mut(&mut out.symbols).mappings = rows
                 .map(|row| Mapping {
                     memory_start: start.value(row),
                     memory_limit: limit.value(row),
@@ -468,7 +497,7 @@ fn decode_rows(table: &Table, rows: std::ops::Range<usize>, out: &mut DatasetDat
         "functions" => {
             let (name, system_name) = (table.u32s("name")?, table.u32s("system_name")?);
             let (filename, start_line) = (table.u32s("filename")?, table.i64s("start_line")?);
-            out.symbols.functions = rows
+            Arc::make_mut(&mut out.symbols).functions = rows
                 .map(|row| Function {
                     name: name.value(row),
                     system_name: system_name.value(row),
@@ -482,7 +511,7 @@ fn decode_rows(table: &Table, rows: std::ops::Range<usize>, out: &mut DatasetDat
             let folded = table.bools("is_folded")?;
             let functions = table.column("line_functions")?.as_list::<i32>();
             let lines = table.column("line_numbers")?.as_list::<i32>();
-            out.symbols.locations = rows
+            Arc::make_mut(&mut out.symbols).locations = rows
                 .map(|row| {
                     let functions = functions.value(row);
                     let lines = lines.value(row);
@@ -504,7 +533,7 @@ fn decode_rows(table: &Table, rows: std::ops::Range<usize>, out: &mut DatasetDat
         }
         "stacks" => {
             let (parent, location) = (table.u32s("parent")?, table.u32s("location")?);
-            out.symbols.stacks = rows
+            Arc::make_mut(&mut out.symbols).stacks = rows
                 .map(|row| (parent.value(row), location.value(row)))
                 .collect();
         }
@@ -514,7 +543,7 @@ fn decode_rows(table: &Table, rows: std::ops::Range<usize>, out: &mut DatasetDat
 }
 
 /// Checks every id so that readers can index without bounds checks failing.
-fn check_references(data: &DatasetData) -> Result<()> {
+pub(crate) fn check_references(data: &DatasetData) -> Result<()> {
     let corrupt = |what: String| {
         Err(BlockError::Corrupt(format!(
             "dataset {}/{}: {what}",
@@ -527,7 +556,7 @@ fn check_references(data: &DatasetData) -> Result<()> {
         functions,
         locations,
         stacks,
-    } = &data.symbols;
+    } = &*data.symbols;
     if strings.first().map(String::as_str) != Some("") {
         return corrupt("string 0 must be empty".to_string());
     }

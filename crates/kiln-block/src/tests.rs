@@ -390,11 +390,12 @@ fn series_sections_are_read_alone_with_their_table_of_contents() {
             .unwrap()
             .expect("segments have regions");
         let (section, section_read) = runtime
-            .block_on(crate::fetch::fetch_series(
+            .block_on(crate::fetch::fetch_sections(
                 &storage,
                 &meta,
                 &range,
                 std::sync::Arc::new(directory),
+                crate::fetch::SERIES,
             ))
             .unwrap();
         let read = directory_read + section_read;
@@ -416,4 +417,137 @@ fn series_sections_are_read_alone_with_their_table_of_contents() {
             );
         }
     }
+}
+
+#[test]
+fn a_compacted_region_reads_only_the_row_groups_of_the_profiles_wanted() {
+    use crate::fetch::{self, RegionRange};
+    use crate::pruned;
+    use kiln_objstore::object_store::ObjectStoreExt;
+    use std::sync::Arc;
+
+    // Sixteen heap profiles of thousands of samples in each of 4 types: a dataset of several
+    // row groups, sorted by series and time as the
+    // compactor writes them.
+    let heap = load_profiles()
+        .into_iter()
+        .find(|(name, _)| name == "go_parser.heap")
+        .unwrap()
+        .1;
+    let tenant = TenantId::new("t").unwrap();
+    let mut segment = SegmentBuilder::default();
+    for i in 0..16 {
+        let profile = normalized(&heap, "parser", &format!("p{i}"), i * 10_000_000_000);
+        segment.add(&tenant, &profile);
+    }
+    let (bytes, _) = segment.finish(Ulid::new(), 0).unwrap().unwrap();
+    let mut merger = DatasetMerger::new("t", "parser");
+    for dataset in SegmentReader::parse(bytes).unwrap().read_all().unwrap() {
+        merger.add(&dataset);
+    }
+    let merged = merger.finish();
+    let id = Ulid::new();
+    let mut writer = ObjectWriter::new(id, block_path(0, "t", &id), 0, 1, "t");
+    writer.add_region(std::slice::from_ref(&merged)).unwrap();
+    let (bytes, meta) = writer.finish().unwrap().unwrap();
+    let storage = kiln_objstore::Storage::in_memory();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(storage.store.put(&storage.path(&meta.path), bytes.into()))
+        .unwrap();
+    let range = RegionRange::of(&meta.datasets[0]);
+    let region_len = range.byte_len().unwrap();
+
+    let (directory, mut read) = runtime
+        .block_on(fetch::fetch_directory(&storage, &meta, &range))
+        .unwrap()
+        .unwrap();
+    let directory = Arc::new(directory);
+    let sections = |names| {
+        let (bytes, read) = runtime
+            .block_on(fetch::fetch_sections(
+                &storage,
+                &meta,
+                &range,
+                directory.clone(),
+                names,
+            ))
+            .unwrap();
+        (bytes.decode().unwrap(), read)
+    };
+    let (head, head_read) = sections(fetch::HEAD);
+    let (symbols, symbols_read) = sections(fetch::SYMBOLS);
+    let symbols: Vec<_> = symbols.into_iter().map(|d| d.symbols).collect();
+    let (footer, footer_read) = runtime
+        .block_on(pruned::fetch_samples_footer(
+            &storage, &meta, &range, &directory,
+        ))
+        .unwrap();
+    read += head_read + symbols_read + footer_read;
+    let footer = Arc::new(footer);
+    assert!(
+        footer.row_group_count() >= 4,
+        "{}",
+        footer.row_group_count()
+    );
+    let read_rows = |wanted: &[u32]| {
+        let groups = footer
+            .matching_row_groups(|dataset, rows| {
+                dataset == 0 && wanted.iter().any(|row| rows.contains(row))
+            })
+            .unwrap();
+        let (samples, read) = runtime
+            .block_on(pruned::fetch_row_groups(
+                &storage,
+                &meta,
+                &range,
+                &directory,
+                footer.clone(),
+                groups.clone(),
+            ))
+            .unwrap();
+        let data = pruned::assemble(&head, &symbols, samples).unwrap();
+        (groups, data, read)
+    };
+
+    // Every profile: exactly the region as decoded whole.
+    let all: Vec<u32> = (0..merged.profiles.len() as u32).collect();
+    let (groups, data, _) = read_rows(&all);
+    assert_eq!(groups.len(), footer.row_group_count());
+    assert_eq!(data, vec![merged.clone()]);
+
+    // One profile type over the first half of the range: its samples, and far fewer bytes.
+    let inuse = merged
+        .series
+        .iter()
+        .position(|s| s.profile_type.starts_with("memory:inuse_space"))
+        .unwrap() as u32;
+    let wanted: Vec<u32> = all
+        .iter()
+        .copied()
+        .filter(|&row| {
+            let profile = &merged.profiles[row as usize];
+            profile.series == inuse && profile.time_nanos < 80_000_000_000
+        })
+        .collect();
+    assert_eq!(wanted.len(), 8);
+    let (groups, data, samples_read) = read_rows(&wanted);
+    assert!(groups.len() < footer.row_group_count() / 2, "{groups:?}");
+    let of_wanted = |data: &DatasetData| -> Vec<_> {
+        data.samples
+            .iter()
+            .filter(|s| wanted.contains(&s.profile))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(of_wanted(&data[0]), of_wanted(&merged));
+    assert!(!of_wanted(&merged).is_empty());
+    assert!(
+        (read + samples_read) * 2 < region_len,
+        "read {} of {region_len} bytes",
+        read + samples_read
+    );
 }

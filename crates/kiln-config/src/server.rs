@@ -277,22 +277,30 @@ pub struct ServerArgs {
           default_value = "0s", value_parser = parse_duration)]
     pub querier_max_query_range: Duration,
 
-    /// Memory for decoded blocks cached by the querier, e.g. 512MiB.
+    /// Memory for the decoded samples (and profiles) of blocks cached by the querier, e.g.
+    /// 512MiB.
     #[arg(long = "querier.cache-bytes", env = "KILN_QUERIER_CACHE_BYTES",
           default_value = "512MiB", value_parser = parse_bytes)]
     pub querier_cache_bytes: usize,
 
-    /// Memory for the series sections (label sets) the querier caches for label calls, e.g.
-    /// 64MiB.
+    /// Memory for the series sections (label sets) the querier caches for label calls, and the
+    /// heads (series and profiles) that selects choose row groups by, e.g. 64MiB.
     #[arg(long = "querier.series-cache-bytes", env = "KILN_QUERIER_SERIES_CACHE_BYTES",
           default_value = "64MiB", value_parser = parse_bytes)]
     pub querier_series_cache_bytes: usize,
 
-    /// Memory for regions' directories (their tables of contents, which locate each section):
-    /// a series section read again after its cache dropped it is then one ranged GET, not two.
+    /// Memory for regions' directories (their tables of contents, which locate each section)
+    /// and samples sections' footers (Parquet metadata, which locate row groups): a section
+    /// read again after its cache dropped it is then one ranged GET.
     #[arg(long = "querier.directory-cache-bytes", env = "KILN_QUERIER_DIRECTORY_CACHE_BYTES",
           default_value = "16MiB", value_parser = parse_bytes)]
     pub querier_directory_cache_bytes: usize,
+
+    /// Memory for the decoded symbols (functions, locations, stacks) of blocks, shared by
+    /// every query of a region whatever samples it reads, e.g. 128MiB.
+    #[arg(long = "querier.symbols-cache-bytes", env = "KILN_QUERIER_SYMBOLS_CACHE_BYTES",
+          default_value = "128MiB", value_parser = parse_bytes)]
+    pub querier_symbols_cache_bytes: usize,
 
     /// How long one query may run before it is stopped and answered with 504 (gRPC
     /// DEADLINE_EXCEEDED).

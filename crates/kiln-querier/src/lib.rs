@@ -45,7 +45,7 @@ pub use metrics::{CacheLabels, FetchLabels, OutcomeLabels, QuerierMetrics};
 pub use partial::Partial;
 pub use peers::ClusterPeers;
 pub use pprof::PprofBuilder;
-pub use reader::{BlockData, BlockReader};
+pub use reader::{BlockData, BlockReader, CacheSizes};
 pub use remote::PartService;
 pub use select::{Query, SelectedDataset};
 pub use selector::{MatchOp, Matcher, Selector, parse_query};
@@ -71,12 +71,8 @@ pub struct QuerierConfig {
     pub max_response_bytes: usize,
     /// Longest range of a query; zero means no limit.
     pub max_query_range: std::time::Duration,
-    /// Bytes of decoded blocks kept in memory.
-    pub cache_bytes: u64,
-    /// Bytes of decoded series sections (what label calls read) kept in memory.
-    pub series_cache_bytes: u64,
-    /// Bytes of region directories (tables of contents) kept in memory.
-    pub directory_cache_bytes: u64,
+    /// Memory of the caches of what is read from blocks.
+    pub caches: CacheSizes,
     /// Who may query, as which tenant.
     pub auth: Arc<Auth>,
     /// How long one query may run (`--querier.timeout`); zero: no deadline.
@@ -98,9 +94,12 @@ impl Default for QuerierConfig {
             max_points_per_series: 100_000,
             max_response_bytes: 128 << 20,
             max_query_range: std::time::Duration::ZERO,
-            cache_bytes: 512 << 20,
-            series_cache_bytes: 64 << 20,
-            directory_cache_bytes: 16 << 20,
+            caches: CacheSizes {
+                regions: 512 << 20,
+                series: 64 << 20,
+                directory: 16 << 20,
+                symbols: 128 << 20,
+            },
             auth: Auth::open(false),
             timeout: Duration::from_secs(120),
             max_concurrent: 8,
@@ -141,14 +140,7 @@ impl Querier {
         // Alone until the membership says otherwise.
         metrics.peers.set(1);
         Arc::new(Self {
-            reader: BlockReader::new(
-                storage,
-                config.cache_bytes,
-                config.series_cache_bytes,
-                config.directory_cache_bytes,
-                pool.clone(),
-                metrics.clone(),
-            ),
+            reader: BlockReader::new(storage, config.caches, pool.clone(), metrics.clone()),
             gate: gate::QueryGate::new(config.max_concurrent, config.timeout, metrics.clone()),
             peers: config.cluster.clone().map(|cluster| {
                 peers::QuerierPeers::start(Arc::clone(&metastore), cluster, metrics.peers.clone())

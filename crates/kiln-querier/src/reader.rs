@@ -1,11 +1,16 @@
-//! Reads the regions of blocks that a query needs from object storage into memory, through a
-//! size-bounded cache; and, for label calls, only the regions' series sections, through a cache
-//! of their own, located by the regions' directories (tables of contents), cached too.
+//! Reads what a query needs of the blocks from object storage, through size-bounded caches.
+//!
+//! A select reads, of each region holding a wanted dataset, its directory (table of contents),
+//! its head (series and profiles), the footer of its samples section, its symbols, and of its
+//! samples only the row groups whose statistics say they may hold a profile the query selects.
+//! Each of these is cached on its own, so that another query of the same region reads only the
+//! samples it wants and not yet cached. Label calls read only the regions' series sections.
 
 use std::sync::Arc;
 
-use kiln_block::DatasetData;
 use kiln_block::fetch::{self, RegionDirectory, RegionRange};
+use kiln_block::pruned::{self, SamplesFooter};
+use kiln_block::{DatasetData, Symbols};
 use kiln_model::{BlockMeta, DatasetMeta};
 use kiln_objstore::Storage;
 use moka::future::Cache;
@@ -17,26 +22,64 @@ use crate::pool::MergePool;
 /// The decoded datasets of one region of a block (the whole block for a segment).
 pub type BlockData = Arc<Vec<DatasetData>>;
 
-/// Loads and caches decoded regions and series sections; blocks are immutable, so entries
-/// never go stale.
+/// Memory for each of the reader's caches, in bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheSizes {
+    /// Decoded samples of regions, with their heads and symbols shared (`--querier.cache-bytes`).
+    pub regions: u64,
+    /// Decoded series sections and heads (series and profiles).
+    pub series: u64,
+    /// Regions' directories and their samples sections' footers.
+    pub directory: u64,
+    /// Decoded symbols of regions.
+    pub symbols: u64,
+}
+
+/// Which rows of a region a read wants: per dataset (in the region's order), the sorted profile
+/// rows whose samples it needs.
+pub(crate) type WantedProfiles = Vec<Vec<u32>>;
+
+/// Metadata of a region, small and cached together.
+#[derive(Clone, Debug)]
+enum RegionMeta {
+    Directory(Arc<RegionDirectory>),
+    Footer(Arc<SamplesFooter>),
+}
+
+impl RegionMeta {
+    fn memory_bytes(&self) -> usize {
+        match self {
+            RegionMeta::Directory(directory) => directory.memory_bytes(),
+            RegionMeta::Footer(footer) => footer.memory_bytes(),
+        }
+    }
+}
+
+/// A region of a block: the cache key of what is read from it.
+type RegionKey = (String, RegionRange);
+
+/// Loads and caches the parts of regions; blocks are immutable, so entries never go stale.
 #[derive(Clone, Debug)]
 pub struct BlockReader {
     storage: Storage,
-    cache: Cache<(String, RegionRange), BlockData>,
-    /// The datasets of a region with only their series.
-    series_cache: Cache<(String, RegionRange), BlockData>,
-    /// Regions' directories (tables of contents): a series section missing from its cache is
-    /// then one ranged GET.
-    directory_cache: Cache<(String, RegionRange), Arc<RegionDirectory>>,
+    /// Datasets with the samples of some row groups (all for objects without regions), keyed
+    /// by region and row groups.
+    cache: Cache<(String, RegionRange, Vec<usize>), BlockData>,
+    /// Datasets with only the sections named in the key ([`fetch::SERIES`] for label calls,
+    /// [`fetch::HEAD`] for selects).
+    series_cache: Cache<(String, RegionRange, &'static [&'static str]), BlockData>,
+    /// Directories and samples footers: `true` in the key for a footer.
+    directory_cache: Cache<(String, RegionRange, bool), RegionMeta>,
+    symbols_cache: Cache<RegionKey, Arc<Vec<Arc<Symbols>>>>,
     pool: MergePool,
     metrics: QuerierMetrics,
 }
 
-/// An estimate of the memory the decoded datasets of a block take, for the cache's weigher.
-fn decoded_bytes(data: &BlockData) -> u64 {
+/// An estimate of the memory the decoded rows of datasets take (symbols apart), for a cache's
+/// weigher.
+fn rows_bytes(data: &BlockData) -> u64 {
     data.iter()
         .map(|d| {
-            let strings: usize = d.symbols.strings.iter().map(|s| s.len() + 24).sum();
             let labels: usize = d
                 .series
                 .iter()
@@ -45,44 +88,56 @@ fn decoded_bytes(data: &BlockData) -> u64 {
                 .sum();
             (d.samples.len() * std::mem::size_of::<kiln_block::SampleRow>()
                 + d.profiles.len() * (std::mem::size_of::<kiln_block::ProfileRow>() + 36)
-                + d.symbols.stacks.len() * 8
-                + d.symbols.locations.len() * 64
-                + d.symbols.functions.len() * std::mem::size_of::<kiln_block::Function>()
-                + strings
                 + labels) as u64
         })
         .sum()
 }
 
+/// An estimate of the memory decoded symbols take.
+fn symbols_bytes(symbols: &[Arc<Symbols>]) -> u64 {
+    symbols
+        .iter()
+        .map(|s| {
+            let strings: usize = s.strings.iter().map(|s| s.len() + 24).sum();
+            (s.stacks.len() * 8
+                + s.locations.len() * 64
+                + s.functions.len() * std::mem::size_of::<kiln_block::Function>()
+                + s.mappings.len() * std::mem::size_of::<kiln_block::Mapping>()
+                + strings) as u64
+        })
+        .sum()
+}
+
+/// A weigher's weight: moka weighs in u32.
+fn weight(bytes: u64) -> u32 {
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
 impl BlockReader {
-    /// A reader over `storage` caching up to `cache_bytes` of decoded regions,
-    /// `series_cache_bytes` of decoded series sections and `directory_cache_bytes` of region
-    /// directories, decoding on `pool`.
+    /// A reader over `storage` with caches of `sizes`, decoding on `pool`.
     pub(crate) fn new(
         storage: Storage,
-        cache_bytes: u64,
-        series_cache_bytes: u64,
-        directory_cache_bytes: u64,
+        sizes: CacheSizes,
         pool: MergePool,
         metrics: QuerierMetrics,
     ) -> Self {
-        let weighed = |bytes: u64| {
-            Cache::builder()
-                .max_capacity(bytes)
-                .weigher(|_, data: &BlockData| {
-                    u32::try_from(decoded_bytes(data)).unwrap_or(u32::MAX)
-                })
-                .build()
-        };
         Self {
             storage,
-            cache: weighed(cache_bytes),
-            series_cache: weighed(series_cache_bytes),
+            cache: Cache::builder()
+                .max_capacity(sizes.regions)
+                .weigher(|_, data: &BlockData| weight(rows_bytes(data)))
+                .build(),
+            series_cache: Cache::builder()
+                .max_capacity(sizes.series)
+                .weigher(|_, data: &BlockData| weight(rows_bytes(data)))
+                .build(),
             directory_cache: Cache::builder()
-                .max_capacity(directory_cache_bytes)
-                .weigher(|_, directory: &Arc<RegionDirectory>| {
-                    u32::try_from(directory.memory_bytes()).unwrap_or(u32::MAX)
-                })
+                .max_capacity(sizes.directory)
+                .weigher(|_, meta: &RegionMeta| weight(meta.memory_bytes() as u64))
+                .build(),
+            symbols_cache: Cache::builder()
+                .max_capacity(sizes.symbols)
+                .weigher(|_, symbols: &Arc<Vec<Arc<Symbols>>>| weight(symbols_bytes(symbols)))
                 .build(),
             pool,
             metrics,
@@ -91,8 +146,7 @@ impl BlockReader {
 
     /// The datasets of `block` that `wanted` selects, with only their series (label sets and
     /// profile types), region by region, from the series cache or from storage: each region's
-    /// table of contents and series section only. A region already in the region cache is
-    /// taken from there; objects without regions are loaded whole.
+    /// directory and series section only. Objects without regions are loaded whole.
     pub async fn load_series(
         &self,
         block: &BlockMeta,
@@ -100,57 +154,79 @@ impl BlockReader {
     ) -> Result<Vec<BlockData>, QuerierError> {
         let mut regions = Vec::new();
         for range in fetch::ranges_of(block, wanted) {
-            let key = (block.id.clone(), range.clone());
-            if let Some(region) = self.cache.get(&key).await {
-                self.metrics.cache_lookup("regions", true);
-                regions.push(region);
+            regions.push(self.sections(block, &range, fetch::SERIES).await?);
+        }
+        Ok(regions)
+    }
+
+    /// The datasets of `block` that `wanted` selects, region by region (with the other datasets
+    /// sharing their regions), holding the samples of at least the profiles `profiles` picks
+    /// from each region's head (series and profiles): only the row groups of the samples
+    /// section that may hold those are read. Regions where it picks none are left out.
+    pub async fn load(
+        &self,
+        block: &BlockMeta,
+        wanted: impl Fn(&DatasetMeta) -> bool,
+        profiles: impl Fn(&DatasetData) -> Vec<u32>,
+    ) -> Result<Vec<BlockData>, QuerierError> {
+        let mut regions = Vec::new();
+        for range in fetch::ranges_of(block, wanted) {
+            if range == RegionRange::Whole {
+                // Objects of the first format have no sections to read alone.
+                let (reader, meta, key) = (self.clone(), block.clone(), range.clone());
+                let entry = self
+                    .cache
+                    .entry((block.id.clone(), range, Vec::new()))
+                    .or_try_insert_with(async move { reader.fetch_region(&meta, key).await })
+                    .await
+                    .map_err(|reason| block_error(block, &reason))?;
+                self.metrics.cache_lookup("regions", !entry.is_fresh());
+                regions.push(entry.into_value());
                 continue;
             }
+            let head = self.sections(block, &range, fetch::HEAD).await?;
+            let wanted: WantedProfiles = head.iter().map(&profiles).collect();
+            if wanted.iter().all(Vec::is_empty) {
+                continue;
+            }
+            let footer = self.footer(block, &range).await?;
+            let row_groups = footer
+                .matching_row_groups(|dataset, rows| {
+                    wanted.get(dataset as usize).is_some_and(|wanted| {
+                        let first = wanted.partition_point(|&row| row < *rows.start());
+                        wanted.get(first).is_some_and(|&row| row <= *rows.end())
+                    })
+                })
+                .map_err(|e| block_error(block, &e.to_string()))?;
             let (reader, meta) = (self.clone(), block.clone());
+            let key = (block.id.clone(), range.clone(), row_groups.clone());
             let entry = self
-                .series_cache
-                .entry(key.clone())
+                .cache
+                .entry(key)
                 .or_try_insert_with(async move {
-                    let Some(directory) = reader.directory(&meta, &range).await? else {
-                        // Objects of the first format have no sections to read alone.
-                        return reader.fetch_region(&meta, range).await;
-                    };
-                    let (section, read) =
-                        fetch::fetch_series(&reader.storage, &meta, &range, directory)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                    reader.metrics.fetched("series", read);
+                    let symbols = reader.symbols(&meta, &range).await?;
+                    let directory = reader.directory(&meta, &range).await?;
+                    let (samples, read) = pruned::fetch_row_groups(
+                        &reader.storage,
+                        &meta,
+                        &range,
+                        &directory,
+                        footer,
+                        row_groups,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    reader.metrics.fetched("samples", read);
                     reader
                         .pool
-                        .run("series decode", move || section.decode())
+                        .run("samples decode", move || {
+                            pruned::assemble(&head, &symbols, samples)
+                        })
                         .await
                         .map_err(|e| e.to_string())?
                         .map(Arc::new)
                         .map_err(|e| e.to_string())
                 })
-                .await
-                .map_err(|reason| block_error(block, &reason))?;
-            self.metrics.cache_lookup("series", !entry.is_fresh());
-            regions.push(entry.into_value());
-        }
-        Ok(regions)
-    }
-
-    /// The datasets of `block` that `wanted` selects, region by region (plus the other datasets
-    /// sharing their regions), from the cache or from storage: only those regions are fetched.
-    pub async fn load(
-        &self,
-        block: &BlockMeta,
-        wanted: impl Fn(&DatasetMeta) -> bool,
-    ) -> Result<Vec<BlockData>, QuerierError> {
-        let mut regions = Vec::new();
-        for range in fetch::ranges_of(block, wanted) {
-            let key = (block.id.clone(), range.clone());
-            let (reader, meta) = (self.clone(), block.clone());
-            let entry = self
-                .cache
-                .entry(key)
-                .or_try_insert_with(async move { reader.fetch_region(&meta, range).await })
                 .await
                 .map_err(|reason| block_error(block, &reason))?;
             self.metrics.cache_lookup("regions", !entry.is_fresh());
@@ -159,20 +235,120 @@ impl BlockReader {
         Ok(regions)
     }
 
-    /// The directory of region `range` of `block`, from the directory cache or from the region's
-    /// end; `None` for objects without regions.
+    /// The datasets of region `range` of `block` with only the sections `names`, from the series
+    /// cache or from storage (the region's directory and one ranged GET of the sections).
+    async fn sections(
+        &self,
+        block: &BlockMeta,
+        range: &RegionRange,
+        names: &'static [&'static str],
+    ) -> Result<BlockData, QuerierError> {
+        let (reader, meta, region) = (self.clone(), block.clone(), range.clone());
+        let entry = self
+            .series_cache
+            .entry((block.id.clone(), range.clone(), names))
+            .or_try_insert_with(async move {
+                if region == RegionRange::Whole {
+                    return reader.fetch_region(&meta, region).await;
+                }
+                let directory = reader.directory(&meta, &region).await?;
+                let (sections, read) =
+                    fetch::fetch_sections(&reader.storage, &meta, &region, directory, names)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                reader.metrics.fetched(section_label(names), read);
+                reader
+                    .pool
+                    .run("sections decode", move || sections.decode())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|reason| block_error(block, &reason))?;
+        self.metrics
+            .cache_lookup(section_label(names), !entry.is_fresh());
+        Ok(entry.into_value())
+    }
+
+    /// The symbols of each dataset of region `range` of `block`, from the symbols cache or
+    /// from storage (one ranged GET of the symbol sections).
+    async fn symbols(
+        &self,
+        block: &BlockMeta,
+        range: &RegionRange,
+    ) -> Result<Arc<Vec<Arc<Symbols>>>, String> {
+        let (reader, meta, region) = (self.clone(), block.clone(), range.clone());
+        let entry = self
+            .symbols_cache
+            .entry((block.id.clone(), range.clone()))
+            .or_try_insert_with(async move {
+                let directory = reader.directory(&meta, &region).await?;
+                let (sections, read) = fetch::fetch_sections(
+                    &reader.storage,
+                    &meta,
+                    &region,
+                    directory,
+                    fetch::SYMBOLS,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                reader.metrics.fetched("symbols", read);
+                let datasets = reader
+                    .pool
+                    .run("symbols decode", move || sections.decode())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                Ok(Arc::new(datasets.into_iter().map(|d| d.symbols).collect()))
+            })
+            .await
+            .map_err(|e: Arc<String>| e.to_string())?;
+        self.metrics.cache_lookup("symbols", !entry.is_fresh());
+        Ok(entry.into_value())
+    }
+
+    /// The footer of the samples section of region `range` of `block`, from the directory
+    /// cache or from the section's end.
+    async fn footer(
+        &self,
+        block: &BlockMeta,
+        range: &RegionRange,
+    ) -> Result<Arc<SamplesFooter>, QuerierError> {
+        let (reader, meta, region) = (self.clone(), block.clone(), range.clone());
+        let entry = self
+            .directory_cache
+            .entry((block.id.clone(), range.clone(), true))
+            .or_try_insert_with(async move {
+                let directory = reader.directory(&meta, &region).await?;
+                let (footer, read) =
+                    pruned::fetch_samples_footer(&reader.storage, &meta, &region, &directory)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                reader.metrics.fetched("footer", read);
+                Ok(RegionMeta::Footer(Arc::new(footer)))
+            })
+            .await
+            .map_err(|reason: Arc<String>| block_error(block, &reason))?;
+        self.metrics.cache_lookup("footer", !entry.is_fresh());
+        match entry.into_value() {
+            RegionMeta::Footer(footer) => Ok(footer),
+            RegionMeta::Directory(_) => Err(block_error(block, "footer cached as a directory")),
+        }
+    }
+
+    /// The directory of region `range` of `block` (not the whole object), from the directory
+    /// cache or from the region's end.
     async fn directory(
         &self,
         block: &BlockMeta,
         range: &RegionRange,
-    ) -> Result<Option<Arc<RegionDirectory>>, String> {
-        if *range == RegionRange::Whole {
-            return Ok(None);
-        }
+    ) -> Result<Arc<RegionDirectory>, String> {
         let (reader, meta, region) = (self.clone(), block.clone(), range.clone());
         let entry = self
             .directory_cache
-            .entry((block.id.clone(), range.clone()))
+            .entry((block.id.clone(), range.clone(), false))
             .or_try_insert_with(async move {
                 let Some((directory, read)) =
                     fetch::fetch_directory(&reader.storage, &meta, &region)
@@ -182,12 +358,15 @@ impl BlockReader {
                     return Err(format!("{}: no region directory", meta.path));
                 };
                 reader.metrics.fetched("directory", read);
-                Ok(Arc::new(directory))
+                Ok(RegionMeta::Directory(Arc::new(directory)))
             })
             .await
             .map_err(|e: Arc<String>| e.to_string())?;
         self.metrics.cache_lookup("directory", !entry.is_fresh());
-        Ok(Some(entry.into_value()))
+        match entry.into_value() {
+            RegionMeta::Directory(directory) => Ok(directory),
+            RegionMeta::Footer(_) => Err("directory cached as a footer".to_string()),
+        }
     }
 
     /// Fetches `range` of `block` from storage and decodes it on the merge pool, counting the
@@ -207,6 +386,15 @@ impl BlockReader {
             .map_err(|e| e.to_string())?
             .map(Arc::new)
             .map_err(|e| e.to_string())
+    }
+}
+
+/// The metric label of what the sections `names` are.
+fn section_label(names: &[&str]) -> &'static str {
+    if names == fetch::HEAD {
+        "head"
+    } else {
+        "series"
     }
 }
 

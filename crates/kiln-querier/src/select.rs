@@ -68,6 +68,33 @@ impl Query {
         Ok(query)
     }
 
+    /// The profile rows of `data` in this query's series and time range, in order: what a reader
+    /// must load the samples of (each profile id is counted once later, by `select_rows`).
+    pub(crate) fn profile_rows(&self, data: &DatasetData) -> Vec<u32> {
+        if data.tenant != self.tenant {
+            return Vec::new();
+        }
+        let series_ok: Vec<bool> = data
+            .series
+            .iter()
+            .map(|s| self.series_matches(&s.profile_type, &s.labels))
+            .collect();
+        if !series_ok.contains(&true) {
+            return Vec::new();
+        }
+        (0..data.profiles.len() as u32)
+            .filter(|&row| self.selects(data, &series_ok, row))
+            .collect()
+    }
+
+    /// True when profile `row` of `data` is of a series `series_ok` marks and in the range.
+    fn selects(&self, data: &DatasetData, series_ok: &[bool], row: u32) -> bool {
+        let profile = &data.profiles[row as usize];
+        series_ok[profile.series as usize]
+            && profile.time_nanos >= self.start_nanos
+            && profile.time_nanos < self.end_nanos
+    }
+
     /// True when `dataset` (from the index) may hold profiles this query selects.
     pub(crate) fn wants(&self, dataset: &DatasetMeta) -> bool {
         dataset.tenant == self.tenant
@@ -169,13 +196,10 @@ fn select_rows(query: &Query, data: &DatasetData, seen: &mut SeenProfiles) -> Op
     if !series_ok.contains(&true) {
         return None;
     }
-    let rows: Vec<bool> = data
-        .profiles
-        .iter()
-        .map(|p| {
-            series_ok[p.series as usize]
-                && p.time_nanos >= query.start_nanos
-                && p.time_nanos < query.end_nanos
+    let rows: Vec<bool> = (0..data.profiles.len() as u32)
+        .map(|row| {
+            let p = &data.profiles[row as usize];
+            query.selects(data, &series_ok, row)
                 && seen.insert(
                     &data.service_name,
                     &data.series[p.series as usize].labels,
@@ -332,7 +356,11 @@ impl Querier {
             let query = query.clone();
             move |block| {
                 let (reader, query) = (reader.clone(), query.clone());
-                async move { reader.load(&block, |d| query.wants(d)).await }
+                async move {
+                    reader
+                        .load(&block, |d| query.wants(d), |d| query.profile_rows(d))
+                        .await
+                }
             }
         });
         let mut state = (acc, SeenProfiles::default());

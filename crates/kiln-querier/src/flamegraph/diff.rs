@@ -48,7 +48,7 @@ mod tests {
         let mut left = FrameTree::default();
         left.add_stacks(&data, values);
         let mut right_data = data.clone();
-        right_data.symbols.strings[4] = "e".to_string();
+        std::sync::Arc::make_mut(&mut right_data.symbols).strings[4] = "e".to_string();
         let mut right = FrameTree::default();
         right.add_stacks(&right_data, HashMap::from([(2, 4), (5, 6)]));
         (left, right)

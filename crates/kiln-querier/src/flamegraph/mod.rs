@@ -401,7 +401,7 @@ pub(crate) mod tests {
     /// Stacks a;b = 3, a;c = 5, a;b;b = 2, d = 1 (root first).
     pub(crate) fn dataset() -> (DatasetData, HashMap<u32, i64>) {
         let mut data = DatasetData::default();
-        let symbols = &mut data.symbols;
+        let symbols = std::sync::Arc::make_mut(&mut data.symbols);
         symbols.strings = ["", "a", "b", "c", "d"].map(String::from).to_vec();
         for name in 1..=4 {
             symbols.functions.push(Function {
@@ -475,7 +475,7 @@ pub(crate) mod tests {
     fn inlined_lines_become_frames_outermost_first() {
         let (mut data, _) = dataset();
         // Location 0 now holds c inlined into a: lines are innermost first.
-        data.symbols.locations[0].lines = vec![(2, 7), (0, 3)];
+        std::sync::Arc::make_mut(&mut data.symbols).locations[0].lines = vec![(2, 7), (0, 3)];
         let mut tree = FrameTree::default();
         tree.add_stacks(&data, HashMap::from([(1, 4)]));
         let graph = tree.flamegraph(0);

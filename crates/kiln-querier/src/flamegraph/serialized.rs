@@ -177,7 +177,7 @@ mod tests {
         let (mut data, mut values) = dataset();
         // Function c is now named `other`, with a;other = 8: with four nodes it is kept, and
         // its sibling b (5, with b;b) is dropped into it rather than into a second `other`.
-        data.symbols.strings[3] = "other".to_string();
+        std::sync::Arc::make_mut(&mut data.symbols).strings[3] = "other".to_string();
         values.insert(3, 8);
         let mut tree = FrameTree::default();
         tree.add_stacks(&data, values);

@@ -7,7 +7,7 @@ use axum::Router;
 use kiln_config::{ServerArgs, Target};
 use kiln_objstore::Storage;
 use kiln_proto::kiln::querier::v1::query_part_service_server::QueryPartServiceServer;
-use kiln_querier::{ClusterPeers, PartService, Querier, QuerierConfig, QuerierMetrics};
+use kiln_querier::{CacheSizes, ClusterPeers, PartService, Querier, QuerierConfig, QuerierMetrics};
 use prometheus_client::registry::Registry;
 
 /// A started querier: its routes for the main HTTP listener, and the service that runs parts of
@@ -47,9 +47,12 @@ pub(crate) fn start(
             max_points_per_series: args.querier_max_points_per_series as usize,
             max_response_bytes: args.querier_max_response_bytes,
             max_query_range: args.querier_max_query_range,
-            cache_bytes: args.querier_cache_bytes as u64,
-            series_cache_bytes: args.querier_series_cache_bytes as u64,
-            directory_cache_bytes: args.querier_directory_cache_bytes as u64,
+            caches: CacheSizes {
+                regions: args.querier_cache_bytes as u64,
+                series: args.querier_series_cache_bytes as u64,
+                directory: args.querier_directory_cache_bytes as u64,
+                symbols: args.querier_symbols_cache_bytes as u64,
+            },
             auth: Arc::clone(auth),
             timeout: args.querier_timeout,
             max_concurrent: args.querier_max_concurrent,

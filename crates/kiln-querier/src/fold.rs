@@ -44,10 +44,12 @@ impl Fold for TreeFold {
 
     fn add(&self, tree: &mut FrameTree, dataset: &SelectedDataset) {
         let values = match &self.spans {
-            Some(spans) => dataset.stack_values_in_spans(spans),
-            None => dataset.stack_values(),
+            Some(spans) => dataset.stack_value_table(|labels| {
+                labels.span_id.as_ref().is_some_and(|s| spans.contains(s))
+            }),
+            None => dataset.stack_value_table(|_| true),
         };
-        tree.add_stacks(dataset.data(), values);
+        tree.add_stack_values(dataset.data(), &values);
     }
 
     fn to_pb(&self) -> pb::Fold {

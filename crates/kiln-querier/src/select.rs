@@ -141,25 +141,25 @@ impl SelectedDataset {
 
     /// Sum of selected sample values per stack node.
     pub fn stack_values(&self) -> HashMap<u32, i64> {
-        self.stack_values_where(|_| true)
-    }
-
-    /// Sum of selected sample values per stack node, of the samples taken in one of `spans`.
-    pub fn stack_values_in_spans(&self, spans: &HashSet<String>) -> HashMap<u32, i64> {
-        self.stack_values_where(|labels| labels.span_id.as_ref().is_some_and(|s| spans.contains(s)))
-    }
-
-    fn stack_values_where(
-        &self,
-        keep: impl Fn(&kiln_model::SampleLabels) -> bool,
-    ) -> HashMap<u32, i64> {
         let mut values = HashMap::new();
+        for sample in &self.data().samples {
+            if self.selected[sample.profile as usize] && self.keeps_stack(sample.stack) {
+                *values.entry(sample.stack).or_insert(0) += sample.value;
+            }
+        }
+        values
+    }
+
+    /// Sum of selected sample values of the samples `keep` keeps, per stack node: one entry
+    /// per stack node of the dataset (the empty stack 0 included).
+    pub fn stack_value_table(&self, keep: impl Fn(&kiln_model::SampleLabels) -> bool) -> Vec<i64> {
+        let mut values = vec![0; self.data().symbols.stacks.len() + 1];
         for sample in &self.data().samples {
             if self.selected[sample.profile as usize]
                 && self.keeps_stack(sample.stack)
                 && keep(&sample.labels)
             {
-                *values.entry(sample.stack).or_insert(0) += sample.value;
+                values[sample.stack as usize] += sample.value;
             }
         }
         values

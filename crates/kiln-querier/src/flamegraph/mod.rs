@@ -281,37 +281,59 @@ impl<const N: usize> Tree<N> {
 impl FrameTree {
     /// Adds the selected samples of one dataset.
     pub fn add_selected(&mut self, dataset: &SelectedDataset) {
-        self.add_stacks(dataset.data(), dataset.stack_values());
+        self.add_stack_values(dataset.data(), &dataset.stack_value_table(|_| true));
     }
 
     /// Adds `value` to the stack node `stack` of `data`, for every `(stack, value)`.
     pub fn add_stacks(&mut self, data: &DatasetData, values: HashMap<u32, i64>) {
+        let mut table = vec![0; data.symbols.stacks.len() + 1];
+        for (stack, value) in values {
+            table[stack as usize] += value;
+        }
+        self.add_stack_values(data, &table);
+    }
+
+    /// Adds `values[stack]` to each stack node `stack` of `data` (`values` has one entry per
+    /// stack node, the empty stack 0 included; nodes of value 0 add nothing).
+    ///
+    /// Each stack node on the path of a stack with a value is resolved to its tree node once,
+    /// in id order: parents have smaller ids than their children, so a node's parent is
+    /// resolved before it, and the dataset's arrays are walked in order rather than chased.
+    pub fn add_stack_values(&mut self, data: &DatasetData, values: &[i64]) {
         let symbols = &data.symbols;
-        // Tree node of each stack node, resolved lazily; parents always have smaller ids.
-        let mut resolved: Vec<Option<u32>> = vec![None; symbols.stacks.len() + 1];
-        resolved[0] = Some(0);
+        let stacks = &symbols.stacks;
+        assert_eq!(values.len(), stacks.len() + 1, "one value per stack node");
+        // The stack nodes to resolve: those with a value and their ancestors, marked in one
+        // walk from the largest id down.
+        let mut needed = vec![false; values.len()];
+        for id in (1..values.len()).rev() {
+            if values[id] != 0 {
+                needed[id] = true;
+            }
+            if needed[id] {
+                needed[stacks[id - 1].0 as usize] = true;
+            }
+        }
+        self.nodes[0].self_value[0] += values[0];
+        // Tree node of each resolved stack node (0, the root, for the empty stack).
+        let mut resolved = vec![0u32; values.len()];
         // Frame name ids per location, made once per dataset.
         let mut location_frames: Vec<Option<Vec<u32>>> = vec![None; symbols.locations.len()];
-        for (stack, value) in values {
-            let mut pending = Vec::new();
-            let mut cursor = stack;
-            while resolved[cursor as usize].is_none() {
-                pending.push(cursor);
-                cursor = symbols.stacks[cursor as usize - 1].0;
+        for id in 1..values.len() {
+            if !needed[id] {
+                continue;
             }
-            let mut node = resolved[cursor as usize].expect("loop stops at a resolved node");
-            for &stack_node in pending.iter().rev() {
-                let location = symbols.stacks[stack_node as usize - 1].1;
-                let frames = &mut location_frames[location as usize];
-                if frames.is_none() {
-                    *frames = Some(self.frames_of(symbols, location));
-                }
-                for &name in frames.as_deref().unwrap_or_default() {
-                    node = self.child(node, name);
-                }
-                resolved[stack_node as usize] = Some(node);
+            let (parent, location) = stacks[id - 1];
+            let mut node = resolved[parent as usize];
+            let frames = &mut location_frames[location as usize];
+            if frames.is_none() {
+                *frames = Some(self.frames_of(symbols, location));
             }
-            self.nodes[node as usize].self_value[0] += value;
+            for &name in frames.as_deref().unwrap_or_default() {
+                node = self.child(node, name);
+            }
+            resolved[id] = node;
+            self.nodes[node as usize].self_value[0] += values[id];
         }
         self.totals_computed = false;
     }

@@ -704,9 +704,9 @@ async fn label_calls_read_series_sections_not_samples() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_series_section_read_again_is_located_by_the_cached_directory() {
-    // No series section stays cached: each label call reads the sections again, but the
-    // regions' directories (tables of contents) are read once.
+async fn label_calls_read_the_series_sections_at_the_ranges_the_index_records() {
+    // No series section stays cached: each label call reads the sections again, each exactly
+    // at the range the block index records, without the regions' tables of contents.
     let server = kiln()
         .args([
             "--ingester.flush-interval=50ms",
@@ -718,9 +718,6 @@ async fn a_series_section_read_again_is_located_by_the_cached_directory() {
     push(&server, None, LEFT).await;
     push(&server, None, RIGHT).await;
     let fetched = |what: &str| format!(r#"kiln_querier_fetched_bytes_total{{what="{what}"}}"#);
-    let directory = |result: &str| {
-        format!(r#"kiln_querier_cache_requests_total{{cache="directory",result="{result}"}}"#)
-    };
     let values =
         json!({"name": "service_name", "start": "0", "end": (UNTIL_SECONDS * 1000).to_string()});
     let call = || {
@@ -730,26 +727,31 @@ async fn a_series_section_read_again_is_located_by_the_cached_directory() {
             values.clone(),
         )
     };
+    // The series sections of every region, as the index records them (one region per segment).
+    let recorded: u64 = crate::support::registered_blocks(&server)
+        .await
+        .iter()
+        .map(|block| {
+            let first = &block.datasets[0];
+            assert!(first.series_length > 0);
+            assert!(
+                block
+                    .datasets
+                    .iter()
+                    .all(|d| d.series_offset == first.series_offset)
+            );
+            first.series_length
+        })
+        .sum();
 
     assert_eq!(call().await, (200, json!({"names": ["left", "right"]})));
-    let regions = metric(&server, &directory("miss")).await;
-    assert!(regions >= 1, "each region's directory is read once");
-    let directory_read = metric(&server, &fetched("directory")).await;
-    let series_read = metric(&server, &fetched("series")).await;
-    assert!(directory_read > 0 && series_read > 0);
-
+    assert_eq!(metric(&server, &fetched("series")).await, recorded);
     assert_eq!(call().await, (200, json!({"names": ["left", "right"]})));
-    assert_eq!(metric(&server, &directory("hit")).await, regions);
-    assert_eq!(metric(&server, &directory("miss")).await, regions);
+    assert_eq!(metric(&server, &fetched("series")).await, 2 * recorded);
     assert_eq!(
         metric(&server, &fetched("directory")).await,
-        directory_read,
-        "no directory read again"
-    );
-    assert_eq!(
-        metric(&server, &fetched("series")).await,
-        2 * series_read,
-        "the sections themselves are read again, one GET each"
+        0,
+        "no table of contents read"
     );
 }
 

@@ -130,7 +130,7 @@ impl ObjectWriter {
         if datasets.is_empty() {
             return Ok(());
         }
-        let bytes = region::encode(datasets)?;
+        let (bytes, series) = region::encode(datasets)?;
         let region = RegionRef {
             offset: self.body.len() as u64,
             length: bytes.len() as u64,
@@ -141,6 +141,8 @@ impl ObjectWriter {
             let mut meta = dataset_meta(data);
             meta.region_offset = region.offset;
             meta.region_length = region.length;
+            meta.series_offset = series.start;
+            meta.series_length = series.end - series.start;
             self.meta.min_time_nanos = self.meta.min_time_nanos.min(meta.min_time_nanos);
             self.meta.max_time_nanos = self.meta.max_time_nanos.max(meta.max_time_nanos);
             self.meta.datasets.push(meta);

@@ -169,6 +169,74 @@ pub async fn fetch_sections(
     ))
 }
 
+/// A series section located by the block index, fetched without the region's table of
+/// contents: decode it (CPU work) where the caller runs such work.
+#[derive(Debug)]
+pub struct IndexedSeries {
+    /// (tenant, service) of the region's datasets, in the index's (the region's) order.
+    names: Vec<(String, String)>,
+    bytes: Bytes,
+}
+
+impl IndexedSeries {
+    /// The region's datasets with only their series (label sets and profile types).
+    pub fn decode(self) -> Result<Vec<DatasetData>> {
+        let mut datasets: Vec<DatasetData> = self
+            .names
+            .into_iter()
+            .map(|(tenant, service_name)| DatasetData {
+                tenant,
+                service_name,
+                ..DatasetData::default()
+            })
+            .collect();
+        crate::sections::decode_unchecked(vec![("series", self.bytes)], &mut datasets)?;
+        Ok(datasets)
+    }
+}
+
+/// The series section of region `range` of `block` where the block index records it (every
+/// dataset of the region naming the same range): one ranged GET, without the region's table of
+/// contents. `None` when the index does not record it (objects written before it did). Returns
+/// it with the number of bytes read.
+pub async fn fetch_indexed_series(
+    storage: &Storage,
+    block: &BlockMeta,
+    range: &RegionRange,
+) -> Result<Option<(IndexedSeries, u64)>> {
+    let RegionRange::Bytes(region) = range else {
+        return Ok(None);
+    };
+    let datasets: Vec<&DatasetMeta> = block
+        .datasets
+        .iter()
+        .filter(|d| RegionRange::of(d) == *range)
+        .collect();
+    let Some(first) = datasets.first() else {
+        return Ok(None);
+    };
+    let series = first.series_offset..first.series_offset + first.series_length;
+    let recorded = first.series_length > 0
+        && datasets
+            .iter()
+            .all(|d| d.series_offset == series.start && d.series_length == first.series_length);
+    if !recorded || series.end > region.end - region.start {
+        return Ok(None);
+    }
+    let bytes = get(
+        storage,
+        block,
+        region.start + series.start..region.start + series.end,
+    )
+    .await?;
+    let read = bytes.len() as u64;
+    let names = datasets
+        .iter()
+        .map(|d| (d.tenant.clone(), d.service_name.clone()))
+        .collect();
+    Ok(Some((IndexedSeries { names, bytes }, read)))
+}
+
 impl RegionDirectory {
     /// The number of datasets the region holds.
     pub fn dataset_count(&self) -> usize {

@@ -39,8 +39,9 @@ pub(crate) struct SectionRef {
     pub(crate) length: u64,
 }
 
-/// Encodes `datasets` as one region.
-pub(crate) fn encode(datasets: &[DatasetData]) -> Result<Vec<u8>> {
+/// Encodes `datasets` as one region; returns it with the byte range of its series section
+/// (relative to the region's start).
+pub(crate) fn encode(datasets: &[DatasetData]) -> Result<(Vec<u8>, std::ops::Range<u64>)> {
     let mut body = Vec::new();
     let mut refs = Vec::with_capacity(SECTIONS.len());
     for (name, bytes) in sections::encode(datasets)? {
@@ -51,6 +52,11 @@ pub(crate) fn encode(datasets: &[DatasetData]) -> Result<Vec<u8>> {
         });
         body.extend_from_slice(&bytes);
     }
+    let series = refs
+        .iter()
+        .find(|r| r.name == "series")
+        .map(|r| r.offset..r.offset + r.length)
+        .ok_or_else(|| corrupt("no series section was written".to_string()))?;
     let toc = serde_json::to_vec(&RegionToc {
         datasets: datasets
             .iter()
@@ -65,7 +71,7 @@ pub(crate) fn encode(datasets: &[DatasetData]) -> Result<Vec<u8>> {
     body.extend_from_slice(&toc);
     body.extend_from_slice(&toc_len.to_le_bytes());
     body.extend_from_slice(&crc32fast::hash(&toc).to_le_bytes());
-    Ok(body)
+    Ok((body, series))
 }
 
 fn corrupt(what: String) -> BlockError {

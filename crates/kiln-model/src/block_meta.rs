@@ -80,6 +80,14 @@ pub struct DatasetMeta {
     /// Length of that region in bytes.
     #[serde(default)]
     pub region_length: u64,
+    /// Offset of the region's series section (label sets), relative to the region's start, so
+    /// that label calls read it with one ranged GET. With `series_length` 0 (objects written
+    /// before it was recorded) the region's table of contents locates it.
+    #[serde(default)]
+    pub series_offset: u64,
+    /// Length of that series section in bytes.
+    #[serde(default)]
+    pub series_length: u64,
 }
 
 impl DatasetMeta {

@@ -236,7 +236,8 @@ impl BlockReader {
     }
 
     /// The datasets of region `range` of `block` with only the sections `names`, from the series
-    /// cache or from storage (the region's directory and one ranged GET of the sections).
+    /// cache or from storage: one ranged GET of the series section where the block index
+    /// records its range, else the region's directory and one ranged GET of the sections.
     async fn sections(
         &self,
         block: &BlockMeta,
@@ -250,6 +251,22 @@ impl BlockReader {
             .or_try_insert_with(async move {
                 if region == RegionRange::Whole {
                     return reader.fetch_region(&meta, region).await;
+                }
+                if names == fetch::SERIES
+                    && let Some((series, read)) =
+                        fetch::fetch_indexed_series(&reader.storage, &meta, &region)
+                            .await
+                            .map_err(|e| e.to_string())?
+                {
+                    // The index locates the section: no table of contents to read first.
+                    reader.metrics.fetched("series", read);
+                    return reader
+                        .pool
+                        .run("series decode", move || series.decode())
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map(Arc::new)
+                        .map_err(|e| e.to_string());
                 }
                 let directory = reader.directory(&meta, &region).await?;
                 let (sections, read) =

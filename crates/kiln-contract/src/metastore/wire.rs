@@ -37,6 +37,8 @@ pub fn block_to_pb(block: &BlockMeta) -> pb::Block {
                 samples: d.samples,
                 region_offset: d.region_offset,
                 region_length: d.region_length,
+                series_offset: d.series_offset,
+                series_length: d.series_length,
             })
             .collect(),
     }
@@ -78,6 +80,15 @@ pub fn block_from_pb(block: pb::Block) -> Result<BlockMeta, MetastoreError> {
                 block.id, block.size_bytes, d.region_offset, d.region_length
             )));
         }
+        if d.series_offset
+            .checked_add(d.series_length)
+            .is_none_or(|end| end > d.region_length)
+        {
+            return Err(MetastoreError::InvalidArgument(format!(
+                "block {} has a series section [{}, +{}) beyond its region of {} bytes",
+                block.id, d.series_offset, d.series_length, d.region_length
+            )));
+        }
         datasets.push(DatasetMeta {
             tenant: d.tenant,
             service_name: d.service_name,
@@ -90,6 +101,8 @@ pub fn block_from_pb(block: pb::Block) -> Result<BlockMeta, MetastoreError> {
             samples: d.samples,
             region_offset: d.region_offset,
             region_length: d.region_length,
+            series_offset: d.series_offset,
+            series_length: d.series_length,
         });
     }
     Ok(BlockMeta {

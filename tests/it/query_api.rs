@@ -704,6 +704,40 @@ async fn label_calls_read_series_sections_not_samples() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_calls_after_a_flame_graph_take_the_series_from_its_cached_heads() {
+    let server = kiln()
+        .arg("--ingester.flush-interval=50ms")
+        .start()
+        .await
+        .unwrap();
+    push(&server, None, LEFT).await;
+    push(&server, None, RIGHT).await;
+    let mut body = select(LEFT.0);
+    body["labelSelector"] = json!("{}");
+    let (status, _) = connect(
+        &server,
+        "/querier.v1.QuerierService/SelectMergeStacktraces",
+        body,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let head_hits = r#"kiln_querier_cache_requests_total{cache="head",result="hit"}"#;
+    let hits_before = metric(&server, head_hits).await;
+
+    let values =
+        json!({"name": "service_name", "start": "0", "end": (UNTIL_SECONDS * 1000).to_string()});
+    let answer = connect(&server, "/querier.v1.QuerierService/LabelValues", values).await;
+    assert_eq!(answer, (200, json!({"names": ["left", "right"]})));
+    let series_read = r#"kiln_querier_fetched_bytes_total{what="series"}"#;
+    assert_eq!(
+        metric(&server, series_read).await,
+        0,
+        "no series section read"
+    );
+    assert!(metric(&server, head_hits).await > hits_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_calls_read_the_series_sections_at_the_ranges_the_index_records() {
     // No series section stays cached: each label call reads the sections again, each exactly
     // at the range the block index records, without the regions' tables of contents.

@@ -144,9 +144,9 @@ impl BlockReader {
         }
     }
 
-    /// The datasets of `block` that `wanted` selects, with only their series (label sets and
-    /// profile types), region by region, from the series cache or from storage: each region's
-    /// directory and series section only. Objects without regions are loaded whole.
+    /// The datasets of `block` that `wanted` selects, with their series (label sets and profile
+    /// types), region by region: from a head a select cached, else from the series cache or
+    /// from storage (the series section only). Objects without regions are loaded whole.
     pub async fn load_series(
         &self,
         block: &BlockMeta,
@@ -154,6 +154,13 @@ impl BlockReader {
     ) -> Result<Vec<BlockData>, QuerierError> {
         let mut regions = Vec::new();
         for range in fetch::ranges_of(block, wanted) {
+            // A region's head (series and profiles), cached by a select, holds its series too.
+            let head = (block.id.clone(), range.clone(), fetch::HEAD);
+            if let Some(head) = self.series_cache.get(&head).await {
+                self.metrics.cache_lookup("head", true);
+                regions.push(head);
+                continue;
+            }
             regions.push(self.sections(block, &range, fetch::SERIES).await?);
         }
         Ok(regions)

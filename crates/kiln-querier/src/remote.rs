@@ -104,9 +104,10 @@ impl Querier {
         blocks: Vec<BlockMeta>,
         budget: &QueryBudget,
     ) -> Result<PartResult<Fo::Acc>, QuerierError> {
-        let request = part_request(&window, &blocks, fold.as_ref());
         let (start, end) = (window.start_nanos, window.end_nanos);
         let window = Arc::new(window);
+        // Encoded once, when another querier is asked; not at all for a part that runs here.
+        let mut request = None;
         let mut failures = Vec::new();
         // Placed by where its window starts: the cut points are the first profile times of
         // blocks, so the same blocks make the same windows query after query (all but the
@@ -132,7 +133,14 @@ impl Querier {
                         Err(e) => return Err(e),
                     }
                 }
-                Peer::Remote(client) => match client.execute(request.clone()).await {
+                Peer::Remote(client) => match client
+                    .execute(
+                        request
+                            .get_or_insert_with(|| part_request(&window, &blocks, fold.as_ref()))
+                            .clone(),
+                    )
+                    .await
+                {
                     Ok(response) => return Ok(PartResult::Remote(Box::new(response))),
                     Err(PartError::OverBudget(message)) => {
                         return Err(QuerierError::PartOverBudget(message));

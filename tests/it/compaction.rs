@@ -6,11 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use kiln_contract::metastore::{JobState, MetastoreClient};
-use prost::Message;
 use serde_json::{Value, json};
 
 use crate::support::reference::{FunctionTotals, json_flamegraph_figures, pprof_function_totals};
-use crate::support::{KilnServer, UNTIL_SECONDS, cpu_profile, kiln, push_request, testdata};
+use kiln_proto::push::v1::PushResponse;
+
+use crate::support::{
+    KilnServer, UNTIL_SECONDS, cpu_profile, kiln, post_proto, push_request, testdata,
+};
 
 /// Compaction settings that merge within a second or two: levels 0 and 1 are compacted, level 2
 /// is final.
@@ -218,14 +221,7 @@ async fn push_real_profiles(server: &KilnServer) {
     let cpu = cpu_profile();
     for _ in 0..2 {
         let request = push_request(&[("service_name", "twice")], &cpu, "the-same-id");
-        let response = reqwest::Client::new()
-            .post(server.url("/push.v1.PusherService/Push"))
-            .header("content-type", "application/proto")
-            .body(request.encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        post_proto::<PushResponse>(server, "/push.v1.PusherService/Push", &request).await;
     }
 }
 
@@ -330,14 +326,7 @@ async fn a_query_of_one_type_and_part_of_the_range_reads_only_its_row_groups() {
             &gzip_profile(&heap),
             &format!("heap-{i}"),
         );
-        let response = reqwest::Client::new()
-            .post(server.url("/push.v1.PusherService/Push"))
-            .header("content-type", "application/proto")
-            .body(request.encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        post_proto::<PushResponse>(&server, "/push.v1.PusherService/Push", &request).await;
     }
     wait_until_compacted(&metastore(&server), 2).await;
     let samples_read = r#"kiln_querier_fetched_bytes_total{what="samples"}"#;

@@ -191,12 +191,16 @@ impl BlockReader {
                 regions.push(entry.into_value());
                 continue;
             }
-            let head = self.sections(block, &range, fetch::HEAD).await?;
+            // At once, to spare a round trip to storage when neither is cached; a region the
+            // index lists is rarely one without a profile the query selects.
+            let (head, footer) = futures::try_join!(
+                self.sections(block, &range, fetch::HEAD),
+                self.footer(block, &range)
+            )?;
             let wanted: WantedProfiles = head.iter().map(&profiles).collect();
             if wanted.iter().all(Vec::is_empty) {
                 continue;
             }
-            let footer = self.footer(block, &range).await?;
             let row_groups = footer
                 .matching_row_groups(|dataset, rows| {
                     wanted.get(dataset as usize).is_some_and(|wanted| {
@@ -211,18 +215,21 @@ impl BlockReader {
                 .cache
                 .entry(key)
                 .or_try_insert_with(async move {
-                    let symbols = reader.symbols(&meta, &range).await?;
-                    let directory = reader.directory(&meta, &range).await?;
-                    let (samples, read) = pruned::fetch_row_groups(
-                        &reader.storage,
-                        &meta,
-                        &range,
-                        &directory,
-                        footer,
-                        row_groups,
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    let samples = async {
+                        let directory = reader.directory(&meta, &range).await?;
+                        pruned::fetch_row_groups(
+                            &reader.storage,
+                            &meta,
+                            &range,
+                            &directory,
+                            footer,
+                            row_groups,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())
+                    };
+                    let (symbols, (samples, read)) =
+                        futures::try_join!(reader.symbols(&meta, &range), samples)?;
                     reader.metrics.fetched("samples", read);
                     reader
                         .pool

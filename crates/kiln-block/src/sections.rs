@@ -5,13 +5,14 @@
 
 use std::sync::Arc;
 
+use arrow::array::PrimitiveArray;
 use arrow::array::{
     Array, ArrayRef, BooleanArray, BooleanBuilder, Int64Array, Int64Builder, ListBuilder,
     RecordBatch, StringArray, StringBuilder, UInt32Array, UInt32Builder, UInt64Array,
     UInt64Builder,
 };
 use arrow::array::{AsArray, RecordBatchReader};
-use arrow::datatypes::{Field, Schema};
+use arrow::datatypes::{ArrowPrimitiveType, Field, Int64Type, Schema, UInt32Type};
 use bytes::Bytes;
 use kiln_model::{Labels, SampleLabels};
 use parquet::arrow::ArrowWriter;
@@ -331,6 +332,36 @@ impl Table {
             .ok_or_else(|| self.wrong_type(column))
     }
 
+    /// A list column of primitive values: its offsets (row `r` is `offsets[r]..offsets[r + 1]`,
+    /// checked by Arrow to lie within the values) and its values.
+    fn primitive_lists<T: ArrowPrimitiveType>(
+        &self,
+        column: &str,
+    ) -> Result<(&[i32], &PrimitiveArray<T>)> {
+        let list = self
+            .column(column)?
+            .as_list_opt::<i32>()
+            .ok_or_else(|| self.wrong_type(column))?;
+        let values = list
+            .values()
+            .as_primitive_opt::<T>()
+            .ok_or_else(|| self.wrong_type(column))?;
+        Ok((list.value_offsets(), values))
+    }
+
+    /// A list column of strings: its offsets (as [`Self::primitive_lists`]) and its values.
+    fn string_lists(&self, column: &str) -> Result<(&[i32], &StringArray)> {
+        let list = self
+            .column(column)?
+            .as_list_opt::<i32>()
+            .ok_or_else(|| self.wrong_type(column))?;
+        let values = list
+            .values()
+            .as_string_opt::<i32>()
+            .ok_or_else(|| self.wrong_type(column))?;
+        Ok((list.value_offsets(), values))
+    }
+
     fn wrong_type(&self, column: &str) -> BlockError {
         BlockError::Corrupt(format!(
             "column {column} of section {} has the wrong type",
@@ -415,20 +446,25 @@ fn decode_rows(table: &Table, rows: std::ops::Range<usize>, out: &mut DatasetDat
     match table.name {
         "series" => {
             let profile_types = table.strings("profile_type")?;
-            let names = table.column("label_names")?.as_list::<i32>();
-            let values = table.column("label_values")?.as_list::<i32>();
+            let (name_offsets, name_strings) = table.string_lists("label_names")?;
+            let (value_offsets, value_strings) = table.string_lists("label_values")?;
+            let text = |array: &StringArray, i: usize| {
+                if array.is_valid(i) {
+                    array.value(i).to_string()
+                } else {
+                    String::new()
+                }
+            };
             for row in rows {
-                let names = names.value(row);
-                let values = values.value(row);
-                let (names, values) = (names.as_string::<i32>(), values.as_string::<i32>());
+                let names = name_offsets[row] as usize..name_offsets[row + 1] as usize;
+                let values = value_offsets[row] as usize..value_offsets[row + 1] as usize;
                 out.series.push(SeriesRow {
                     profile_type: profile_types.value(row).to_string(),
-                    labels: Labels::from_pairs(names.iter().zip(values.iter()).map(|(n, v)| {
-                        (
-                            n.unwrap_or_default().to_string(),
-                            v.unwrap_or_default().to_string(),
-                        )
-                    })),
+                    labels: Labels::from_pairs(
+                        names
+                            .zip(values)
+                            .map(|(n, v)| (text(name_strings, n), text(value_strings, v))),
+                    ),
                 });
             }
         }
@@ -509,23 +545,24 @@ fn decode_rows(table: &Table, rows: std::ops::Range<usize>, out: &mut DatasetDat
         "locations" => {
             let (mapping, address) = (table.u32s("mapping")?, table.u64s("address")?);
             let folded = table.bools("is_folded")?;
-            let functions = table.column("line_functions")?.as_list::<i32>();
-            let lines = table.column("line_numbers")?.as_list::<i32>();
+            // Offsets into the lists' values, read without building an array per row.
+            let (function_offsets, functions) =
+                table.primitive_lists::<UInt32Type>("line_functions")?;
+            let (line_offsets, lines) = table.primitive_lists::<Int64Type>("line_numbers")?;
+            let (functions, lines) = (functions.values(), lines.values());
             Arc::make_mut(&mut out.symbols).locations = rows
                 .map(|row| {
-                    let functions = functions.value(row);
-                    let lines = lines.value(row);
-                    let functions = functions.as_primitive::<arrow::datatypes::UInt32Type>();
-                    let lines = lines.as_primitive::<arrow::datatypes::Int64Type>();
+                    let functions = &functions
+                        [function_offsets[row] as usize..function_offsets[row + 1] as usize];
+                    let lines = &lines[line_offsets[row] as usize..line_offsets[row + 1] as usize];
                     Location {
                         mapping: mapping.value(row),
                         address: address.value(row),
                         is_folded: folded.value(row),
                         lines: functions
-                            .values()
                             .iter()
                             .copied()
-                            .zip(lines.values().iter().copied())
+                            .zip(lines.iter().copied())
                             .collect(),
                     }
                 })

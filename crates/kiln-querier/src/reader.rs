@@ -180,15 +180,10 @@ impl BlockReader {
         for range in fetch::ranges_of(block, wanted) {
             if range == RegionRange::Whole {
                 // Objects of the first format have no sections to read alone.
-                let (reader, meta, key) = (self.clone(), block.clone(), range.clone());
-                let entry = self
-                    .cache
-                    .entry((block.id.clone(), range, Vec::new()))
-                    .or_try_insert_with(async move { reader.fetch_region(&meta, key).await })
-                    .await
-                    .map_err(|reason| block_error(block, &reason))?;
-                self.metrics.cache_lookup("regions", !entry.is_fresh());
-                regions.push(entry.into_value());
+                let key = (block.id.clone(), range.clone(), Vec::new());
+                let region = self.fetch_region(block, range);
+                let data = self.cached(&self.cache, key, "regions", region).await;
+                regions.push(data.map_err(|reason| block_error(block, &reason))?);
                 continue;
             }
             // At once, to spare a round trip to storage when neither is cached; a region the
@@ -209,42 +204,32 @@ impl BlockReader {
                     })
                 })
                 .map_err(|e| block_error(block, &e.to_string()))?;
-            let (reader, meta) = (self.clone(), block.clone());
             let key = (block.id.clone(), range.clone(), row_groups.clone());
-            let entry = self
-                .cache
-                .entry(key)
-                .or_try_insert_with(async move {
-                    let samples = async {
-                        let directory = reader.directory(&meta, &range).await?;
-                        pruned::fetch_row_groups(
-                            &reader.storage,
-                            &meta,
-                            &range,
-                            &directory,
-                            footer,
-                            row_groups,
-                        )
-                        .await
-                        .map_err(|e| e.to_string())
-                    };
-                    let (symbols, (samples, read)) =
-                        futures::try_join!(reader.symbols(&meta, &range), samples)?;
-                    reader.metrics.fetched("samples", read);
-                    reader
-                        .pool
-                        .run("samples decode", move || {
-                            pruned::assemble(&head, &symbols, samples)
-                        })
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .map(Arc::new)
-                        .map_err(|e| e.to_string())
+            let assembled = async {
+                let samples = async {
+                    let directory = self.directory(block, &range).await?;
+                    pruned::fetch_row_groups(
+                        &self.storage,
+                        block,
+                        &range,
+                        &directory,
+                        footer,
+                        row_groups,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())
+                };
+                let (symbols, (samples, read)) =
+                    futures::try_join!(self.symbols(block, &range), samples)?;
+                self.metrics.fetched("samples", read);
+                self.decode("samples decode", move || {
+                    pruned::assemble(&head, &symbols, samples)
                 })
                 .await
-                .map_err(|reason| block_error(block, &reason))?;
-            self.metrics.cache_lookup("regions", !entry.is_fresh());
-            regions.push(entry.into_value());
+                .map(Arc::new)
+            };
+            let data = self.cached(&self.cache, key, "regions", assembled).await;
+            regions.push(data.map_err(|reason| block_error(block, &reason))?);
         }
         Ok(regions)
     }
@@ -258,49 +243,37 @@ impl BlockReader {
         range: &RegionRange,
         names: &'static [&'static str],
     ) -> Result<BlockData, QuerierError> {
-        let (reader, meta, region) = (self.clone(), block.clone(), range.clone());
-        let entry = self
-            .series_cache
-            .entry((block.id.clone(), range.clone(), names))
-            .or_try_insert_with(async move {
-                if region == RegionRange::Whole {
-                    return reader.fetch_region(&meta, region).await;
-                }
-                if names == fetch::SERIES
-                    && let Some((series, read)) =
-                        fetch::fetch_indexed_series(&reader.storage, &meta, &region)
-                            .await
-                            .map_err(|e| e.to_string())?
-                {
-                    // The index locates the section: no table of contents to read first.
-                    reader.metrics.fetched("series", read);
-                    return reader
-                        .pool
-                        .run("series decode", move || series.decode())
+        let read = async {
+            if *range == RegionRange::Whole {
+                return self.fetch_region(block, range.clone()).await;
+            }
+            if names == fetch::SERIES
+                && let Some((series, read)) =
+                    fetch::fetch_indexed_series(&self.storage, block, range)
                         .await
                         .map_err(|e| e.to_string())?
-                        .map(Arc::new)
-                        .map_err(|e| e.to_string());
-                }
-                let directory = reader.directory(&meta, &region).await?;
-                let (sections, read) =
-                    fetch::fetch_sections(&reader.storage, &meta, &region, directory, names)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                reader.metrics.fetched(section_label(names), read);
-                reader
-                    .pool
-                    .run("sections decode", move || sections.decode())
+            {
+                // The index locates the section: no table of contents to read first.
+                self.metrics.fetched("series", read);
+                return self
+                    .decode("series decode", move || series.decode())
                     .await
-                    .map_err(|e| e.to_string())?
-                    .map(Arc::new)
-                    .map_err(|e| e.to_string())
-            })
+                    .map(Arc::new);
+            }
+            let directory = self.directory(block, range).await?;
+            let (sections, read) =
+                fetch::fetch_sections(&self.storage, block, range, directory, names)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            self.metrics.fetched(section_label(names), read);
+            self.decode("sections decode", move || sections.decode())
+                .await
+                .map(Arc::new)
+        };
+        let key = (block.id.clone(), range.clone(), names);
+        self.cached(&self.series_cache, key, section_label(names), read)
             .await
-            .map_err(|reason| block_error(block, &reason))?;
-        self.metrics
-            .cache_lookup(section_label(names), !entry.is_fresh());
-        Ok(entry.into_value())
+            .map_err(|reason| block_error(block, &reason))
     }
 
     /// The symbols of each dataset of region `range` of `block`, from the symbols cache or
@@ -310,34 +283,20 @@ impl BlockReader {
         block: &BlockMeta,
         range: &RegionRange,
     ) -> Result<Arc<Vec<Arc<Symbols>>>, String> {
-        let (reader, meta, region) = (self.clone(), block.clone(), range.clone());
-        let entry = self
-            .symbols_cache
-            .entry((block.id.clone(), range.clone()))
-            .or_try_insert_with(async move {
-                let directory = reader.directory(&meta, &region).await?;
-                let (sections, read) = fetch::fetch_sections(
-                    &reader.storage,
-                    &meta,
-                    &region,
-                    directory,
-                    fetch::SYMBOLS,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-                reader.metrics.fetched("symbols", read);
-                let datasets = reader
-                    .pool
-                    .run("symbols decode", move || sections.decode())
+        let read = async {
+            let directory = self.directory(block, range).await?;
+            let (sections, read) =
+                fetch::fetch_sections(&self.storage, block, range, directory, fetch::SYMBOLS)
                     .await
-                    .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())?;
-                Ok(Arc::new(datasets.into_iter().map(|d| d.symbols).collect()))
-            })
-            .await
-            .map_err(|e: Arc<String>| e.to_string())?;
-        self.metrics.cache_lookup("symbols", !entry.is_fresh());
-        Ok(entry.into_value())
+            self.metrics.fetched("symbols", read);
+            let datasets = self
+                .decode("symbols decode", move || sections.decode())
+                .await?;
+            Ok(Arc::new(datasets.into_iter().map(|d| d.symbols).collect()))
+        };
+        let key = (block.id.clone(), range.clone());
+        self.cached(&self.symbols_cache, key, "symbols", read).await
     }
 
     /// The footer of the samples section of region `range` of `block`, from the directory
@@ -347,25 +306,23 @@ impl BlockReader {
         block: &BlockMeta,
         range: &RegionRange,
     ) -> Result<Arc<SamplesFooter>, QuerierError> {
-        let (reader, meta, region) = (self.clone(), block.clone(), range.clone());
-        let entry = self
-            .directory_cache
-            .entry((block.id.clone(), range.clone(), true))
-            .or_try_insert_with(async move {
-                let directory = reader.directory(&meta, &region).await?;
-                let (footer, read) =
-                    pruned::fetch_samples_footer(&reader.storage, &meta, &region, &directory)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                reader.metrics.fetched("footer", read);
-                Ok(RegionMeta::Footer(Arc::new(footer)))
-            })
+        let read = async {
+            let directory = self.directory(block, range).await?;
+            let (footer, read) =
+                pruned::fetch_samples_footer(&self.storage, block, range, &directory)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            self.metrics.fetched("footer", read);
+            Ok(RegionMeta::Footer(Arc::new(footer)))
+        };
+        let key = (block.id.clone(), range.clone(), true);
+        match self
+            .cached(&self.directory_cache, key, "footer", read)
             .await
-            .map_err(|reason: Arc<String>| block_error(block, &reason))?;
-        self.metrics.cache_lookup("footer", !entry.is_fresh());
-        match entry.into_value() {
-            RegionMeta::Footer(footer) => Ok(footer),
-            RegionMeta::Directory(_) => Err(block_error(block, "footer cached as a directory")),
+        {
+            Ok(RegionMeta::Footer(footer)) => Ok(footer),
+            Ok(RegionMeta::Directory(_)) => Err(block_error(block, "footer cached as a directory")),
+            Err(reason) => Err(block_error(block, &reason)),
         }
     }
 
@@ -376,25 +333,21 @@ impl BlockReader {
         block: &BlockMeta,
         range: &RegionRange,
     ) -> Result<Arc<RegionDirectory>, String> {
-        let (reader, meta, region) = (self.clone(), block.clone(), range.clone());
-        let entry = self
-            .directory_cache
-            .entry((block.id.clone(), range.clone(), false))
-            .or_try_insert_with(async move {
-                let Some((directory, read)) =
-                    fetch::fetch_directory(&reader.storage, &meta, &region)
-                        .await
-                        .map_err(|e| e.to_string())?
-                else {
-                    return Err(format!("{}: no region directory", meta.path));
-                };
-                reader.metrics.fetched("directory", read);
-                Ok(RegionMeta::Directory(Arc::new(directory)))
-            })
-            .await
-            .map_err(|e: Arc<String>| e.to_string())?;
-        self.metrics.cache_lookup("directory", !entry.is_fresh());
-        match entry.into_value() {
+        let read = async {
+            let Some((directory, read)) = fetch::fetch_directory(&self.storage, block, range)
+                .await
+                .map_err(|e| e.to_string())?
+            else {
+                return Err(format!("{}: no region directory", block.path));
+            };
+            self.metrics.fetched("directory", read);
+            Ok(RegionMeta::Directory(Arc::new(directory)))
+        };
+        let key = (block.id.clone(), range.clone(), false);
+        match self
+            .cached(&self.directory_cache, key, "directory", read)
+            .await?
+        {
             RegionMeta::Directory(directory) => Ok(directory),
             RegionMeta::Footer(_) => Err("directory cached as a footer".to_string()),
         }
@@ -411,12 +364,44 @@ impl BlockReader {
             .await
             .map_err(|e| e.to_string())?;
         self.metrics.fetched("regions", bytes.len() as u64);
+        self.decode("block decode", move || fetch::decode(bytes, &range))
+            .await
+            .map(Arc::new)
+    }
+
+    /// Runs `decode` on the merge pool.
+    async fn decode<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        decode: impl FnOnce() -> kiln_block::Result<T> + Send + 'static,
+    ) -> Result<T, String> {
         self.pool
-            .run("block decode", move || fetch::decode(bytes, &range))
+            .run(what, decode)
             .await
             .map_err(|e| e.to_string())?
-            .map(Arc::new)
             .map_err(|e| e.to_string())
+    }
+
+    /// The value of `key` in `cache`, or what `read` makes of it (once, however many ask at
+    /// once), counting the lookup as a hit or a miss of the cache named `what`.
+    async fn cached<K, V>(
+        &self,
+        cache: &Cache<K, V>,
+        key: K,
+        what: &'static str,
+        read: impl std::future::Future<Output = Result<V, String>>,
+    ) -> Result<V, String>
+    where
+        K: std::hash::Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        let entry = cache
+            .entry(key)
+            .or_try_insert_with(read)
+            .await
+            .map_err(|reason: Arc<String>| reason.to_string())?;
+        self.metrics.cache_lookup(what, !entry.is_fresh());
+        Ok(entry.into_value())
     }
 }
 

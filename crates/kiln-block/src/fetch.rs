@@ -215,12 +215,19 @@ pub async fn fetch_indexed_series(
     let Some(first) = datasets.first() else {
         return Ok(None);
     };
-    let series = first.series_offset..first.series_offset + first.series_length;
+    let Some(end) = first
+        .series_offset
+        .checked_add(first.series_length)
+        .filter(|&end| end <= region.end - region.start)
+    else {
+        return Ok(None);
+    };
+    let series = first.series_offset..end;
     let recorded = first.series_length > 0
         && datasets
             .iter()
             .all(|d| d.series_offset == series.start && d.series_length == first.series_length);
-    if !recorded || series.end > region.end - region.start {
+    if !recorded {
         return Ok(None);
     }
     let bytes = get(

@@ -5,14 +5,13 @@
 
 use std::sync::Arc;
 
-use arrow::array::PrimitiveArray;
 use arrow::array::{
     Array, ArrayRef, BooleanArray, BooleanBuilder, Int64Array, Int64Builder, ListBuilder,
     RecordBatch, StringArray, StringBuilder, UInt32Array, UInt32Builder, UInt64Array,
     UInt64Builder,
 };
 use arrow::array::{AsArray, RecordBatchReader};
-use arrow::datatypes::{ArrowPrimitiveType, Field, Int64Type, Schema, UInt32Type};
+use arrow::datatypes::{Field, Int64Type, Schema, UInt32Type};
 use bytes::Bytes;
 use kiln_model::{Labels, SampleLabels};
 use parquet::arrow::ArrowWriter;
@@ -332,33 +331,18 @@ impl Table {
             .ok_or_else(|| self.wrong_type(column))
     }
 
-    /// A list column of primitive values: its offsets (row `r` is `offsets[r]..offsets[r + 1]`,
-    /// checked by Arrow to lie within the values) and its values.
-    fn primitive_lists<T: ArrowPrimitiveType>(
-        &self,
+    /// A list column: its offsets (row `r` is `offsets[r]..offsets[r + 1]`, checked by Arrow
+    /// to lie within the values) and its values, as `values_as` casts them.
+    fn lists<'a, V: ?Sized>(
+        &'a self,
         column: &str,
-    ) -> Result<(&[i32], &PrimitiveArray<T>)> {
+        values_as: impl FnOnce(&'a ArrayRef) -> Option<&'a V>,
+    ) -> Result<(&'a [i32], &'a V)> {
         let list = self
             .column(column)?
             .as_list_opt::<i32>()
             .ok_or_else(|| self.wrong_type(column))?;
-        let values = list
-            .values()
-            .as_primitive_opt::<T>()
-            .ok_or_else(|| self.wrong_type(column))?;
-        Ok((list.value_offsets(), values))
-    }
-
-    /// A list column of strings: its offsets (as [`Self::primitive_lists`]) and its values.
-    fn string_lists(&self, column: &str) -> Result<(&[i32], &StringArray)> {
-        let list = self
-            .column(column)?
-            .as_list_opt::<i32>()
-            .ok_or_else(|| self.wrong_type(column))?;
-        let values = list
-            .values()
-            .as_string_opt::<i32>()
-            .ok_or_else(|| self.wrong_type(column))?;
+        let values = values_as(list.values()).ok_or_else(|| self.wrong_type(column))?;
         Ok((list.value_offsets(), values))
     }
 
@@ -446,8 +430,10 @@ fn decode_rows(table: &Table, rows: std::ops::Range<usize>, out: &mut DatasetDat
     match table.name {
         "series" => {
             let profile_types = table.strings("profile_type")?;
-            let (name_offsets, name_strings) = table.string_lists("label_names")?;
-            let (value_offsets, value_strings) = table.string_lists("label_values")?;
+            let (name_offsets, name_strings) =
+                table.lists("label_names", |v| v.as_string_opt::<i32>())?;
+            let (value_offsets, value_strings) =
+                table.lists("label_values", |v| v.as_string_opt::<i32>())?;
             let text = |array: &StringArray, i: usize| {
                 if array.is_valid(i) {
                     array.value(i).to_string()
@@ -547,8 +533,9 @@ fn decode_rows(table: &Table, rows: std::ops::Range<usize>, out: &mut DatasetDat
             let folded = table.bools("is_folded")?;
             // Offsets into the lists' values, read without building an array per row.
             let (function_offsets, functions) =
-                table.primitive_lists::<UInt32Type>("line_functions")?;
-            let (line_offsets, lines) = table.primitive_lists::<Int64Type>("line_numbers")?;
+                table.lists("line_functions", |v| v.as_primitive_opt::<UInt32Type>())?;
+            let (line_offsets, lines) =
+                table.lists("line_numbers", |v| v.as_primitive_opt::<Int64Type>())?;
             let (functions, lines) = (functions.values(), lines.values());
             Arc::make_mut(&mut out.symbols).locations = rows
                 .map(|row| {

@@ -646,6 +646,19 @@ pub(crate) async fn metric(server: &KilnServer, series: &str) -> u64 {
         .map_or(0, |value| value.trim().parse().unwrap())
 }
 
+/// A CPU flame graph of every service (the selector `{}`), checked to answer 200.
+async fn flame_graph_of_every_service(server: &KilnServer) {
+    let mut body = select(LEFT.0);
+    body["labelSelector"] = json!("{}");
+    let (status, _) = connect(
+        server,
+        "/querier.v1.QuerierService/SelectMergeStacktraces",
+        body,
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_calls_read_series_sections_not_samples() {
     let server = kiln()
@@ -683,15 +696,7 @@ async fn label_calls_read_series_sections_not_samples() {
 
     // A flame graph of both services reads their profiles, symbols and samples: several times
     // the bytes.
-    let mut body = select(LEFT.0);
-    body["labelSelector"] = json!("{}");
-    let (status, _) = connect(
-        &server,
-        "/querier.v1.QuerierService/SelectMergeStacktraces",
-        body,
-    )
-    .await;
-    assert_eq!(status, 200);
+    flame_graph_of_every_service(&server).await;
     let mut flame_read = 0;
     for what in ["head", "footer", "symbols", "samples"] {
         let series = format!(r#"kiln_querier_fetched_bytes_total{{what="{what}"}}"#);
@@ -712,15 +717,7 @@ async fn label_calls_after_a_flame_graph_take_the_series_from_its_cached_heads()
         .unwrap();
     push(&server, None, LEFT).await;
     push(&server, None, RIGHT).await;
-    let mut body = select(LEFT.0);
-    body["labelSelector"] = json!("{}");
-    let (status, _) = connect(
-        &server,
-        "/querier.v1.QuerierService/SelectMergeStacktraces",
-        body,
-    )
-    .await;
-    assert_eq!(status, 200);
+    flame_graph_of_every_service(&server).await;
     let head_hits = r#"kiln_querier_cache_requests_total{cache="head",result="hit"}"#;
     let hits_before = metric(&server, head_hits).await;
 

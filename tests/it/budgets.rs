@@ -13,7 +13,9 @@ use kiln_proto::querier::v1::querier_service_client::QuerierServiceClient;
 use prost::Message;
 use serde_json::{Value, json};
 
-use crate::support::{KilnServer, UNTIL_SECONDS, cpu_profile, kiln, registered_blocks};
+use crate::support::{
+    KilnServer, UNTIL_SECONDS, cpu_profile, kiln, registered_blocks, wait_for_metric,
+};
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
@@ -101,22 +103,6 @@ async fn render(server: &KilnServer, tenant: &str, service: &str) -> (u16, Strin
         response.status().as_u16(),
         response.text().await.unwrap_or_default(),
     )
-}
-
-/// Waits until `metric` reads `value` (30 s at most).
-async fn wait_for_metric(server: &KilnServer, metric: &str, value: f64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if server.metric(metric).await.ok() == Some(value) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{metric} never reached {value}: {:?}",
-            server.metric(metric).await
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn outcome(server: &KilnServer, outcome: &str) -> f64 {

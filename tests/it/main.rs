@@ -9,6 +9,7 @@ mod cloud_storage;
 mod cluster;
 mod compaction;
 mod compaction_cluster;
+mod deploy;
 mod formats;
 mod golden;
 mod lifecycle;

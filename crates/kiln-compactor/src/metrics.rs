@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kiln_runtime::BoundedTenants;
+use kiln_runtime::{BoundedTenants, Listed};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -19,7 +19,7 @@ pub struct OutcomeLabels {
 /// Labels of the deletion counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
-    /// compacted, retention, tenant-deleted, orphan or refused-job.
+    /// compacted, retention, tenant-deleted, removed (`kiln admin blocks remove`) or orphan.
     pub reason: String,
 }
 
@@ -115,8 +115,25 @@ impl CompactorMetrics {
         registry.register(
             "retention_datasets_removed",
             "Datasets removed from the index because they are past their tenant's retention",
-            metrics.retention_datasets_removed.clone(),
+            Listed(metrics.retention_datasets_removed.clone()),
         );
+        // Every series exists from the start, so each metric is listed before its first event.
+        for outcome in ["success", "failure", "refused"] {
+            metrics.jobs.get_or_create_owned(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            });
+        }
+        for reason in [
+            "compacted",
+            "retention",
+            "tenant-deleted",
+            "removed",
+            "orphan",
+        ] {
+            metrics.objects_deleted.get_or_create_owned(&ReasonLabels {
+                reason: reason.to_string(),
+            });
+        }
         metrics
     }
 

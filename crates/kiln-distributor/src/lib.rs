@@ -117,6 +117,10 @@ impl Distributor {
             )
             .with_state(Arc::clone(self))
             .route_layer(kiln_api::require(Arc::clone(auth), Right::Write))
+            .layer(axum::middleware::from_fn_with_state(
+                self.metrics.clone(),
+                metrics::time_pushes,
+            ))
             .merge(self.otlp_router())
             .merge(admin)
             .layer(axum::middleware::map_response(retry_after))

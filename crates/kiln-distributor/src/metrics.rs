@@ -1,10 +1,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kiln_runtime::BoundedTenants;
+use kiln_runtime::{BoundedTenants, Listed};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// Labels of a series.
@@ -16,6 +18,30 @@ enum TenantFamily {
     Rejected,
     Discarded,
     Truncated,
+}
+
+/// Every protocol the metrics name: Connect and gRPC pushes to `/push.v1.PusherService/Push`,
+/// `/ingest`, OTLP/HTTP and OTLP/gRPC.
+const PROTOCOLS: [&str; 5] = ["push", "push_grpc", "ingest", "otlp_http", "otlp_grpc"];
+
+/// The maps `tracked_tenants` counts.
+const TRACKED_MAPS: [&str; 3] = ["metric_labels", "active_series", "rate_limit"];
+
+/// Labels of the request latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabels {
+    /// `push`, `push_grpc`, `ingest`, `otlp_http` or `otlp_grpc`.
+    pub protocol: &'static str,
+}
+
+/// Acknowledgement latency buckets: 5 ms to about 41 s.
+#[derive(Clone, Debug)]
+pub struct AckBuckets;
+
+impl MetricConstructor<Histogram> for AckBuckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(exponential_buckets(0.005, 2.0, 14))
+    }
 }
 
 /// Tenants labelled by default: at most this many at once...
@@ -39,6 +65,9 @@ pub struct DistributorMetrics {
     /// Tenants held in memory, by map: `metric_labels` (tenants named in the labels above),
     /// `active_series`, `rate_limit`.
     pub tracked_tenants: Family<Vec<(String, String)>, Gauge>,
+    /// Time from a push's arrival to its answer, by protocol: for an accepted push, the
+    /// acknowledgement latency (stored and registered).
+    pub request_duration: Family<ProtocolLabels, Histogram, AckBuckets>,
     /// The tenants the per-tenant counters name, capped and expiring.
     tenants: Arc<BoundedTenants<(TenantFamily, LabelSet)>>,
 }
@@ -53,6 +82,7 @@ impl DistributorMetrics {
             discarded_profiles: Family::default(),
             truncated: Family::default(),
             tracked_tenants: Family::default(),
+            request_duration: Family::new_with_constructor(AckBuckets),
             tenants: Arc::new(BoundedTenants::new(
                 DEFAULT_MAX_TENANTS,
                 DEFAULT_TENANT_IDLE,
@@ -72,24 +102,47 @@ impl DistributorMetrics {
         registry.register(
             "rejected_requests",
             "Requests refused, by protocol, tenant and reason",
-            metrics.rejected_requests.clone(),
+            Listed(metrics.rejected_requests.clone()),
         );
         registry.register(
             "discarded_profiles",
             "Profiles refused by a tenant's limits, by tenant and reason",
-            metrics.discarded_profiles.clone(),
+            Listed(metrics.discarded_profiles.clone()),
         );
         registry.register(
             "truncated",
             "Stacks cut to the maximum depth and symbols cut to the maximum length, by tenant",
-            metrics.truncated.clone(),
+            Listed(metrics.truncated.clone()),
         );
         registry.register(
             "tracked_tenants",
             "Tenants held in memory, by map (metric_labels, active_series, rate_limit)",
             metrics.tracked_tenants.clone(),
         );
+        registry.register(
+            "request_duration_seconds",
+            "Time from a push's arrival to its answer (for accepted pushes, the acknowledgement), by protocol",
+            metrics.request_duration.clone(),
+        );
+        for protocol in PROTOCOLS {
+            let labels = vec![("protocol".to_string(), protocol.to_string())];
+            metrics.received_profiles.get_or_create_owned(&labels);
+            metrics.received_bytes.get_or_create_owned(&labels);
+            metrics
+                .request_duration
+                .get_or_create_owned(&ProtocolLabels { protocol });
+        }
+        for map in TRACKED_MAPS {
+            metrics.set_tracked(map, 0);
+        }
         metrics
+    }
+
+    /// Records the time a push over `protocol` took, from `started` to its answer.
+    fn answered(&self, protocol: &'static str, started: Instant) {
+        self.request_duration
+            .get_or_create(&ProtocolLabels { protocol })
+            .observe(started.elapsed().as_secs_f64());
     }
 
     /// The same metrics naming at most `max` tenants at once in their labels (the others as
@@ -178,4 +231,36 @@ impl DistributorMetrics {
         let (protocol, reason) = ([("protocol", protocol)], [("reason", reason)]);
         self.count(TenantFamily::Rejected, &protocol, tenant, &reason, 1);
     }
+}
+
+/// The protocol of a push to `path`, or `None` for a path that takes no pushes.
+fn protocol_of(path: &str, headers: &http::HeaderMap) -> Option<&'static str> {
+    let grpc = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    match path {
+        "/ingest" | "/pyroscope/ingest" => Some("ingest"),
+        "/push.v1.PusherService/Push" if grpc => Some("push_grpc"),
+        "/push.v1.PusherService/Push" => Some("push"),
+        crate::otlp::HTTP_PATH => Some("otlp_http"),
+        crate::otlp::EXPORT_PATH => Some("otlp_grpc"),
+        _ => None,
+    }
+}
+
+/// Middleware of the push routes: times each push to its answer in
+/// `kiln_distributor_request_duration_seconds`.
+pub(crate) async fn time_pushes(
+    axum::extract::State(metrics): axum::extract::State<DistributorMetrics>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let protocol = protocol_of(request.uri().path(), request.headers());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    if let Some(protocol) = protocol {
+        metrics.answered(protocol, started);
+    }
+    response
 }

@@ -111,6 +111,10 @@ impl Distributor {
                 Arc::clone(&self.config.auth),
                 kiln_api::Right::Write,
             ))
+            .layer(axum::middleware::from_fn_with_state(
+                self.metrics.clone(),
+                crate::metrics::time_pushes,
+            ))
     }
 }
 

@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kiln_contract::metastore::{CompactionStatus, JobState};
-use kiln_runtime::{FirstTick, spawn_every};
+use kiln_runtime::{FirstTick, Listed, spawn_every};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{Atomic, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use tokio_util::sync::CancellationToken;
@@ -28,7 +29,12 @@ pub(crate) struct StateLabels {
     pub(crate) state: &'static str,
 }
 
-/// Prometheus gauges of a metastore node.
+/// Buckets of the Raft write and apply histograms: 100 µs to about 3.3 s.
+pub(crate) fn raft_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// Prometheus metrics of a metastore node.
 #[derive(Clone, Debug)]
 pub struct MetastoreMetrics {
     blocks: Family<LevelLabels, Gauge>,
@@ -36,28 +42,41 @@ pub struct MetastoreMetrics {
     jobs: Family<StateLabels, Gauge>,
     tombstones: Gauge,
     lag_seconds: Gauge<f64, AtomicU64>,
+    is_leader: Gauge,
+    term: Gauge,
+    last_applied: Gauge,
 }
 
 impl MetastoreMetrics {
-    /// Registers the gauges under `kiln_metastore_`.
-    pub fn new(registry: &mut Registry) -> Self {
+    /// Registers the gauges of `node`, and its write and apply histograms, under
+    /// `kiln_metastore_`.
+    pub fn new(registry: &mut Registry, node: &MetastoreNode) -> Self {
         let metrics = Self {
             blocks: Family::default(),
             bytes: Family::default(),
             jobs: Family::default(),
             tombstones: Gauge::default(),
             lag_seconds: Gauge::default(),
+            is_leader: Gauge::default(),
+            term: Gauge::default(),
+            last_applied: Gauge::default(),
         };
+        for state in [JobState::Planned, JobState::Running, JobState::Parked] {
+            metrics.jobs.get_or_create_owned(&StateLabels {
+                state: state.as_str(),
+            });
+        }
+        let (write_duration, apply_duration) = node.timings();
         let registry = registry.sub_registry_with_prefix("kiln_metastore");
         registry.register(
             "blocks",
             "Blocks in the index, by compaction level",
-            metrics.blocks.clone(),
+            Listed(metrics.blocks.clone()),
         );
         registry.register(
             "block_bytes",
             "Bytes of the blocks in the index, by compaction level",
-            metrics.bytes.clone(),
+            Listed(metrics.bytes.clone()),
         );
         registry.register(
             "compaction_jobs",
@@ -74,7 +93,44 @@ impl MetastoreMetrics {
             "Age of the oldest level-0 segment still in the index",
             metrics.lag_seconds.clone(),
         );
+        registry.register(
+            "is_leader",
+            "1 while this node leads the metastore's Raft group, else 0",
+            metrics.is_leader.clone(),
+        );
+        registry.register(
+            "term",
+            "The Raft term this node is in",
+            metrics.term.clone(),
+        );
+        registry.register(
+            "last_applied_index",
+            "Index of the last log entry this node applied to its state",
+            metrics.last_applied.clone(),
+        );
+        registry.register(
+            "write_duration_seconds",
+            "Time from proposing a write on the leader to its being committed and applied",
+            write_duration,
+        );
+        registry.register(
+            "apply_duration_seconds",
+            "Time to apply a batch of committed log entries to the state",
+            apply_duration,
+        );
         metrics
+    }
+
+    /// Sets the Raft gauges from `node`'s current Raft metrics.
+    fn update_raft(&self, node: &MetastoreNode) {
+        let raft = node.raft().metrics().borrow().clone();
+        self.is_leader
+            .set(i64::from(raft.current_leader == Some(node.id())));
+        self.term
+            .set(i64::try_from(raft.current_term).unwrap_or(i64::MAX));
+        let applied = raft.last_applied.map_or(0, |log| log.index);
+        self.last_applied
+            .set(i64::try_from(applied).unwrap_or(i64::MAX));
     }
 
     /// Sets every gauge from `status` at `now_millis`.
@@ -106,6 +162,7 @@ impl MetastoreMetrics {
         spawn_every(interval, FirstTick::Now, stop, move || {
             let (metrics, node) = (self.clone(), Arc::clone(&node));
             async move {
+                metrics.update_raft(&node);
                 let status = node.local_compaction_status().await;
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)

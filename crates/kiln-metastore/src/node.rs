@@ -76,6 +76,8 @@ pub struct MetastoreNode {
     members: Members,
     read_timeout: Duration,
     compaction: CompactionConfig,
+    /// Time from proposing a command to its being committed and applied, on the leader.
+    write_duration: prometheus_client::metrics::histogram::Histogram,
 }
 
 /// Where a proposed command went.
@@ -159,6 +161,7 @@ impl MetastoreNode {
             members: Members::default(),
             read_timeout: config.election_timeout * 2,
             compaction: config.compaction.clone(),
+            write_duration: crate::metrics::raft_histogram(),
         });
         node.bootstrap(&config).await?;
         legacy::import(&node, &config.dir).await?;
@@ -210,6 +213,19 @@ impl MetastoreNode {
         self.id
     }
 
+    /// The histograms of this node's writes and applies, for [`crate::MetastoreMetrics`].
+    pub(crate) fn timings(
+        &self,
+    ) -> (
+        prometheus_client::metrics::histogram::Histogram,
+        prometheus_client::metrics::histogram::Histogram,
+    ) {
+        (
+            self.write_duration.clone(),
+            self.state_machine.apply_duration.clone(),
+        )
+    }
+
     /// The Raft handle, for serving Raft RPCs.
     pub fn raft(&self) -> &Raft {
         &self.raft
@@ -217,8 +233,12 @@ impl MetastoreNode {
 
     /// Proposes a command. On a follower the caller forwards its request to the leader named.
     async fn propose(&self, command: Command) -> Result<Proposed, MetastoreError> {
+        let started = std::time::Instant::now();
         match self.raft.client_write(command).await {
-            Ok(written) => Ok(Proposed::Applied(written.data)),
+            Ok(written) => {
+                self.write_duration.observe(started.elapsed().as_secs_f64());
+                Ok(Proposed::Applied(written.data))
+            }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                 Ok(Proposed::Forward(leader_addr(&forward)?))
             }

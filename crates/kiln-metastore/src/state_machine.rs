@@ -11,6 +11,7 @@ use openraft::{
     Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
     StorageIOError, StoredMembership,
 };
+use prometheus_client::metrics::histogram::Histogram;
 use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
@@ -42,6 +43,8 @@ pub(crate) struct StateMachine {
     applied: Arc<RwLock<Applied>>,
     snapshots_built: Arc<AtomicU64>,
     snapshots_installed: Arc<AtomicU64>,
+    /// Time to apply each batch of committed entries (clones share it).
+    pub(crate) apply_duration: Histogram,
 }
 
 impl Debug for StateMachine {
@@ -68,6 +71,7 @@ impl StateMachine {
             applied: Arc::default(),
             snapshots_built: Arc::default(),
             snapshots_installed: Arc::default(),
+            apply_duration: crate::metrics::raft_histogram(),
         };
         if let Some((meta, data)) = machine.read_snapshot().map_err(|e| e.to_string())? {
             let state = MetastoreState::from_snapshot(&data)?;
@@ -168,6 +172,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = std::time::Instant::now();
         let mut applied = self.applied.write().await;
         let mut state = self.state.write().await;
         let mut responses = Vec::new();
@@ -183,6 +188,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             responses.push(response);
         }
+        self.apply_duration.observe(started.elapsed().as_secs_f64());
         Ok(responses)
     }
 

@@ -10,8 +10,10 @@ use object_store::path::Path;
 
 mod cloud;
 mod durable;
+mod metered;
 
 pub use durable::DurableFileSystem;
+pub use metered::{MeteredStore, StoreMetrics};
 
 pub use object_store;
 
@@ -32,6 +34,14 @@ impl Storage {
             path = path.clone().join(part);
         }
         path
+    }
+
+    /// The same store with its requests counted and timed in `metrics`.
+    pub fn metered(self, metrics: StoreMetrics) -> Self {
+        Self {
+            store: Arc::new(MeteredStore::new(self.store, metrics)),
+            prefix: self.prefix,
+        }
     }
 
     /// The in-memory store, for tests.

@@ -139,7 +139,7 @@ mod tests {
 
     #[tokio::test]
     async fn full_gate_refuses_and_dropped_queries_count_as_cancelled() {
-        let metrics = QuerierMetrics::default();
+        let metrics = QuerierMetrics::unregistered();
         let gate = QueryGate::new(1, Duration::ZERO, metrics.clone());
         let (release, released) = tokio::sync::oneshot::channel::<()>();
         let mut slow = Box::pin(gate.run(None, async move {
@@ -171,7 +171,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn slow_queries_stop_at_the_deadline() {
-        let metrics = QuerierMetrics::default();
+        let metrics = QuerierMetrics::unregistered();
         let gate = QueryGate::new(0, Duration::from_secs(120), metrics.clone());
         let error = gate
             .run(None, std::future::pending::<Result<(), QuerierError>>())

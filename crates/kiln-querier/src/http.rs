@@ -309,6 +309,10 @@ impl Querier {
                 Arc::clone(&self.config.auth),
                 kiln_api::Right::Read,
             ))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.metrics.clone(),
+                crate::metrics::time_requests,
+            ))
     }
 }
 

@@ -3,9 +3,65 @@
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+/// How queries end, as the query counter names it.
+const OUTCOMES: [&str; 6] = [
+    "ok",
+    "error",
+    "overloaded",
+    "timeout",
+    "over_budget",
+    "cancelled",
+];
+
+/// The caches of [`CacheLabels`].
+const CACHES: [&str; 6] = [
+    "regions",
+    "head",
+    "series",
+    "symbols",
+    "footer",
+    "directory",
+];
+
+/// What [`FetchLabels`] names.
+const FETCHED: [&str; 7] = [
+    "directory",
+    "series",
+    "head",
+    "footer",
+    "symbols",
+    "samples",
+    "regions",
+];
+
+/// The endpoints [`EndpointLabels`] names: the last segment of each query route's path.
+const ENDPOINTS: [&str; 20] = [
+    "render",
+    "render-diff",
+    "labels",
+    "label-values",
+    "pprof",
+    "ProfileTypes",
+    "LabelNames",
+    "LabelValues",
+    "Series",
+    "SelectMergeStacktraces",
+    "SelectMergeSpanProfile",
+    "SelectMergeProfile",
+    "SelectSeries",
+    "GetProfileStats",
+    "Diff",
+    "AnalyzeQuery",
+    "SelectHeatmap",
+    "Get",
+    "Set",
+    "ListRecordingRules",
+];
 
 /// Labels of the query counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -15,11 +71,30 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of the request latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    /// The last segment of the route's path: `render`, `SelectMergeStacktraces`, … (one of
+    /// the query routes).
+    pub endpoint: &'static str,
+}
+
+/// Query latency buckets: 1 ms to about 65 s.
+#[derive(Clone, Debug)]
+pub struct QueryBuckets;
+
+impl MetricConstructor<Histogram> for QueryBuckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(exponential_buckets(0.001, 2.0, 17))
+    }
+}
+
 /// Labels of the cache counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabels {
-    /// Which cache: `regions` (decoded regions of blocks, samples and symbols included) or
-    /// `series` (the series sections that label calls read).
+    /// Which cache: `regions` (assembled datasets of blocks), `head` and `series` (sections
+    /// that selects and label calls read), `symbols`, `footer` (samples footers) or
+    /// `directory` (tables of contents).
     pub cache: &'static str,
     /// `hit` or `miss`.
     pub result: &'static str,
@@ -28,13 +103,16 @@ pub struct CacheLabels {
 /// Labels of the fetched-bytes counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FetchLabels {
-    /// What was read: `regions` or `series`.
+    /// What was read: `directory`, `series`, `head`, `footer`, `symbols`, `samples`, or
+    /// `regions` (whole regions of format-1 objects).
     pub what: &'static str,
 }
 
 /// Prometheus metrics of a querier.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct QuerierMetrics {
+    /// Time to answer a request, by endpoint.
+    pub request_duration: Family<EndpointLabels, Histogram, QueryBuckets>,
     /// Queries finished, by outcome.
     pub queries: Family<OutcomeLabels, Counter>,
     /// Queries running now.
@@ -54,8 +132,13 @@ pub struct QuerierMetrics {
 impl QuerierMetrics {
     /// Creates the metrics and registers them under `kiln_querier_`.
     pub fn new(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
+        let metrics = Self::unregistered();
         let registry = registry.sub_registry_with_prefix("kiln_querier");
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer a query request, by endpoint",
+            metrics.request_duration.clone(),
+        );
         registry.register(
             "queries",
             "Queries finished, by outcome (ok, error, overloaded, timeout, over_budget, cancelled)",
@@ -68,7 +151,7 @@ impl QuerierMetrics {
         );
         registry.register(
             "cache_requests",
-            "Cache lookups of the querier, by cache (regions, series) and result (hit, miss)",
+            "Cache lookups of the querier, by cache (regions, head, series, symbols, footer, directory) and result (hit, miss)",
             metrics.cache_requests.clone(),
         );
         registry.register(
@@ -88,10 +171,58 @@ impl QuerierMetrics {
         );
         registry.register(
             "fetched_bytes",
-            "Bytes the querier read from object storage, by what it read (regions, series)",
+            "Bytes the querier read from object storage, by what it read (directory, series, head, footer, symbols, samples, regions)",
             metrics.fetched_bytes.clone(),
         );
+        // Every series exists from the start, so each metric is listed before its first event.
+        for outcome in OUTCOMES {
+            metrics
+                .queries
+                .get_or_create_owned(&OutcomeLabels { outcome });
+        }
+        for cache in CACHES {
+            for result in ["hit", "miss"] {
+                metrics
+                    .cache_requests
+                    .get_or_create_owned(&CacheLabels { cache, result });
+            }
+        }
+        for what in FETCHED {
+            metrics
+                .fetched_bytes
+                .get_or_create_owned(&FetchLabels { what });
+        }
+        for endpoint in ENDPOINTS {
+            metrics
+                .request_duration
+                .get_or_create_owned(&EndpointLabels { endpoint });
+        }
         metrics
+    }
+
+    /// The metrics, registered nowhere (tests, and queriers whose metrics nobody scrapes).
+    pub fn unregistered() -> Self {
+        Self {
+            request_duration: Family::new_with_constructor(QueryBuckets),
+            queries: Family::default(),
+            queries_in_flight: Gauge::default(),
+            cache_requests: Family::default(),
+            fetched_bytes: Family::default(),
+            parts_executed: Counter::default(),
+            parts_retried: Counter::default(),
+            peers: Gauge::default(),
+        }
+    }
+
+    /// Records the time a request to `path` took, from `started`; paths of no query endpoint
+    /// are not recorded.
+    pub(crate) fn answered(&self, path: &str, started: std::time::Instant) {
+        let last = path.rsplit('/').next().unwrap_or_default();
+        if let Some(endpoint) = ENDPOINTS.iter().find(|e| **e == last) {
+            self.request_duration
+                .get_or_create(&EndpointLabels { endpoint })
+                .observe(started.elapsed().as_secs_f64());
+        }
     }
 
     /// Counts one cache lookup.
@@ -113,4 +244,18 @@ impl QuerierMetrics {
     pub(crate) fn finished(&self, outcome: &'static str) {
         self.queries.get_or_create(&OutcomeLabels { outcome }).inc();
     }
+}
+
+/// Middleware of the query routes: times each request in
+/// `kiln_querier_request_duration_seconds` by its route.
+pub(crate) async fn time_requests(
+    axum::extract::State(metrics): axum::extract::State<QuerierMetrics>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics.answered(&path, started);
+    response
 }

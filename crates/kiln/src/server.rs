@@ -10,6 +10,7 @@ use kiln_api::ServeOptions;
 use kiln_compactor::CompactorMetrics;
 use kiln_config::{ServerArgs, Target};
 use kiln_contract::{ChannelPool, Role};
+use kiln_objstore::StoreMetrics;
 use kiln_runtime::TenantOverrides;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -95,7 +96,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         .into_iter()
         .any(|t| args.runs(t))
     {
-        Some(storage::open(&args)?)
+        Some(storage::open(&args)?.metered(StoreMetrics::new(&mut registry)))
     } else {
         None
     };

@@ -244,3 +244,19 @@ pub(crate) async fn stored_total(server: &KilnServer, profile_type: &str, servic
         .map(json_i64)
         .unwrap_or_default()
 }
+
+/// Waits until `metric` reads `value` (30 s at most).
+pub(crate) async fn wait_for_metric(server: &KilnServer, metric: &str, value: f64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if server.metric(metric).await.ok() == Some(value) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{metric} never reached {value}: {:?}",
+            server.metric(metric).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

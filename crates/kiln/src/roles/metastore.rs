@@ -47,7 +47,11 @@ impl MetastoreRole {
     /// `stop` (nothing for a client).
     pub(crate) fn report_metrics(&self, registry: &mut Registry, stop: &CancellationToken) {
         if let Some(node) = &self.node {
-            MetastoreMetrics::new(registry).spawn(Arc::clone(node), METRICS_INTERVAL, stop.clone());
+            MetastoreMetrics::new(registry, node).spawn(
+                Arc::clone(node),
+                METRICS_INTERVAL,
+                stop.clone(),
+            );
         }
     }
 

@@ -40,7 +40,7 @@ async fn start_cluster() -> (Moto, Cluster) {
 }
 
 /// Waits until the metastore lists `n` live ingesters.
-async fn wait_for_ingesters(cluster: &Cluster, n: usize) {
+pub(crate) async fn wait_for_ingesters(cluster: &Cluster, n: usize) {
     let client = cluster.metastores.client();
     let deadline = Instant::now() + Duration::from_secs(30);
     while client

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use kiln_testkit::emulators::TraceSink;
 use kiln_testkit::workspace_dir;
 
 use crate::support::{
@@ -89,4 +90,113 @@ async fn every_metric_the_dashboards_and_alerts_name_is_exposed_before_and_after
             >= 1.0
     );
     assert_eq!(names_not_exposed(&[&server], dir.path()).await, "");
+}
+
+/// One span as tests/otlp/trace_sink.py writes it.
+#[derive(Debug)]
+struct ExportedSpan {
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+    name: String,
+    /// The `kiln.target` of the process that sent it.
+    target: String,
+    /// Its `path` attribute (request spans).
+    path: String,
+}
+
+/// The spans `sink` has received so far.
+fn exported_spans(sink: &TraceSink) -> Vec<ExportedSpan> {
+    sink.spans()
+        .iter()
+        .map(|line| {
+            let span: serde_json::Value = serde_json::from_str(line).unwrap();
+            let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_string();
+            ExportedSpan {
+                trace_id: text(&span["trace_id"]),
+                span_id: text(&span["span_id"]),
+                parent_span_id: text(&span["parent_span_id"]),
+                name: text(&span["name"]),
+                target: text(&span["target"]),
+                path: text(&span["attributes"]["path"]),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_is_one_trace_from_the_distributor_to_object_storage_and_the_metastore() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = TraceSink::start(&dir.path().join("spans.jsonl"))
+        .await
+        .unwrap();
+    let endpoint = format!("--tracing.otlp-endpoint={}", sink.endpoint());
+    // Export each batch of spans after 100 ms rather than the default 5 s.
+    let command = kiln().arg(&endpoint).env("OTEL_BSP_SCHEDULE_DELAY", "100");
+    let cluster = kiln_testkit::cluster::Cluster::builder(&command)
+        .metastores(1, kiln_testkit::cluster::Network::Direct, &[])
+        .ingesters(1, &["--ingester.flush-interval=100ms"])
+        .distributors(1, &[])
+        .start()
+        .await
+        .unwrap();
+    crate::cluster::wait_for_ingesters(&cluster, 1).await;
+    let _: kiln_proto::push::v1::PushResponse = post_proto(
+        &cluster.distributors[0],
+        "/push.v1.PusherService/Push",
+        &push_request(&[("service_name", "traced")], &cpu_profile(), ""),
+    )
+    .await;
+
+    // The push's trace: the distributor's store, the ingester's push, its flush's upload and
+    // registration, and the metastore's AddBlocks, each in its own process.
+    let wanted = |spans: &[ExportedSpan]| -> Option<String> {
+        let store = spans.iter().find(|s| s.name == "distributor.store")?;
+        let in_trace = |name: &str, target: &str| {
+            spans
+                .iter()
+                .any(|s| s.trace_id == store.trace_id && s.name == name && s.target == target)
+        };
+        let add_blocks = spans.iter().any(|s| {
+            s.trace_id == store.trace_id
+                && s.target == "metastore"
+                && s.path.ends_with("/AddBlocks")
+        });
+        (store.target == "distributor"
+            && in_trace("ingester.push", "ingester")
+            && in_trace("ingester.flush", "ingester")
+            && in_trace("ingester.upload", "ingester")
+            && in_trace("objstore", "ingester")
+            && in_trace("ingester.register", "ingester")
+            && add_blocks)
+            .then(|| store.trace_id.clone())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let trace_id = loop {
+        let spans = exported_spans(&sink);
+        if let Some(trace_id) = wanted(&spans) {
+            break trace_id;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the push's trace never reached the sink: {spans:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    // Every span of the trace but its root has its parent in the trace.
+    let spans = exported_spans(&sink);
+    let trace: Vec<&ExportedSpan> = spans.iter().filter(|s| s.trace_id == trace_id).collect();
+    let roots: Vec<&&ExportedSpan> = trace
+        .iter()
+        .filter(|s| s.parent_span_id.is_empty())
+        .collect();
+    assert_eq!(roots.len(), 1, "{trace:#?}");
+    assert_eq!(roots[0].target, "distributor", "{trace:#?}");
+    for span in &trace {
+        assert!(
+            span.parent_span_id.is_empty()
+                || trace.iter().any(|p| p.span_id == span.parent_span_id),
+            "{span:?} has no parent in {trace:#?}"
+        );
+    }
 }

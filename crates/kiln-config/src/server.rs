@@ -385,6 +385,17 @@ pub struct ServerArgs {
           default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// OTLP/gRPC endpoint (`http://host:4317`) that traces of Kiln's own requests are exported
+    /// to; none: no traces are recorded.
+    #[arg(long = "tracing.otlp-endpoint", env = "KILN_TRACING_OTLP_ENDPOINT")]
+    pub tracing_otlp_endpoint: Option<String>,
+
+    /// Share of traces kept, from 0 to 1, decided where a trace starts (a trace continued from
+    /// another process follows that process's decision).
+    #[arg(long = "tracing.sample-ratio", env = "KILN_TRACING_SAMPLE_RATIO",
+          default_value = "1", value_parser = parse_ratio)]
+    pub tracing_sample_ratio: f64,
+
     /// Log format.
     #[arg(
         long = "log-format",
@@ -393,6 +404,18 @@ pub struct ServerArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+}
+
+/// A ratio from 0 to 1.
+fn parse_ratio(value: &str) -> Result<f64, String> {
+    let ratio: f64 = value
+        .parse()
+        .map_err(|_| format!("not a number: {value:?}"))?;
+    if (0.0..=1.0).contains(&ratio) {
+        Ok(ratio)
+    } else {
+        Err(format!("{value} is not between 0 and 1"))
+    }
 }
 
 impl ServerArgs {

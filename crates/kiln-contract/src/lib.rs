@@ -14,6 +14,7 @@ pub mod ingester;
 pub mod metastore;
 pub mod querier;
 mod role;
+pub mod trace_context;
 
 pub use channel::{ChannelPool, ClusterTls};
 pub use role::{Role, UnknownRole};

@@ -154,6 +154,8 @@ impl Distributor {
 
     /// Hands normalized profiles to the ingester and counts them, after the limits that need
     /// them normalized: time, samples per type, labels (again) and active series.
+    #[tracing::instrument(name = "distributor.store", skip_all,
+                          fields(protocol, tenant = %tenant, profiles = profiles.len()))]
     pub(crate) async fn store(
         &self,
         protocol: &str,

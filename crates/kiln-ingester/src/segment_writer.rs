@@ -14,6 +14,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use ulid::Ulid;
 
 use crate::IngesterMetrics;
@@ -59,6 +60,9 @@ struct Generation {
     datasets: Mutex<HashMap<(TenantId, String), SharedDataset>>,
     waiters: Mutex<Vec<Waiter>>,
     samples: AtomicUsize,
+    /// The span of the first push into this generation: its flush is traced as that span's
+    /// child, so the first push's trace shows the upload and the registration.
+    first_push: Mutex<Option<tracing::Span>>,
 }
 
 impl Generation {
@@ -115,6 +119,7 @@ impl Buffer {
         profiles: &[NormalizedProfile],
         samples: usize,
         limit: usize,
+        span: tracing::Span,
     ) -> Result<oneshot::Receiver<Result<(), IngestError>>, IngestError> {
         let state = self.state.read();
         if state.closed {
@@ -144,6 +149,7 @@ impl Buffer {
         }
         let (sender, receiver) = oneshot::channel();
         generation.waiters.lock().push(sender);
+        generation.first_push.lock().get_or_insert(span);
         Ok(receiver)
     }
 
@@ -238,6 +244,8 @@ impl SegmentWriter {
 
 #[async_trait]
 impl Ingester for SegmentWriter {
+    #[tracing::instrument(name = "ingester.push", skip_all,
+                          fields(tenant = %tenant, profiles = profiles.len()))]
     async fn push(
         &self,
         tenant: TenantId,
@@ -249,12 +257,12 @@ impl Ingester for SegmentWriter {
         }
         let buffer = Arc::clone(&self.buffer);
         let limit = self.config.max_buffered_samples;
-        let receiver =
-            tokio::task::spawn_blocking(move || buffer.add(&tenant, &profiles, samples, limit))
-                .await
-                .map_err(|e| {
-                    IngestError::Invalid(format!("the push could not be buffered: {e}"))
-                })??;
+        let span = tracing::Span::current();
+        let receiver = tokio::task::spawn_blocking(move || {
+            buffer.add(&tenant, &profiles, samples, limit, span)
+        })
+        .await
+        .map_err(|e| IngestError::Invalid(format!("the push could not be buffered: {e}")))??;
         self.metrics.buffered_samples.inc_by(samples as i64);
         if self.draining.load(Ordering::SeqCst) {
             self.flush_now.notify_one();
@@ -298,7 +306,14 @@ impl Flusher {
         let started = Instant::now();
         let samples = generation.samples.load(Ordering::SeqCst);
         self.metrics.buffered_samples.dec_by(samples as i64);
-        let result = self.write_segment(generation).await;
+        let first_push = generation.first_push.lock().take();
+        let span = tracing::info_span!(
+            parent: first_push.and_then(|span| span.id()),
+            "ingester.flush",
+            pushes = waiters.len(),
+            samples,
+        );
+        let result = self.write_segment(generation).instrument(span).await;
         match &result {
             Ok(bytes) => {
                 self.metrics.segments_flushed.inc();
@@ -343,6 +358,7 @@ impl Flusher {
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })
+        .instrument(tracing::info_span!("ingester.upload", bytes = size))
         .await?;
         let registered = self
             .retry("register", || async {
@@ -351,6 +367,7 @@ impl Flusher {
                     .await
                     .map_err(|e| e.to_string())
             })
+            .instrument(tracing::info_span!("ingester.register", block = %id))
             .await;
         if let Err(e) = registered {
             // The segment is durable: park its metadata for the recovery sweep and acknowledge.

@@ -3,7 +3,8 @@
 //! `kiln_objstore_request_duration_seconds`, each by `operation`.
 //!
 //! A get is timed to its response's headers (its body streams to the caller afterwards); a
-//! listing and a batch of deletes, which stream, are timed to their last item.
+//! listing and a batch of deletes, which stream, are timed to their last item. Puts and gets are
+//! also spans, for the traces of Kiln's own requests.
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use tracing::Instrument;
 
 /// Every operation the metrics name, registered at start so that each series exists before
 /// its first request.
@@ -155,6 +157,11 @@ impl Drop for StreamRequest {
     }
 }
 
+/// The span of one request, a child of the caller's (traces of Kiln's own requests).
+fn span(operation: &'static str, location: &Path) -> tracing::Span {
+    tracing::info_span!("objstore", operation, path = %location)
+}
+
 /// A store whose requests are counted and timed in [`StoreMetrics`].
 #[derive(Debug)]
 pub struct MeteredStore {
@@ -184,7 +191,11 @@ impl ObjectStore for MeteredStore {
         opts: PutOptions,
     ) -> Result<PutResult> {
         let started = Instant::now();
-        let result = self.inner.put_opts(location, payload, opts).await;
+        let result = self
+            .inner
+            .put_opts(location, payload, opts)
+            .instrument(span("put", location))
+            .await;
         self.metrics.record("put", started, &result);
         result
     }
@@ -195,7 +206,11 @@ impl ObjectStore for MeteredStore {
         opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
         let started = Instant::now();
-        let result = self.inner.put_multipart_opts(location, opts).await;
+        let result = self
+            .inner
+            .put_multipart_opts(location, opts)
+            .instrument(span("put_multipart", location))
+            .await;
         self.metrics.record("put_multipart", started, &result);
         result
     }
@@ -209,7 +224,11 @@ impl ObjectStore for MeteredStore {
             "get"
         };
         let started = Instant::now();
-        let result = self.inner.get_opts(location, options).await;
+        let result = self
+            .inner
+            .get_opts(location, options)
+            .instrument(span(operation, location))
+            .await;
         self.metrics.record(operation, started, &result);
         result
     }
@@ -220,7 +239,11 @@ impl ObjectStore for MeteredStore {
         ranges: &[std::ops::Range<u64>],
     ) -> Result<Vec<bytes::Bytes>> {
         let started = Instant::now();
-        let result = self.inner.get_ranges(location, ranges).await;
+        let result = self
+            .inner
+            .get_ranges(location, ranges)
+            .instrument(span("get_range", location))
+            .await;
         self.metrics.record("get_range", started, &result);
         result
     }

@@ -1,6 +1,8 @@
 //! Object storage emulators on free loopback ports, as `.ci/test` installs them: moto's
 //! S3-compatible server (`tests/s3/.venv`) and Azurite, Microsoft's Azure Blob Storage emulator
-//! (`tests/cloud`, with the Azure SDK in `tests/cloud/.venv`). Each is killed when dropped.
+//! (`tests/cloud`, with the Azure SDK in `tests/cloud/.venv`); and an OTLP trace receiver built
+//! on the official `opentelemetry-proto` package (`tests/otlp/.venv`). Each is killed when
+//! dropped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -241,6 +243,69 @@ impl Azurite {
 }
 
 impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running OTLP/gRPC trace receiver (`tests/otlp/trace_sink.py`) writing every span it
+/// receives to a file, one JSON object per line.
+#[derive(Debug)]
+pub struct TraceSink {
+    child: Child,
+    endpoint: String,
+    file: PathBuf,
+}
+
+impl TraceSink {
+    /// Starts the receiver, appending spans to `file`, and waits until it accepts connections.
+    pub async fn start(file: &Path) -> anyhow::Result<Self> {
+        let dir = crate::workspace_dir().join("tests/otlp");
+        let python = dir.join(".venv/bin/python");
+        let port = crate::ports::free_port()?;
+        let child = spawn(
+            &python,
+            Command::new(&python)
+                .arg(dir.join("trace_sink.py"))
+                .arg(port.to_string())
+                .arg(file),
+        )?;
+        let sink = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            file: file.to_path_buf(),
+        };
+        let deadline = Instant::now() + EMULATOR_DEADLINE;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            ensure!(
+                Instant::now() < deadline,
+                "the trace sink never listened on port {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(sink)
+    }
+
+    /// The receiver's URL, for `--tracing.otlp-endpoint`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Every span received so far, one JSON object per line.
+    pub fn spans(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.file)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for TraceSink {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -24,19 +24,24 @@ use crate::security::{self, Transport};
 use crate::telemetry;
 
 pub(crate) fn run(args: ServerArgs) -> anyhow::Result<()> {
-    telemetry::init_logging(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("kiln")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args))
+    let telemetry = {
+        let _runtime = runtime.enter();
+        telemetry::init(&args)?
+    };
+    let served = runtime.block_on(serve(args, &telemetry));
+    telemetry.shutdown();
+    served
 }
 
 /// A bound listener, what it serves, and how.
 type Listener = (&'static str, TcpListener, Router, ServeOptions);
 
-async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+async fn serve(args: ServerArgs, telemetry: &telemetry::Telemetry) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let mut registry = Registry::default();
     metastore::check_peers(&args)?;
@@ -207,6 +212,17 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     ops.set_listening();
     tracing::info!(targets = %metastore::targets(&args.target), "kiln is serving");
 
+    let listeners = listeners
+        .into_iter()
+        .map(|(name, listener, router, options)| {
+            (
+                name,
+                listener,
+                telemetry::traced(router, telemetry),
+                options,
+            )
+        })
+        .collect();
     serve_until_signal(listeners, ingester.as_ref(), args.shutdown_timeout).await?;
     if let Some(ingester) = ingester {
         tracing::info!("flushing the ingester");

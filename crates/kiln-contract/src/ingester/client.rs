@@ -55,6 +55,7 @@ impl Ingester for IngesterClient {
             profiles: profiles.iter().map(profile_to_pb).collect(),
         });
         request.set_timeout(self.timeout);
+        crate::trace_context::inject(request.metadata_mut());
         match self.client.clone().push(request).await {
             Ok(_) => Ok(()),
             Err(status) => {

@@ -11,6 +11,7 @@ use kiln_proto::kiln::metastore::v1 as pb;
 use kiln_proto::kiln::metastore::v1::compaction_service_client::CompactionServiceClient;
 use kiln_proto::kiln::metastore::v1::metastore_admin_service_client::MetastoreAdminServiceClient;
 use kiln_proto::kiln::metastore::v1::metastore_service_client::MetastoreServiceClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -19,6 +20,7 @@ use super::{
     BlockQuery, CompactionAssignment, CompactionPoll, CompactionStatus, Member, Metastore,
     MetastoreError, RetentionCutoff, RetentionRemoval, TenantInfo,
 };
+use crate::trace_context::TraceInterceptor;
 use crate::{ChannelPool, Role};
 
 /// The largest message the client sends or accepts (as the metastore's services).
@@ -244,8 +246,11 @@ impl MetastoreClient {
     }
 }
 
-fn service(channel: Channel) -> MetastoreServiceClient<Channel> {
-    MetastoreServiceClient::new(channel)
+/// The metastore service over `channel`, each call carrying the caller's trace context.
+fn service(
+    channel: Channel,
+) -> MetastoreServiceClient<InterceptedService<Channel, TraceInterceptor>> {
+    MetastoreServiceClient::with_interceptor(channel, TraceInterceptor)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }

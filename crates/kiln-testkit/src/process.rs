@@ -35,6 +35,8 @@ pub struct KilnCommand {
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     rust_log: String,
+    /// Run `binary` with exactly `args` and `env` (see [`KilnCommand::exact`]).
+    exact: bool,
 }
 
 impl KilnCommand {
@@ -48,7 +50,23 @@ impl KilnCommand {
             args: Vec::new(),
             env: Vec::new(),
             rust_log: "info".to_string(),
+            exact: false,
         }
+    }
+
+    /// `binary` run with exactly `args` (`server` and its flags, as a manifest gives them) and
+    /// the environment [`KilnCommand::env`] sets, nothing inherited or added: no listener, data
+    /// dir or log flags. Its log must be JSON (`--log-format json`, or the config file's
+    /// `log-format: json`) for [`KilnCommand::spawn`] to see its listeners; `data_dir` is only
+    /// what [`KilnServer::data_dir`] answers.
+    pub fn exact<I, S>(binary: impl Into<PathBuf>, data_dir: impl Into<PathBuf>, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut command = Self::new(binary, data_dir).args(args);
+        command.exact = true;
+        command
     }
 
     /// `binary server` on a new temporary data dir, removed once this command, its clones and
@@ -115,6 +133,13 @@ impl KilnCommand {
 
     fn command(&self) -> Command {
         let mut command = Command::new(&self.binary);
+        if self.exact {
+            command
+                .env_clear()
+                .args(&self.args)
+                .envs(self.env.iter().map(|(k, v)| (k, v)));
+            return command;
+        }
         command
             .arg("server")
             .arg("--data-dir")

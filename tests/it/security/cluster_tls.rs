@@ -1,7 +1,6 @@
 //! TLS on the public listeners (HTTP, gRPC and both OTLP listeners) and mutual TLS on the cluster port, with certificates made by
 //! openssl in the test.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -21,95 +20,8 @@ use kiln_testkit::ports::free_port;
 use prost::Message;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+use crate::support::certs::{Pem, authority, issue};
 use crate::support::kiln;
-
-/// A certificate and its key, as PEM files.
-struct Pem {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn openssl(args: &[&str]) {
-    let output = Command::new("openssl").args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A self-signed CA named `name`.
-fn authority(dir: &Path, name: &str) -> Pem {
-    let pem = Pem {
-        cert: dir.join(format!("{name}.pem")),
-        key: dir.join(format!("{name}.key")),
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        &format!("/CN={name}"),
-        "-keyout",
-        pem.key.to_str().unwrap(),
-        "-out",
-        pem.cert.to_str().unwrap(),
-    ]);
-    pem
-}
-
-/// A certificate for 127.0.0.1 and localhost, for servers and clients, signed by `ca`.
-fn issue(dir: &Path, name: &str, ca: &Pem) -> Pem {
-    let pem = Pem {
-        cert: dir.join(format!("{name}.pem")),
-        key: dir.join(format!("{name}.key")),
-    };
-    let csr = dir.join(format!("{name}.csr"));
-    let ext = dir.join(format!("{name}.ext"));
-    std::fs::write(
-        &ext,
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
-    )
-    .unwrap();
-    openssl(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-subj",
-        &format!("/CN={name}"),
-        "-keyout",
-        pem.key.to_str().unwrap(),
-        "-out",
-        csr.to_str().unwrap(),
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        csr.to_str().unwrap(),
-        "-days",
-        "2",
-        "-CA",
-        ca.cert.to_str().unwrap(),
-        "-CAkey",
-        ca.key.to_str().unwrap(),
-        "-CAcreateserial",
-        "-extfile",
-        ext.to_str().unwrap(),
-        "-out",
-        pem.cert.to_str().unwrap(),
-    ]);
-    pem
-}
 
 fn tls_flags(ca: &Pem, node: &Pem) -> Vec<String> {
     vec![

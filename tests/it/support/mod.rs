@@ -2,6 +2,7 @@
 //! kiln-testkit, which starts every process, cluster and emulator), the test profiles, and the
 //! reference figures and stored totals the tests compare exactly.
 
+pub(crate) mod certs;
 pub(crate) mod metastore;
 pub(crate) mod reference;
 

@@ -10,6 +10,8 @@ mod metrics;
 pub mod recovery;
 mod segment_writer;
 mod service;
+#[cfg(test)]
+mod writer_tests;
 
 pub use metrics::IngesterMetrics;
 pub use segment_writer::{SegmentWriter, SegmentWriterConfig};

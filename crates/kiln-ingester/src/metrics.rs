@@ -19,7 +19,8 @@ pub struct IngesterMetrics {
     pub samples_stored: Counter,
     /// Time to encode, upload and register a segment.
     pub flush_duration_seconds: Histogram,
-    /// Samples waiting in the buffer for the next flush.
+    /// Samples in memory: in the open segment, or in segments being written (the bound of
+    /// `--ingester.max-buffered-samples` counts both).
     pub buffered_samples: Gauge,
 }
 
@@ -68,7 +69,7 @@ impl IngesterMetrics {
         );
         registry.register(
             "buffered_samples",
-            "Samples waiting in the buffer for the next flush",
+            "Samples in memory, in the open segment or in segments being written",
             metrics.buffered_samples.clone(),
         );
         metrics

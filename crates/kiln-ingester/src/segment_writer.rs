@@ -12,7 +12,7 @@ use kiln_objstore::Storage;
 use kiln_objstore::object_store::{ObjectStoreExt, PutPayload};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Notify, oneshot};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use ulid::Ulid;
@@ -44,6 +44,17 @@ impl Default for SegmentWriterConfig {
 }
 
 type Waiter = oneshot::Sender<Result<(), IngestError>>;
+
+/// Segments written at once by one ingester (see [`Flusher::flush`]).
+const WRITES_IN_FLIGHT: usize = 2;
+
+/// Logs a segment write that panicked (its pushes are answered with an error: their senders
+/// are dropped).
+fn report(written: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = written {
+        tracing::error!(error = %e, "a segment write panicked");
+    }
+}
 
 /// The builder of one dataset, locked on its own so that pushes of other datasets go on.
 type SharedDataset = Arc<Mutex<DatasetBuilder>>;
@@ -108,6 +119,9 @@ struct BufferState {
 #[derive(Debug, Default)]
 struct Buffer {
     state: RwLock<BufferState>,
+    /// Samples of taken segments still being written: they are in memory until stored, so the
+    /// bound on buffered samples counts them.
+    writing: AtomicUsize,
 }
 
 impl Buffer {
@@ -126,12 +140,19 @@ impl Buffer {
             return Err(IngestError::ShuttingDown);
         }
         let generation = &state.generation;
+        let writing = self.writing.load(Ordering::SeqCst);
         generation
             .samples
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |buffered| {
-                (buffered == 0 || buffered + samples <= limit).then_some(buffered + samples)
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| {
+                // One push alone is always taken, so that no push is refused for ever.
+                let buffered = open.saturating_add(writing);
+                (buffered == 0 || buffered.saturating_add(samples) <= limit)
+                    .then_some(open + samples)
             })
-            .map_err(|buffered| IngestError::Overloaded { buffered, limit })?;
+            .map_err(|open| IngestError::Overloaded {
+                buffered: open.saturating_add(writing),
+                limit,
+            })?;
         let mut start = 0;
         while start < profiles.len() {
             // Consecutive profiles of one service share one lock of their dataset.
@@ -201,7 +222,7 @@ impl SegmentWriter {
             metastore,
             metrics: metrics.clone(),
         };
-        let handle = tokio::spawn(flusher.run(shutdown.clone()));
+        let handle = tokio::spawn(Arc::new(flusher).run(shutdown.clone()));
         Arc::new(Self {
             config,
             metrics,
@@ -274,25 +295,46 @@ impl Ingester for SegmentWriter {
 }
 
 impl Flusher {
-    async fn run(self, shutdown: CancellationToken) {
+    async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut interval = tokio::time::interval(self.config.flush_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut writes = JoinSet::new();
         loop {
             tokio::select! {
-                _ = interval.tick() => self.flush(false).await,
-                _ = self.flush_now.notified() => self.flush(false).await,
+                _ = interval.tick() => Arc::clone(&self).flush(&mut writes, false).await,
+                _ = self.flush_now.notified() => Arc::clone(&self).flush(&mut writes, false).await,
+                Some(written) = writes.join_next(), if !writes.is_empty() => report(written),
                 _ = shutdown.cancelled() => break,
             }
         }
-        self.flush(true).await;
+        Arc::clone(&self).flush(&mut writes, true).await;
+        while let Some(written) = writes.join_next().await {
+            report(written);
+        }
     }
 
-    /// Writes what is buffered as one segment and answers its pushes; `close` refuses every
-    /// later push.
-    async fn flush(&self, close: bool) {
+    /// Takes what is buffered and starts writing it as one segment, which answers its pushes
+    /// when stored and registered; `close` refuses every later push. At most
+    /// [`WRITES_IN_FLIGHT`] segments are written at once: the next segment fills while the
+    /// last ones upload, so an acknowledgement waits for one interval and one write, not for
+    /// the writes before it as well.
+    async fn flush(self: Arc<Self>, writes: &mut JoinSet<()>, close: bool) {
+        while writes.len() >= WRITES_IN_FLIGHT {
+            match writes.join_next().await {
+                Some(written) => report(written),
+                None => break,
+            }
+        }
         let buffer = Arc::clone(&self.buffer);
         // Taking the buffer waits for pushes that are adding: off the async executor.
-        let generation = match tokio::task::spawn_blocking(move || buffer.take(close)).await {
+        let generation = match tokio::task::spawn_blocking(move || {
+            let generation = buffer.take(close);
+            let samples = generation.samples.load(Ordering::SeqCst);
+            buffer.writing.fetch_add(samples, Ordering::SeqCst);
+            generation
+        })
+        .await
+        {
             Ok(generation) => generation,
             Err(e) => {
                 tracing::error!(error = %e, "taking the segment buffer failed");
@@ -303,9 +345,13 @@ impl Flusher {
         if waiters.is_empty() {
             return;
         }
+        writes.spawn(async move { self.write(generation, waiters).await });
+    }
+
+    /// Writes `generation` as one segment and answers `waiters`.
+    async fn write(&self, generation: Generation, waiters: Vec<Waiter>) {
         let started = Instant::now();
         let samples = generation.samples.load(Ordering::SeqCst);
-        self.metrics.buffered_samples.dec_by(samples as i64);
         let first_push = generation.first_push.lock().take();
         let span = tracing::info_span!(
             parent: first_push.and_then(|span| span.id()),
@@ -314,6 +360,8 @@ impl Flusher {
             samples,
         );
         let result = self.write_segment(generation).instrument(span).await;
+        self.buffer.writing.fetch_sub(samples, Ordering::SeqCst);
+        self.metrics.buffered_samples.dec_by(samples as i64);
         match &result {
             Ok(bytes) => {
                 self.metrics.segments_flushed.inc();

@@ -136,6 +136,12 @@ impl DatasetBuilder {
     /// `normalize` and the ingester's wire decoding leave them).
     pub fn add(&mut self, profile: &NormalizedProfile) {
         let mut symbols = SymbolMapper::new(&profile.symbols);
+        // The series of one pprof's sample types share each sample's stack (one `Arc` per pprof
+        // sample): resolved once, by address, for all of them rather than a walk over its frames
+        // (two hashes per frame) per type. The profile outlives the map, so no address is
+        // reused while it is looked up; stacks that are equal but not shared are resolved alike.
+        let shared = profile.series.len() > 1;
+        let mut resolved: FastMap<usize, u32> = FastMap::default();
         for series in &profile.series {
             let series_id = match self.series.get(&series.labels) {
                 Some(&id) => id,
@@ -158,13 +164,23 @@ impl DatasetBuilder {
                 period: profile.period,
             });
             for sample in &series.samples {
-                let mut node = 0;
-                for &location_id in sample.locations.iter().rev() {
-                    let location = symbols.location(self, location_id);
-                    node = self
-                        .stacks
-                        .intern((node, location), &mut self.symbols.stacks, 1);
-                }
+                let address = sample.locations.as_ptr() as usize;
+                let node = match shared.then(|| resolved.get(&address)).flatten() {
+                    Some(&node) => node,
+                    None => {
+                        let mut node = 0;
+                        for &location_id in sample.locations.iter().rev() {
+                            let location = symbols.location(self, location_id);
+                            node =
+                                self.stacks
+                                    .intern((node, location), &mut self.symbols.stacks, 1);
+                        }
+                        if shared {
+                            resolved.insert(address, node);
+                        }
+                        node
+                    }
+                };
                 self.data.samples.push(SampleRow {
                     profile: profile_row,
                     stack: node,

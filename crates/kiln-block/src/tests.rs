@@ -551,3 +551,34 @@ fn a_compacted_region_reads_only_the_row_groups_of_the_profiles_wanted() {
         read + samples_read
     );
 }
+
+#[test]
+fn stacks_shared_across_sample_types_build_the_same_dataset_as_unshared_ones() {
+    // normalize gives the series of one pprof's sample types one `Arc` per sample, which the
+    // builder resolves once; copies of every stack must build exactly the same dataset.
+    let mut with_several_types = 0;
+    for (name, profile) in load_profiles() {
+        let shared = normalized(&profile, "svc", "p", 1);
+        with_several_types += usize::from(shared.series.len() > 1);
+        let mut unshared = shared.clone();
+        for series in &mut unshared.series {
+            for sample in &mut series.samples {
+                sample.locations = std::sync::Arc::from(sample.locations.to_vec());
+            }
+        }
+        let build = |profile: &kiln_model::NormalizedProfile| {
+            let mut builder = crate::DatasetBuilder::new("t", "svc");
+            builder.add(profile);
+            builder.add(profile);
+            builder.finish()
+        };
+        let (a, b) = (build(&shared), build(&unshared));
+        assert_eq!(a.samples, b.samples, "{name}");
+        assert_eq!(a.symbols.stacks, b.symbols.stacks, "{name}");
+        assert_eq!(a.symbols.locations, b.symbols.locations, "{name}");
+    }
+    assert!(
+        with_several_types > 0,
+        "no profile has several sample types"
+    );
+}

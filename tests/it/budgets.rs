@@ -358,12 +358,7 @@ async fn push_labelled(
 async fn tenant_labels(
     server: &KilnServer,
 ) -> std::collections::BTreeMap<String, Vec<(String, f64)>> {
-    let text = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics_text().await.unwrap();
     let mut tenants: std::collections::BTreeMap<String, Vec<(String, f64)>> = Default::default();
     for line in text.lines().filter(|l| l.starts_with("kiln_distributor_")) {
         let Some((_, rest)) = line.split_once("tenant=\"") else {

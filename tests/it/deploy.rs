@@ -23,12 +23,7 @@ const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 async fn names_not_exposed(servers: &[&KilnServer], dir: &Path) -> String {
     let mut files = Vec::new();
     for (i, server) in servers.iter().enumerate() {
-        let text = reqwest::get(server.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = server.metrics_text().await.unwrap();
         let file = dir.join(format!("metrics-{i}.txt"));
         std::fs::write(&file, text).unwrap();
         files.push(file);

@@ -214,12 +214,7 @@ async fn ready_metrics_and_empty_profiles() {
     assert_eq!(response.status(), 200);
     assert!(stored_totals(&server).await.is_empty());
 
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics_text().await.unwrap();
     assert!(
         metrics.contains("kiln_distributor_received_profiles_total{protocol=\"ingest\"} 1"),
         "{metrics}"

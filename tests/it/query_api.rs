@@ -635,12 +635,7 @@ async fn tenant_query_limits_refuse_or_shorten_ranges() {
 /// The value of the metric sample `series` (name and labels as exposed) on `/metrics`, 0 when
 /// absent.
 pub(crate) async fn metric(server: &KilnServer, series: &str) -> u64 {
-    let text = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics_text().await.unwrap();
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .map_or(0, |value| value.trim().parse().unwrap())

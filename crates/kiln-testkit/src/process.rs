@@ -289,10 +289,15 @@ impl KilnServer {
         }
     }
 
+    /// The whole of `/metrics`.
+    pub async fn metrics_text(&self) -> anyhow::Result<String> {
+        Ok(reqwest::get(self.url("/metrics")).await?.text().await?)
+    }
+
     /// The value of a metric from `/metrics`, by its name with labels as printed
     /// (`kiln_x_total{tenant="a"}`); an error when it is not there.
     pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
-        let text = reqwest::get(self.url("/metrics")).await?.text().await?;
+        let text = self.metrics_text().await?;
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .with_context(|| format!("metric {name} not found in:\n{text}"))

@@ -126,7 +126,7 @@ impl IngesterRing {
         let mut saturated = 0;
         let mut last = None;
         for ingester in &candidates {
-            match ingester.push(tenant.clone(), profiles.clone()).await {
+            match ingester.push_profiles(tenant, &profiles).await {
                 Ok(()) => return Ok(()),
                 Err(e @ IngestError::Invalid(_)) => return Err(e),
                 Err(e) => {

@@ -50,6 +50,18 @@ impl Ingester for IngesterClient {
         tenant: TenantId,
         profiles: Vec<NormalizedProfile>,
     ) -> Result<(), IngestError> {
+        self.push_profiles(&tenant, &profiles).await
+    }
+}
+
+impl IngesterClient {
+    /// [`Ingester::push`] without taking the profiles: they are encoded from the borrow, so a
+    /// caller that tries the next ingester after a failure keeps them without a copy.
+    pub async fn push_profiles(
+        &self,
+        tenant: &TenantId,
+        profiles: &[NormalizedProfile],
+    ) -> Result<(), IngestError> {
         let mut request = Request::new(pb::PushRequest {
             tenant: tenant.as_str().to_string(),
             profiles: profiles.iter().map(profile_to_pb).collect(),

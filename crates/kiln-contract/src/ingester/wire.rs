@@ -67,18 +67,30 @@ pub fn profile_from_pb(profile: pb::NormalizedProfile) -> Result<NormalizedProfi
         .map_err(|e| invalid(format!("profile {}: {e}", profile.profile_id)))?;
     let known: HashSet<u64> = symbols.location.iter().map(|l| l.id).collect();
     let mut shared_labels: HashMap<SampleLabels, Arc<SampleLabels>> = HashMap::new();
+    // One copy of each stack for all the series (sample types) of the profile, as `normalize`
+    // leaves them: a stack seen before is checked already, and the segment builder resolves a
+    // shared stack once for every type.
+    let mut stacks: HashSet<Arc<[u64]>> = HashSet::new();
     let mut series = Vec::with_capacity(profile.series.len());
     for s in profile.series {
         let profile_type = ProfileType::parse(&s.profile_type)
             .ok_or_else(|| invalid(format!("invalid profile type {:?}", s.profile_type)))?;
         let mut samples = Vec::with_capacity(s.samples.len());
         for sample in s.samples {
-            if let Some(id) = sample.locations.iter().find(|id| !known.contains(id)) {
-                return Err(invalid(format!(
-                    "profile {} names location {id}, which its symbols lack",
-                    profile.profile_id
-                )));
-            }
+            let locations = match stacks.get(sample.locations.as_slice()) {
+                Some(stack) => Arc::clone(stack),
+                None => {
+                    if let Some(id) = sample.locations.iter().find(|id| !known.contains(id)) {
+                        return Err(invalid(format!(
+                            "profile {} names location {id}, which its symbols lack",
+                            profile.profile_id
+                        )));
+                    }
+                    let stack: Arc<[u64]> = sample.locations.into();
+                    stacks.insert(Arc::clone(&stack));
+                    stack
+                }
+            };
             let labels = SampleLabels {
                 span_id: non_empty(sample.span_id),
                 span_name: non_empty(sample.span_name),
@@ -91,7 +103,7 @@ pub fn profile_from_pb(profile: pb::NormalizedProfile) -> Result<NormalizedProfi
                     .or_insert_with(|| Arc::new(labels)),
             );
             samples.push(NormalizedSample {
-                locations: sample.locations.into(),
+                locations,
                 value: sample.value,
                 labels,
             });
@@ -164,5 +176,23 @@ mod tests {
                 .to_string()
                 .contains("invalid profile type")
         );
+    }
+
+    #[test]
+    fn each_stack_arrives_once_for_all_sample_types() {
+        let mut shared = 0;
+        for profile in normalized() {
+            let back = profile_from_pb(profile_to_pb(&profile)).unwrap();
+            let all: Vec<&Arc<[u64]>> = back
+                .series
+                .iter()
+                .flat_map(|s| s.samples.iter().map(|sample| &sample.locations))
+                .collect();
+            let contents: HashSet<&[u64]> = all.iter().map(|stack| &stack[..]).collect();
+            let copies: HashSet<*const u64> = all.iter().map(|stack| stack.as_ptr()).collect();
+            assert_eq!(copies.len(), contents.len(), "{}", profile.profile_id);
+            shared += all.len() - copies.len();
+        }
+        assert!(shared > 0, "no stack is shared by two sample types");
     }
 }

@@ -145,7 +145,7 @@ pub(crate) async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         distributors,
         metastores,
         ..
-    } = Cluster::builder(&server::command(&binary, &args.data_dir))
+    } = Cluster::builder(&server::cluster_command(&binary, &args.data_dir))
         .metastores(3, Network::Direct, &[])
         .ingesters(2, &flags)
         .distributors(2, &[])

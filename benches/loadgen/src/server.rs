@@ -11,11 +11,17 @@ const LOG_FILTER: &str = "warn,kiln=info";
 /// (`--retention-period=0`): the query data sets are backdated by days, and a server refuses
 /// pushes older than its retention period.
 pub(crate) fn command(binary: &Path, data_dir: &Path) -> KilnCommand {
+    cluster_command(binary, data_dir)
+        // Every process of a benchmark runs on loopback: no cluster TLS (docs/security.md).
+        .arg("--cluster.insecure")
+}
+
+/// [`command`] for the processes of a `kiln_testkit` cluster, which adds `--cluster.insecure`
+/// itself (a flag given twice is refused).
+pub(crate) fn cluster_command(binary: &Path, data_dir: &Path) -> KilnCommand {
     KilnCommand::new(binary, data_dir)
         .rust_log(LOG_FILTER)
         .arg("--retention-period=0")
-        // Every process of a benchmark runs on loopback: no cluster TLS (docs/security.md).
-        .arg("--cluster.insecure")
 }
 
 /// Starts an all-in-one server on `data_dir` and waits until it is ready.

@@ -206,8 +206,9 @@ async fn merged_profile(server: &KilnServer, service: &str, selector: Value) -> 
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn diff_formats_selectors_and_pyroscope_endpoints_answer_exactly() {
+/// An all-in-one server flushing every 50 ms with the `LEFT` and `RIGHT` profiles pushed (no
+/// tenant), and those profiles.
+async fn server_with_both_services() -> (KilnServer, Profile, Profile) {
     let server = kiln()
         .arg("--ingester.flush-interval=50ms")
         .start()
@@ -215,6 +216,12 @@ async fn diff_formats_selectors_and_pyroscope_endpoints_answer_exactly() {
         .unwrap();
     let left = push(&server, None, LEFT).await;
     let right = push(&server, None, RIGHT).await;
+    (server, left, right)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_formats_selectors_and_pyroscope_endpoints_answer_exactly() {
+    let (server, left, right) = server_with_both_services().await;
     let (left_totals, right_totals) = (
         pprof_function_totals(&left, 1),
         pprof_function_totals(&right, 1),
@@ -656,13 +663,7 @@ async fn flame_graph_of_every_service(server: &KilnServer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_calls_read_series_sections_not_samples() {
-    let server = kiln()
-        .arg("--ingester.flush-interval=50ms")
-        .start()
-        .await
-        .unwrap();
-    push(&server, None, LEFT).await;
-    push(&server, None, RIGHT).await;
+    let (server, _, _) = server_with_both_services().await;
     let series_bytes = r#"kiln_querier_fetched_bytes_total{what="series"}"#;
     let region_bytes = r#"kiln_querier_fetched_bytes_total{what="regions"}"#;
     let series_hits = r#"kiln_querier_cache_requests_total{cache="series",result="hit"}"#;
@@ -705,13 +706,7 @@ async fn label_calls_read_series_sections_not_samples() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_calls_after_a_flame_graph_take_the_series_from_its_cached_heads() {
-    let server = kiln()
-        .arg("--ingester.flush-interval=50ms")
-        .start()
-        .await
-        .unwrap();
-    push(&server, None, LEFT).await;
-    push(&server, None, RIGHT).await;
+    let (server, _, _) = server_with_both_services().await;
     flame_graph_of_every_service(&server).await;
     let head_hits = r#"kiln_querier_cache_requests_total{cache="head",result="hit"}"#;
     let hits_before = metric(&server, head_hits).await;

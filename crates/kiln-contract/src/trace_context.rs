@@ -12,7 +12,7 @@ use tonic::service::Interceptor;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Adds the current span's trace context to `metadata`.
-pub fn inject(metadata: &mut MetadataMap) {
+fn inject(metadata: &mut MetadataMap) {
     let context = tracing::Span::current().context();
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.inject_context(&context, &mut MetadataInjector(metadata));

@@ -104,9 +104,14 @@ impl StoreMetrics {
 
     /// Records one request that started at `started`.
     fn record<T>(&self, operation: &'static str, started: Instant, result: &Result<T>) {
+        self.record_outcome(operation, started, result.is_err());
+    }
+
+    /// Records one request that started at `started` and failed or not.
+    fn record_outcome(&self, operation: &'static str, started: Instant, failed: bool) {
         let labels = OperationLabels { operation };
         self.requests.get_or_create(&labels).inc();
-        if result.is_err() {
+        if failed {
             self.errors.get_or_create(&labels).inc();
         }
         self.duration
@@ -145,15 +150,8 @@ struct StreamRequest {
 
 impl Drop for StreamRequest {
     fn drop(&mut self) {
-        let outcome: Result<()> = if self.failed {
-            Err(object_store::Error::Generic {
-                store: "metered",
-                source: "stream failed".into(),
-            })
-        } else {
-            Ok(())
-        };
-        self.metrics.record(self.operation, self.started, &outcome);
+        self.metrics
+            .record_outcome(self.operation, self.started, self.failed);
     }
 }
 

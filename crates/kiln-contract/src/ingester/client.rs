@@ -6,17 +6,19 @@ use async_trait::async_trait;
 use kiln_model::{NormalizedProfile, TenantId};
 use kiln_proto::kiln::ingester::v1 as pb;
 use kiln_proto::kiln::ingester::v1::ingester_service_client::IngesterServiceClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 
 use super::{IngestError, Ingester, profile_to_pb};
 use crate::ChannelPool;
+use crate::trace_context::TraceInterceptor;
 
 /// An ingester in another process.
 #[derive(Debug, Clone)]
 pub struct IngesterClient {
     addr: String,
-    client: IngesterServiceClient<Channel>,
+    client: IngesterServiceClient<InterceptedService<Channel, TraceInterceptor>>,
     timeout: Duration,
 }
 
@@ -30,7 +32,7 @@ impl IngesterClient {
             .map_err(|e| IngestError::Unavailable(format!("bad ingester address {addr:?}: {e}")))?;
         Ok(Self {
             addr: addr.to_string(),
-            client: IngesterServiceClient::new(channel)
+            client: IngesterServiceClient::with_interceptor(channel, TraceInterceptor)
                 .max_decoding_message_size(usize::MAX)
                 .max_encoding_message_size(usize::MAX),
             timeout,
@@ -67,7 +69,6 @@ impl IngesterClient {
             profiles: profiles.iter().map(profile_to_pb).collect(),
         });
         request.set_timeout(self.timeout);
-        crate::trace_context::inject(request.metadata_mut());
         match self.client.clone().push(request).await {
             Ok(_) => Ok(()),
             Err(status) => {

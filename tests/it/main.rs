@@ -5,6 +5,7 @@
 mod amplification;
 mod bad_input;
 mod budgets;
+mod cli;
 mod cloud_storage;
 mod cluster;
 mod compaction;

@@ -48,7 +48,7 @@ pub use pprof::PprofBuilder;
 pub use reader::{BlockData, BlockReader, CacheSizes};
 pub use remote::PartService;
 pub use select::{Query, SelectedDataset};
-pub use selector::{MatchOp, Matcher, Selector, parse_query};
+pub use selector::{MatchOp, Matcher, Selector, SyntaxError, check_query, parse_query};
 pub use stacks::StackFilter;
 pub use timeseries::{Aggregation, SeriesBuilder};
 

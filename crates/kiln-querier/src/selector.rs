@@ -39,6 +39,15 @@ impl Selector {
         if text.is_empty() {
             return Ok(Self::default());
         }
+        Self::parse_trimmed(text).map_err(|e| {
+            QuerierError::BadRequest(format!(
+                "invalid label selector {text:?} at offset {}: {}",
+                e.offset, e.reason
+            ))
+        })
+    }
+
+    fn parse_trimmed(text: &str) -> Result<Self, SyntaxError> {
         let mut parser = Parser { text, pos: 0 };
         let selector = parser.selector()?;
         parser.skip_space();
@@ -47,6 +56,39 @@ impl Selector {
         }
         Ok(selector)
     }
+}
+
+/// Where and why a query does not parse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyntaxError {
+    /// Byte offset into the text as given.
+    pub offset: usize,
+    /// What was expected there.
+    pub reason: String,
+}
+
+/// Checks `<profile type id>{matchers}` as [`parse_query`] does and, when it does not parse,
+/// says where in `query` (for clients that point at the mistake).
+pub fn check_query(query: &str) -> Result<(), SyntaxError> {
+    let lead = query.len() - query.trim_start().len();
+    let trimmed = query.trim();
+    let brace = trimmed.find('{').unwrap_or(trimmed.len());
+    if kiln_model::ProfileType::parse(trimmed[..brace].trim()).is_none() {
+        return Err(SyntaxError {
+            offset: lead,
+            reason: "expected a profile type <name>:<sample_type>:<sample_unit>:<period_type>:<period_unit>".to_string(),
+        });
+    }
+    let selector = &trimmed[brace..];
+    if selector.is_empty() {
+        return Ok(());
+    }
+    Selector::parse_trimmed(selector)
+        .map(|_| ())
+        .map_err(|e| SyntaxError {
+            offset: lead + brace + e.offset,
+            reason: e.reason,
+        })
 }
 
 /// Parses `<profile type id>{matchers}` as used by /pyroscope/render and /api/v1/pprof.
@@ -86,11 +128,11 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
-    fn error(&self, reason: &str) -> QuerierError {
-        QuerierError::BadRequest(format!(
-            "invalid label selector {:?} at offset {}: {reason}",
-            self.text, self.pos
-        ))
+    fn error(&self, reason: &str) -> SyntaxError {
+        SyntaxError {
+            offset: self.pos,
+            reason: reason.to_string(),
+        }
     }
 
     fn rest(&self) -> &str {
@@ -112,7 +154,7 @@ impl Parser<'_> {
         }
     }
 
-    fn selector(&mut self) -> Result<Selector, QuerierError> {
+    fn selector(&mut self) -> Result<Selector, SyntaxError> {
         if !self.eat("{") {
             return Err(self.error("expected '{'"));
         }
@@ -133,11 +175,12 @@ impl Parser<'_> {
             } else {
                 return Err(self.error("expected one of = != =~ !~"));
             };
+            let at = self.pos;
             let value = self.string()?;
-            matchers.push(
-                Matcher::new(&name, op, &value)
-                    .map_err(|e| QuerierError::BadRequest(e.to_string()))?,
-            );
+            matchers.push(Matcher::new(&name, op, &value).map_err(|e| SyntaxError {
+                offset: at,
+                reason: e.to_string(),
+            })?);
             if self.eat("}") {
                 return Ok(Selector { matchers });
             }
@@ -150,7 +193,7 @@ impl Parser<'_> {
         }
     }
 
-    fn name(&mut self) -> Result<String, QuerierError> {
+    fn name(&mut self) -> Result<String, SyntaxError> {
         self.skip_space();
         let len = self
             .rest()
@@ -162,7 +205,7 @@ impl Parser<'_> {
         Ok(name)
     }
 
-    fn string(&mut self) -> Result<String, QuerierError> {
+    fn string(&mut self) -> Result<String, SyntaxError> {
         self.skip_space();
         let quote = match self.rest().chars().next() {
             Some(q @ ('"' | '\'' | '`')) => q,
@@ -247,5 +290,23 @@ mod tests {
         assert_eq!(profile_type, "process_cpu:cpu:nanoseconds:cpu:nanoseconds");
         assert_eq!(selector.matchers.len(), 1);
         assert!(parse_query("cpu{}").is_err());
+    }
+
+    #[test]
+    fn check_query_points_into_the_query_as_given() {
+        let cpu = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+        assert_eq!(
+            check_query(&format!(r#"{cpu}{{service_name="a"}}"#)),
+            Ok(())
+        );
+        assert_eq!(check_query(cpu), Ok(()));
+        let missing_op = format!(r#"  {cpu}{{service_name "a"}}"#);
+        let err = check_query(&missing_op).unwrap_err();
+        assert_eq!(&missing_op[err.offset..], r#""a"}"#);
+        assert_eq!(err.reason, "expected one of = != =~ !~");
+        let bad_regex = format!(r#"{cpu}{{env=~"("}}"#);
+        let err = check_query(&bad_regex).unwrap_err();
+        assert_eq!(&bad_regex[err.offset..], r#""("}"#);
+        assert_eq!(check_query("cpu{}").unwrap_err().offset, 0);
     }
 }

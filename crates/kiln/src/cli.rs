@@ -18,6 +18,10 @@ enum Command {
     /// Operate a running cluster.
     #[command(subcommand)]
     Admin(crate::admin::AdminCommand),
+    /// Upload profile files (pprof, JFR, folded stacks) to a server.
+    Upload(crate::client::upload::UploadArgs),
+    /// Query a server: top functions, flame graph, series, merged pprof, diff.
+    Query(crate::client::query::QueryArgs),
 }
 
 pub(crate) fn run() -> ExitCode {
@@ -32,6 +36,10 @@ pub(crate) fn run() -> ExitCode {
     match cli.command {
         Command::Server(args) => exit_code(crate::server::run(*args)),
         Command::Admin(command) => exit_code(crate::admin::run(command)),
+        Command::Upload(args) => {
+            exit_code(crate::client::block_on(crate::client::upload::run(args)))
+        }
+        Command::Query(args) => exit_code(crate::client::block_on(crate::client::query::run(args))),
     }
 }
 

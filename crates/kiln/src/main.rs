@@ -2,6 +2,7 @@
 
 mod admin;
 mod cli;
+mod client;
 mod ops;
 mod panics;
 mod roles;

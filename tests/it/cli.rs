@@ -7,9 +7,9 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::security::tokens_file;
+use crate::security::server_with_tokens;
 use crate::support::reference::{FunctionTotals, pprof_function_totals};
-use crate::support::{UNTIL_SECONDS, decode, input_totals, kiln, testdata};
+use crate::support::{UNTIL_SECONDS, decode, input_totals, testdata};
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 const OWNER: &str = "owner-of-tenant-cli-0123456789";
@@ -72,20 +72,15 @@ fn reference(file: &Path) -> (i64, FunctionTotals) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_and_query_match_the_files_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let tokens = tokens_file(
+    let server = server_with_tokens(
         dir.path(),
         &[
             (OWNER, "tenant-cli", &["read", "write"]),
             (READER, "tenant-cli", &["read"]),
             (STRANGER, "tenant-other", &["read", "write"]),
         ],
-    );
-    let server = kiln()
-        .arg("--auth.tokens-file")
-        .arg(&tokens)
-        .start()
-        .await
-        .unwrap();
+    )
+    .await;
     let url = format!("http://{}", server.http_addr());
     let regexp = testdata("pprof/regexp.cpu.pb.gz");
     let sort = testdata("pprof/sort.cpu.pb.gz");

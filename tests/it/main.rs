@@ -25,4 +25,5 @@ mod sdk;
 mod security;
 mod support;
 mod tenants;
+mod ui;
 mod write_path;

@@ -43,6 +43,20 @@ pub(crate) fn tokens_file(dir: &Path, entries: &[(&str, &str, &[&str])]) -> Path
     path
 }
 
+/// `kiln server` checking the tokens of `entries` (token, tenant, rights), with the tokens
+/// file in `dir`.
+pub(crate) async fn server_with_tokens(
+    dir: &Path,
+    entries: &[(&str, &str, &[&str])],
+) -> crate::support::KilnServer {
+    kiln()
+        .arg("--auth.tokens-file")
+        .arg(tokens_file(dir, entries))
+        .start()
+        .await
+        .unwrap()
+}
+
 /// How a request proves who it is.
 #[derive(Clone, Copy, Debug)]
 enum Credential {

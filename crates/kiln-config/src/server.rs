@@ -334,6 +334,17 @@ pub struct ServerArgs {
     )]
     pub querier_merge_threads: usize,
 
+    /// Whether queriers serve the web UI at `/`.
+    #[arg(long = "ui.enabled", env = "KILN_UI_ENABLED",
+          num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "true")]
+    pub ui_enabled: bool,
+
+    /// Serve the web UI's files from this folder (crates/kiln-ui/assets in a checkout) instead
+    /// of the copies built into the binary: for working on the UI without rebuilding.
+    #[arg(long = "ui.dir", env = "KILN_UI_DIR")]
+    pub ui_dir: Option<std::path::PathBuf>,
+
     /// Tenants named at once in the labels of per-tenant metrics (the others share the label
     /// `#other`), and tenants a distributor keeps ingestion-rate and active-series state for
     /// (beyond it, the least recently seen tenant's state is dropped). Tenant ids are chosen by

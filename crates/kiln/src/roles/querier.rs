@@ -64,8 +64,16 @@ pub(crate) fn start(
         Arc::clone(overrides),
         QuerierMetrics::new(registry),
     );
+    let mut router = querier.router();
+    if args.ui_enabled {
+        let source = match &args.ui_dir {
+            Some(dir) => kiln_ui::Source::Folder(dir.clone()),
+            None => kiln_ui::Source::Embedded,
+        };
+        router = router.merge(kiln_ui::router(source));
+    }
     QuerierRole {
-        router: querier.router(),
+        router,
         part_service: querier.part_service(),
     }
 }

@@ -23,6 +23,7 @@ mod query_cluster;
 mod retention;
 mod sdk;
 mod security;
+mod sql;
 mod support;
 mod tenants;
 mod ui;

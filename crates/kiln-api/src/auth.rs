@@ -136,6 +136,13 @@ struct Presented {
     user: Option<String>,
 }
 
+/// The token a request presents (a bearer token, or the password of basic auth), if its
+/// Authorization header is well formed: what a protocol that trades basic auth for a bearer
+/// token (Flight SQL's handshake) hands back.
+pub fn presented_token(headers: &HeaderMap) -> Option<String> {
+    presented(headers).ok().flatten().map(|p| p.token)
+}
+
 fn presented(headers: &HeaderMap) -> Result<Option<Presented>, RequestError> {
     let Some(value) = headers.get(http::header::AUTHORIZATION) else {
         return Ok(None);
@@ -150,8 +157,11 @@ fn presented(headers: &HeaderMap) -> Result<Option<Presented>, RequestError> {
         }));
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(rest.trim())
+        // Padded, or not: Go's Flight client (ADBC, Grafana's Flight SQL data source) encodes
+        // basic credentials without padding.
+        let encoded = rest.trim().trim_end_matches('=');
+        let decoded = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(encoded)
             .map_err(|_| invalid())?;
         let decoded = String::from_utf8(decoded).map_err(|_| invalid())?;
         let (user, token) = decoded.split_once(':').ok_or_else(invalid)?;
@@ -390,6 +400,13 @@ mod tests {
             Err(RequestError::PermissionDenied(_))
         ));
         let basic_auth = headers(&[("authorization", &basic("team-b", "secret-b"))]);
+        // Go's Flight client leaves the padding out.
+        let padded = basic("team-b", "secret-bb");
+        assert!(padded.ends_with('='), "{padded}");
+        for value in [padded.as_str(), padded.trim_end_matches('=')] {
+            let presented = presented_token(&headers(&[("authorization", value)]));
+            assert_eq!(presented.as_deref(), Some("secret-bb"), "{value}");
+        }
         assert_eq!(ok(&basic_auth, Right::Read).unwrap(), "team-b");
         let wrong_user = headers(&[("authorization", &basic("team-a", "secret-b"))]);
         assert!(matches!(

@@ -9,7 +9,10 @@ mod inflight;
 mod serve;
 pub mod tls;
 
-pub use auth::{Auth, AuthFuture, Right, TENANT_HEADER, Tokens, refusal, refusal_message, require};
+pub use auth::{
+    Auth, AuthFuture, Right, TENANT_HEADER, Tokens, presented_token, refusal, refusal_message,
+    require,
+};
 pub use connect::{
     Codec, connect_code, decode_content_encoding, error_response, grpc_or, read_body,
     set_body_read_timeout,

@@ -334,6 +334,21 @@ pub struct ServerArgs {
     )]
     pub querier_merge_threads: usize,
 
+    /// Rows one SQL query (`POST /api/v1/sql`) may return; more is refused with a message to
+    /// aggregate or add LIMIT.
+    #[arg(
+        long = "sql.max-rows",
+        env = "KILN_SQL_MAX_ROWS",
+        default_value = "100000"
+    )]
+    pub sql_max_rows: usize,
+
+    /// Memory one SQL query's operators (aggregations, sorts, joins) may hold, e.g. 256MiB;
+    /// a query over it is refused.
+    #[arg(long = "sql.memory-bytes", env = "KILN_SQL_MEMORY_BYTES",
+          default_value = "256MiB", value_parser = parse_bytes)]
+    pub sql_memory_bytes: usize,
+
     /// Whether queriers serve the web UI at `/`.
     #[arg(long = "ui.enabled", env = "KILN_UI_ENABLED",
           num_args = 0..=1, require_equals = true, default_missing_value = "true",

@@ -79,9 +79,9 @@ impl QueryGate {
 }
 
 impl crate::Querier {
-    /// Runs `query` of `tenant` through the gate, with the tenant's `query_timeout` when it has
-    /// one.
-    pub(crate) async fn admit<T>(
+    /// Runs `query` of `tenant` through the gate (a slot of `--querier.max-concurrent`), with
+    /// the tenant's `query_timeout` when it has one.
+    pub async fn admit<T>(
         &self,
         tenant: &kiln_model::TenantId,
         query: impl Future<Output = Result<T, QuerierError>>,

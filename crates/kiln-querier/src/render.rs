@@ -52,10 +52,7 @@ pub(crate) struct RenderParams {
 /// The `from` and `until` parameters of Pyroscope's HTTP endpoints as a [from, until) range in
 /// nanoseconds (default the last hour), refused when from is after until or the length
 /// overflows.
-pub(crate) fn resolve_range(
-    from: Option<&str>,
-    until: Option<&str>,
-) -> Result<(i64, i64), QuerierError> {
+pub fn resolve_range(from: Option<&str>, until: Option<&str>) -> Result<(i64, i64), QuerierError> {
     let now = now_millis().saturating_mul(1_000_000);
     let from = parse_time_nanos(from.unwrap_or("now-1h"), now)?;
     let until = parse_time_nanos(until.unwrap_or("now"), now)?;

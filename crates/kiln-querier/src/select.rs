@@ -128,6 +128,28 @@ pub struct SelectedDataset {
 }
 
 impl SelectedDataset {
+    pub(crate) fn new(
+        block: BlockData,
+        index: usize,
+        selected: Vec<bool>,
+        kept_stacks: Option<Vec<bool>>,
+    ) -> Self {
+        Self {
+            block,
+            index,
+            selected,
+            kept_stacks,
+        }
+    }
+
+    /// The samples of the selected profile rows whose stacks the query keeps.
+    pub fn selected_samples(&self) -> impl Iterator<Item = &kiln_block::SampleRow> {
+        self.data()
+            .samples
+            .iter()
+            .filter(|s| self.selected[s.profile as usize] && self.keeps_stack(s.stack))
+    }
+
     /// The dataset.
     pub fn data(&self) -> &DatasetData {
         &self.block[self.index]
@@ -184,7 +206,11 @@ impl SelectedDataset {
 
 /// Marks the profile rows of `data` that `query` selects, skipping profiles already seen
 /// (the same profile id in the same series, e.g. a retried push), or `None` when none are.
-fn select_rows(query: &Query, data: &DatasetData, seen: &mut SeenProfiles) -> Option<Vec<bool>> {
+pub(crate) fn select_rows(
+    query: &Query,
+    data: &DatasetData,
+    seen: &mut SeenProfiles,
+) -> Option<Vec<bool>> {
     if data.tenant != query.tenant {
         return None;
     }
@@ -213,7 +239,7 @@ fn select_rows(query: &Query, data: &DatasetData, seen: &mut SeenProfiles) -> Op
 impl Querier {
     /// `query` without what is past its tenant's retention period: older data disappears from
     /// every query at once, before compactors delete it.
-    fn within_retention(&self, query: &Query) -> Query {
+    pub(crate) fn within_retention(&self, query: &Query) -> Query {
         let mut query = query.clone();
         query.start_nanos = query.start_nanos.max(self.retained_from(&query.tenant));
         query
@@ -351,18 +377,7 @@ impl Querier {
         fold: &Arc<Fo>,
         budget: &QueryBudget,
     ) -> Result<Fo::Acc, QuerierError> {
-        let reader = self.reader.clone();
-        let mut loads = read_ahead(blocks, region_loads(), {
-            let query = query.clone();
-            move |block| {
-                let (reader, query) = (reader.clone(), query.clone());
-                async move {
-                    reader
-                        .load(&block, |d| query.wants(d), |d| query.profile_rows(d))
-                        .await
-                }
-            }
-        });
+        let mut loads = self.load_ahead(&query, blocks);
         let mut state = (acc, SeenProfiles::default());
         while let Some(loaded) = loads.next().await {
             let regions = loaded
@@ -380,12 +395,12 @@ impl Querier {
                                     .stack_filter
                                     .as_ref()
                                     .map(|f| f.kept_stacks(&block[index].symbols));
-                                let dataset = SelectedDataset {
-                                    block: block.clone(),
+                                let dataset = SelectedDataset::new(
+                                    block.clone(),
                                     index,
                                     selected,
                                     kept_stacks,
-                                };
+                                );
                                 fold.add(&mut acc, &dataset);
                                 budget.check_merge(acc.merge_bytes() + seen.bytes())?;
                             }
@@ -473,7 +488,7 @@ impl Querier {
     /// The blocks `query` (already within retention) reads: those the index names that hold
     /// a dataset it wants, checked against the tenant's block budget, oldest first (so that
     /// the first copy of a duplicated profile is the one kept).
-    async fn plan(
+    pub(crate) async fn plan(
         &self,
         query: &Query,
         budget: &QueryBudget,
@@ -483,6 +498,30 @@ impl Querier {
         budget.check_blocks(blocks.len())?;
         blocks.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(blocks)
+    }
+}
+
+impl Querier {
+    /// The regions of `blocks` that `query` reads, in block order, loading
+    /// [`region_loads`] blocks ahead of the reader.
+    pub(crate) fn load_ahead(
+        &self,
+        query: &Arc<Query>,
+        blocks: Vec<BlockMeta>,
+    ) -> impl futures::Stream<
+        Item = Result<Result<Vec<BlockData>, QuerierError>, tokio::task::JoinError>,
+    > + Send
+    + 'static {
+        let reader = self.reader.clone();
+        let query = Arc::clone(query);
+        read_ahead(blocks, region_loads(), move |block| {
+            let (reader, query) = (reader.clone(), query.clone());
+            async move {
+                reader
+                    .load(&block, |d| query.wants(d), |d| query.profile_rows(d))
+                    .await
+            }
+        })
     }
 }
 

@@ -170,7 +170,7 @@ impl Querier {
     /// overflows or is longer than the querier's `max_query_range` or the tenant's
     /// `max_query_length`; its start moved up to the tenant's `max_query_lookback` (an empty
     /// range, start == end, when all of it is older), as Pyroscope does.
-    pub(crate) fn bounded_range(
+    pub fn bounded_range(
         &self,
         tenant: &str,
         start: i64,
@@ -214,7 +214,7 @@ impl Querier {
     }
 
     /// Refuses a response larger than `max_response_bytes`.
-    pub(crate) fn check_response_bytes(&self, bytes: usize) -> Result<(), QuerierError> {
+    pub fn check_response_bytes(&self, bytes: usize) -> Result<(), QuerierError> {
         let max = self.config.max_response_bytes;
         if max > 0 && bytes > max {
             return Err(QuerierError::BadRequest(format!(

@@ -103,6 +103,21 @@ impl ApiClient {
         self.send(self.with_credentials(request)).await
     }
 
+    /// `POST path` with a JSON body, asking for `accept`; the body of a 2xx answer.
+    pub(crate) async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        accept: &str,
+    ) -> Result<bytes::Bytes, ApiError> {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::ACCEPT, accept)
+            .json(body);
+        self.send(self.with_credentials(request)).await
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<bytes::Bytes, ApiError> {
         let response = request.send().await.map_err(|e| {
             if e.is_connect() || e.is_timeout() {

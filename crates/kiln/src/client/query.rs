@@ -25,6 +25,10 @@ pub(crate) enum QueryCommand {
     Merge(MergeArgs),
     /// How each function's self value changed between two selections.
     Diff(DiffArgs),
+    /// A SQL query over the profiles (docs/sql.md), printed as a table.
+    Sql(SqlArgs),
+    /// Functions whose in-use memory grows steadily (the memory-leak report).
+    Leaks(LeaksArgs),
 }
 
 /// `kiln query` with its shared flags.
@@ -135,6 +139,39 @@ pub(crate) struct DiffArgs {
     output: Output,
 }
 
+/// Flags of `kiln query sql`.
+#[derive(Debug, Args)]
+pub(crate) struct SqlArgs {
+    /// The query, e.g. `SELECT function, sum(value) FROM samples WHERE time >= now() -
+    /// interval '1 hour' GROUP BY function ORDER BY 2 DESC LIMIT 10`.
+    sql: String,
+    #[arg(long, value_enum, default_value = "table")]
+    output: Output,
+}
+
+/// Flags of `kiln query leaks`.
+#[derive(Debug, Args)]
+pub(crate) struct LeaksArgs {
+    /// An in-use memory profile type and selector, e.g.
+    /// `memory:inuse_space:bytes:space:bytes{service_name="checkout"}`.
+    #[arg(long, short = 'q')]
+    query: String,
+    /// Start (leaks show over hours: the default is a day).
+    #[arg(long, default_value = "now-24h")]
+    from: String,
+    /// End.
+    #[arg(long, default_value = "now")]
+    until: String,
+    /// Least R² of a function's line, 0 to 1.
+    #[arg(long, default_value = "0.8")]
+    min_fit: f64,
+    /// Least growth over the range as a share of its start.
+    #[arg(long, default_value = "0.1")]
+    min_growth: f64,
+    #[arg(long, value_enum, default_value = "table")]
+    output: Output,
+}
+
 fn parse_merge_output(text: &str) -> Result<PathBuf, String> {
     match text.split_once('=') {
         Some(("pprof", file)) if !file.is_empty() => Ok(PathBuf::from(file)),
@@ -152,6 +189,8 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
         QueryCommand::Series(args) => series(&client, args).await,
         QueryCommand::Merge(args) => merge(&client, args).await,
         QueryCommand::Diff(args) => compare(&client, args).await,
+        QueryCommand::Sql(args) => sql(&client, args).await,
+        QueryCommand::Leaks(args) => leaks(&client, args).await,
     }
 }
 
@@ -432,5 +471,96 @@ async fn compare(client: &ApiClient, args: DiffArgs) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+async fn sql(client: &ApiClient, args: SqlArgs) -> anyhow::Result<()> {
+    let body = json!({ "query": args.sql });
+    match args.output {
+        Output::Json => {
+            let rows = client
+                .post_json("/api/v1/sql", &body, "application/json")
+                .await?;
+            let rows: Value =
+                serde_json::from_slice(&rows).context("the server's answer is not JSON")?;
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        }
+        Output::Table => {
+            let stream = client
+                .post_json("/api/v1/sql", &body, "application/vnd.apache.arrow.stream")
+                .await?;
+            let reader =
+                arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(stream), None)
+                    .context("the server's answer is not an Arrow IPC stream")?;
+            let batches = reader
+                .collect::<Result<Vec<_>, _>>()
+                .context("the server's Arrow IPC stream is malformed")?;
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+            println!("{rows} rows");
+        }
+    }
+    Ok(())
+}
+
+async fn leaks(client: &ApiClient, args: LeaksArgs) -> anyhow::Result<()> {
+    check("--query", &args.query)?;
+    let (min_fit, min_growth) = (args.min_fit.to_string(), args.min_growth.to_string());
+    let body = client
+        .get(
+            "/api/v1/leaks",
+            &[
+                ("query", args.query.as_str()),
+                ("from", &args.from),
+                ("until", &args.until),
+                ("min_fit", &min_fit),
+                ("min_growth", &min_growth),
+            ],
+        )
+        .await?;
+    let report: Value = serde_json::from_slice(&body).context("the server's answer is not JSON")?;
+    if args.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let leaks = report["leaks"].as_array().cloned().unwrap_or_default();
+    if leaks.is_empty() {
+        println!(
+            "no function grows steadily in {} over this range",
+            args.query
+        );
+        return Ok(());
+    }
+    let unit = args
+        .query
+        .split('{')
+        .next()
+        .and_then(|t| t.split(':').nth(2))
+        .unwrap_or("");
+    let value = |v: &Value| human(v.as_f64().unwrap_or(0.0).round() as i64, unit);
+    let rows: Vec<Vec<String>> = leaks
+        .iter()
+        .map(|leak| {
+            vec![
+                format!("+{}/h", value(&leak["slope_per_hour"])),
+                format!("{:.3}", leak["fit"].as_f64().unwrap_or(0.0)),
+                value(&leak["first"]),
+                value(&leak["last"]),
+                leak["function"].as_str().unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["growth", "fit", "first", "last", "function"],
+            &rows,
+            &[0, 1, 2, 3]
+        )
+    );
+    println!(
+        "points every {} s; growth is the slope of a least-squares line, fit its R²",
+        report["step_seconds"]
+    );
     Ok(())
 }

@@ -64,7 +64,16 @@ pub(crate) fn start(
         Arc::clone(overrides),
         QuerierMetrics::new(registry),
     );
-    let mut router = querier.router();
+    let sql = kiln_sql::SqlEngine::new(
+        Arc::clone(&querier),
+        kiln_sql::SqlLimits {
+            max_rows: args.sql_max_rows,
+            memory_bytes: args.sql_memory_bytes,
+        },
+    );
+    let mut router = querier
+        .router()
+        .merge(kiln_sql::router(Arc::new(sql), Arc::clone(auth)));
     if args.ui_enabled {
         let source = match &args.ui_dir {
             Some(dir) => kiln_ui::Source::Folder(dir.clone()),

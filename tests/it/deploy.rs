@@ -446,13 +446,30 @@ async fn the_rendered_microservices_overlay_runs_one_process_per_pod() {
     let profile = cpu_profile();
     let expected = crate::support::input_totals(&crate::support::decode(&profile))[CPU];
     let distributor = role("distributor")[0];
-    let push = reqwest::Client::new()
-        .post(distributor.url("/ingest?name=rendered&format=pprof"))
-        .body(profile.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(push.status(), 200, "{}", push.text().await.unwrap());
+    // A distributor is ready before its view of the ingesters (refreshed from the metastore's
+    // membership) holds one: until then it answers 503 with nothing stored, which clients
+    // retry.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let push = reqwest::Client::new()
+            .post(distributor.url("/ingest?name=rendered&format=pprof"))
+            .body(profile.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = push.status();
+        let body = push.text().await.unwrap();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("no live ingester is known"), "{body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the distributor never saw an ingester"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     // Every querier answers it whole (they share the parts of the query).
     let queriers = role("querier");
     assert!(!queriers.is_empty());

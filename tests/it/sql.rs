@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use crate::support::reference::{
     json_flamegraph_figures, json_i64, pprof_function_totals, sample_frames,
 };
-use kiln_proto::google::v1::{Function, Line, Location, Profile, Sample, ValueType};
 
+use crate::support::heap::{MIB, leak_series};
 use crate::support::{KilnServer, decode, flamegraph_json, gzip_profile, kiln, testdata};
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
@@ -337,106 +337,15 @@ async fn every_example_of_the_sql_docs_runs() {
     }
 }
 
-/// A Go-style heap profile taken at `time_nanos` with `inuse` bytes in use per leaf function,
-/// each called from `main`.
-fn heap_profile(time_nanos: i64, inuse: &[(&str, i64)]) -> Profile {
-    let mut strings: Vec<String> = [
-        "",
-        "alloc_objects",
-        "count",
-        "alloc_space",
-        "bytes",
-        "inuse_objects",
-        "inuse_space",
-        "space",
-        "main",
-    ]
-    .map(String::from)
-    .to_vec();
-    let value_type = |t: i64, u: i64| ValueType { r#type: t, unit: u };
-    let mut function = vec![Function {
-        id: 1,
-        name: 8,
-        ..Function::default()
-    }];
-    let mut location = vec![Location {
-        id: 1,
-        line: vec![Line {
-            function_id: 1,
-            ..Line::default()
-        }],
-        ..Location::default()
-    }];
-    let mut sample = Vec::new();
-    for (i, (name, bytes)) in inuse.iter().enumerate() {
-        let id = i as u64 + 2;
-        strings.push(name.to_string());
-        function.push(Function {
-            id,
-            name: strings.len() as i64 - 1,
-            ..Function::default()
-        });
-        location.push(Location {
-            id,
-            line: vec![Line {
-                function_id: id,
-                ..Line::default()
-            }],
-            ..Location::default()
-        });
-        // One object per 1 KiB, as sizes go.
-        sample.push(Sample {
-            location_id: vec![id, 1],
-            value: vec![bytes / 1024, *bytes, bytes / 1024, *bytes],
-            label: vec![],
-        });
-    }
-    Profile {
-        sample_type: vec![
-            value_type(1, 2),
-            value_type(3, 4),
-            value_type(5, 2),
-            value_type(6, 4),
-        ],
-        sample,
-        location,
-        function,
-        string_table: strings,
-        time_nanos,
-        period_type: Some(value_type(7, 4)),
-        period: 524_288,
-        ..Profile::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leak_report_ranks_the_leak_and_ignores_fluctuation() {
-    const MIB: i64 = 1 << 20;
     let server = kiln().start().await.unwrap();
     let now_minutes = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
         / 60;
-    // 30 profiles a minute apart: `leaky` holds 1 MiB more each minute; the others move up and
-    // down around a level.
-    let mut state: u64 = 7;
-    let mut noise = || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 33) % (2 * MIB as u64)) as i64 - MIB
-    };
-    for i in 0..30i64 {
-        let time = (now_minutes - 30 + i) * 60 * 1_000_000_000;
-        let profile = heap_profile(
-            time,
-            &[
-                ("leaky", 10 * MIB + i * MIB),
-                ("steady", 20 * MIB + noise()),
-                ("sawtooth", 8 * MIB + (i % 5) * MIB),
-            ],
-        );
+    for profile in leak_series(now_minutes) {
         let response = reqwest::Client::new()
             .post(server.url("/ingest"))
             .query(&[("name", "leaky-app"), ("format", "pprof")])
@@ -496,12 +405,13 @@ async fn the_leak_report_ranks_the_leak_and_ignores_fluctuation() {
     assert_eq!(response.status(), 400);
 }
 
-/// Runs `query` with the ADBC Flight SQL driver (tests/sql/flight_sql_client.py) as `user`
-/// with `password`: the rows as JSON, or the error message.
+/// Runs the ADBC Flight SQL driver (tests/sql/flight_sql_client.py) with `request` (`--query
+/// SQL` or `--metadata`) as `user` with `password`: the JSON lines it prints (a query's rows),
+/// or the error message.
 fn flight_sql(
     server: &KilnServer,
     credentials: Option<(&str, &str)>,
-    query: &str,
+    request: &[&str],
 ) -> Result<Vec<Value>, String> {
     let workspace = kiln_testkit::workspace_dir();
     let mut command = std::process::Command::new(workspace.join("tests/sql/.venv/bin/python"));
@@ -509,8 +419,7 @@ fn flight_sql(
         .arg(workspace.join("tests/sql/flight_sql_client.py"))
         .arg("--uri")
         .arg(format!("grpc://{}", server.http_addr()))
-        .arg("--query")
-        .arg(query);
+        .args(request);
     if let Some((user, password)) = credentials {
         command.args(["--username", user, "--password", password]);
     }
@@ -570,7 +479,7 @@ async fn flight_sql_clients_get_the_same_rows_with_the_same_credentials() {
     let query_ref = query.clone();
     // The client blocks: off the runtime's workers, which serve the server's tasks here too.
     let run = |credentials: Option<(&'static str, &'static str)>, q: String| {
-        tokio::task::block_in_place(|| flight_sql(&server, credentials, &q))
+        tokio::task::block_in_place(|| flight_sql(&server, credentials, &["--query", &q]))
     };
     // Basic auth in the handshake (tenant and token), then the bearer token it answers with.
     let rows = run(Some(("tenant-sql", OWNER)), query_ref.clone()).unwrap();
@@ -591,4 +500,49 @@ async fn flight_sql_clients_get_the_same_rows_with_the_same_credentials() {
     assert!(refused.contains("a time range is required"), "{refused}");
     let refused = run(Some(("tenant-sql", OWNER)), "DROP TABLE samples".into()).unwrap_err();
     assert!(refused.contains("only queries are allowed"), "{refused}");
+
+    // What clients ask before they query: the server's name and abilities, and its one table
+    // with its columns, which queries may also name in full.
+    let metadata = tokio::task::block_in_place(|| {
+        flight_sql(&server, Some(("tenant-sql", OWNER)), &["--metadata"])
+    })
+    .unwrap();
+    let metadata = &metadata[0];
+    assert_eq!(metadata["info"]["vendor_name"], "Kiln", "{metadata}");
+    assert_eq!(
+        metadata["info"]["vendor_version"],
+        env!("CARGO_PKG_VERSION"),
+        "{metadata}"
+    );
+    assert_eq!(
+        metadata["objects"],
+        json!([[
+            "kiln",
+            "public",
+            "samples",
+            [
+                "time",
+                "service_name",
+                "profile_type",
+                "labels",
+                "function",
+                "stack",
+                "value"
+            ]
+        ]])
+    );
+    assert_eq!(metadata["table_types"], json!(["TABLE"]));
+    assert_eq!(
+        metadata["samples_columns"][0],
+        json!(["time", "timestamp[ns, tz=UTC]"])
+    );
+    let qualified = query.replace("FROM samples", "FROM kiln.public.samples");
+    assert_eq!(
+        run(Some(("tenant-sql", OWNER)), qualified).unwrap(),
+        expected
+    );
+    // The catalog calls need credentials too.
+    let refused =
+        tokio::task::block_in_place(|| flight_sql(&server, None, &["--metadata"])).unwrap_err();
+    assert!(refused.contains("missing credentials"), "{refused}");
 }

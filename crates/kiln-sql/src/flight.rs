@@ -1,19 +1,23 @@
 //! Arrow Flight SQL on the public listener, for ADBC and JDBC clients and Grafana's Flight SQL
 //! data source: statements and prepared statements (a prepared statement's handle is its SQL
 //! text, so nothing is held between calls), run by the same engine as `POST /api/v1/sql`, with
-//! the same credentials, tenant scoping and limits.
+//! the same credentials, tenant scoping and limits; and the catalog calls ([`catalog`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
 use arrow::ipc::writer::IpcWriteOptions;
+use arrow::record_batch::RecordBatch;
 use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use arrow_flight::sql::server::FlightSqlService;
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, CommandPreparedStatementQuery, CommandStatementQuery,
-    ProstMessageExt, SqlInfo, TicketStatementQuery,
+    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
+    CommandStatementQuery, ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
     Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
@@ -26,7 +30,10 @@ use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::{SqlEngine, SqlError};
+use crate::{SqlEngine, SqlError, catalog};
+
+/// The stream of a DoGet answer.
+type DoGetStream = <FlightSql as arrow_flight::flight_service_server::FlightService>::DoGetStream;
 
 /// Largest Flight SQL request: a query is text, not data.
 const MAX_REQUEST_BYTES: usize = 1 << 20;
@@ -82,14 +89,7 @@ impl FlightSql {
     }
 
     /// Runs `sql` through the querier's gate and streams its batches.
-    async fn rows(
-        &self,
-        tenant: &TenantId,
-        sql: &str,
-    ) -> Result<
-        Response<<Self as arrow_flight::flight_service_server::FlightService>::DoGetStream>,
-        Status,
-    > {
+    async fn rows(&self, tenant: &TenantId, sql: &str) -> Result<Response<DoGetStream>, Status> {
         let engine = Arc::clone(&self.engine);
         let answer = engine
             .querier()
@@ -104,6 +104,32 @@ impl FlightSql {
             .map_err(Status::from);
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+/// The FlightInfo of a catalog command (GetTables and the like): one endpoint whose ticket is
+/// the command itself, answered by the matching `do_get_*` call.
+fn catalog_info(
+    command: &impl ProstMessageExt,
+    schema: SchemaRef,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(command.as_any().encode_to_vec()));
+    let info = FlightInfo::new()
+        .try_with_schema(&schema)
+        .map_err(|e| Status::internal(format!("cannot encode the schema: {e}")))?
+        .with_endpoint(endpoint)
+        .with_descriptor(descriptor);
+    Ok(Response::new(info))
+}
+
+/// One batch as a DoGet answer.
+fn batch_stream(batch: Result<RecordBatch, FlightError>) -> Result<Response<DoGetStream>, Status> {
+    let batch = batch.map_err(|e| Status::internal(format!("cannot build the answer: {e}")))?;
+    let stream = FlightDataEncoderBuilder::new()
+        .with_schema(batch.schema())
+        .build(futures::stream::once(async { Ok(batch) }))
+        .map_err(Status::from);
+    Ok(Response::new(Box::pin(stream)))
 }
 
 /// The gRPC status of a SQL error.
@@ -171,10 +197,7 @@ impl FlightSqlService for FlightSql {
         &self,
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
-    ) -> Result<
-        Response<<Self as arrow_flight::flight_service_server::FlightService>::DoGetStream>,
-        Status,
-    > {
+    ) -> Result<Response<DoGetStream>, Status> {
         let tenant = self.tenant(&request)?;
         let sql = handle_text(&ticket.statement_handle)?.to_string();
         self.rows(&tenant, &sql).await
@@ -184,10 +207,7 @@ impl FlightSqlService for FlightSql {
         &self,
         query: CommandPreparedStatementQuery,
         request: Request<Ticket>,
-    ) -> Result<
-        Response<<Self as arrow_flight::flight_service_server::FlightService>::DoGetStream>,
-        Status,
-    > {
+    ) -> Result<Response<DoGetStream>, Status> {
         let tenant = self.tenant(&request)?;
         let sql = handle_text(&query.prepared_statement_handle)?.to_string();
         self.rows(&tenant, &sql).await
@@ -222,6 +242,101 @@ impl FlightSqlService for FlightSql {
         // Nothing is held for a prepared statement.
         self.tenant(&request)?;
         Ok(())
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.tenant(&request)?;
+        let schema = catalog::sql_info_schema(query.clone());
+        catalog_info(&query, schema, request.into_inner())
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.tenant(&request)?;
+        batch_stream(catalog::sql_info(query))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.tenant(&request)?;
+        let schema = catalog::catalogs_schema(query);
+        catalog_info(&query, schema, request.into_inner())
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.tenant(&request)?;
+        batch_stream(catalog::catalogs(query))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.tenant(&request)?;
+        let schema = catalog::schemas_schema(query.clone());
+        catalog_info(&query, schema, request.into_inner())
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.tenant(&request)?;
+        batch_stream(catalog::schemas(query))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.tenant(&request)?;
+        let schema = catalog::table_types_schema(query);
+        catalog_info(&query, schema, request.into_inner())
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.tenant(&request)?;
+        batch_stream(catalog::table_types(query))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.tenant(&request)?;
+        let schema = catalog::tables_schema(query.clone());
+        catalog_info(&query, schema, request.into_inner())
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.tenant(&request)?;
+        batch_stream(catalog::tables_batch(query))
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

@@ -3,6 +3,7 @@
 //! SET), with a memory pool of `--sql.memory-bytes`; scans read through the querier, so the
 //! tenant's retention, query length and block limits hold for SQL as for every other read.
 
+mod catalog;
 mod error;
 mod filters;
 mod flight;
@@ -84,7 +85,9 @@ impl SqlEngine {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_bytes, 1.0)
             .build_arc()?;
-        let config = SessionConfig::new().with_information_schema(false);
+        let config = SessionConfig::new()
+            .with_information_schema(false)
+            .with_default_catalog_and_schema(catalog::CATALOG, catalog::SCHEMA);
         let context = SessionContext::new_with_config_rt(config, runtime);
         let now_nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

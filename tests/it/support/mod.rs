@@ -3,6 +3,7 @@
 //! reference figures and stored totals the tests compare exactly.
 
 pub(crate) mod certs;
+pub(crate) mod heap;
 pub(crate) mod metastore;
 pub(crate) mod reference;
 

@@ -1,6 +1,7 @@
 //! The web UI in headless Chromium (tests/ui/browser_test.py, Playwright driving Debian's
-//! chromium) against a server with tokens holding real Go CPU profiles, checked against
-//! figures computed here from the uploaded files; and the UI's pure modules under Node.
+//! chromium) against a server with tokens holding real Go CPU profiles and generated heap
+//! profiles with a leak, checked against figures computed here from the uploaded files; and
+//! the UI's pure modules under Node.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use kiln_proto::google::v1::{Function, Label, Line, Location, Profile, Sample, V
 use serde_json::{Value, json};
 
 use crate::security::server_with_tokens;
+use crate::support::heap::{MIB, leak_series};
 use crate::support::reference::{FunctionTotals, pprof_function_totals, sample_frames};
 use crate::support::{decode, gzip_profile, input_totals, testdata};
 
@@ -198,6 +200,11 @@ async fn the_ui_shows_exactly_what_was_uploaded_in_chromium() {
     )
     .await;
 
+    // Heap profiles of the last half hour in which one function leaks.
+    for profile in leak_series(now / 60_000_000_000) {
+        ingest(&server, "leaky-app", gzip_profile(&profile).to_vec()).await;
+    }
+
     let functions = merged(
         &by_env
             .values()
@@ -244,6 +251,16 @@ async fn the_ui_shows_exactly_what_was_uploaded_in_chromium() {
             "until": "now+1h",
             "total": 50_000_000,
         },
+        "leaks": {
+            "open_query": "memory:alloc_space:bytes:space:bytes{service_name=\"leaky-app\"}",
+            "query": "memory:inuse_space:bytes:space:bytes{service_name=\"leaky-app\"}",
+            "from": "now-1h",
+            "until": "now",
+            "first_function": "leaky",
+            "first": 10 * MIB,
+            "last": 39 * MIB,
+            "absent": ["steady", "sawtooth"],
+        },
     });
     let expect = dir.path().join("expect.json");
     std::fs::write(&expect, serde_json::to_vec_pretty(&expectations).unwrap()).unwrap();
@@ -270,7 +287,13 @@ async fn the_ui_shows_exactly_what_was_uploaded_in_chromium() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    for shot in ["flamegraph.png", "diff.png", "span.png", "dark.png"] {
+    for shot in [
+        "flamegraph.png",
+        "diff.png",
+        "span.png",
+        "leaks.png",
+        "dark.png",
+    ] {
         let size = std::fs::metadata(screenshots.join(shot)).unwrap().len();
         assert!(size > 10_000, "{shot} is {size} bytes");
     }

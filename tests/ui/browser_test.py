@@ -9,7 +9,8 @@ Usage:
 
     --url          the server (the UI is at /, its API on the same origin)
     --expect       the expectations file (below)
-    --screenshots  folder for flamegraph.png, diff.png, span.png and dark.png (created)
+    --screenshots  folder for flamegraph.png, diff.png, span.png, leaks.png and dark.png
+                   (created)
     --token        when the server requires a token: the test enters it in the page's
                    credentials dialog, which appears on the first 401
     --tenant       tenant to enter in the same dialog (X-Scope-OrgID)
@@ -43,7 +44,12 @@ Expectations (JSON; integers are exact values in the profile's unit, e.g. nanose
            "rightQuery": "...", "rightFrom": "...", "rightUntil": "...",
            "leftTicks": 1000, "rightTicks": 2000},
   "span": {"spanSelector": "00000000000000aa", "query": "...", "from": "...",
-           "until": "...", "total": 50000000}          # optional
+           "until": "...", "total": 50000000},         # optional
+  "leaks": {"open_query": "<another type>{service_name=\\"leaky\\"}",   # optional
+            "query": "memory:inuse_space:bytes:space:bytes{service_name=\\"leaky\\"}",
+            "from": "now-1h", "until": "now",
+            "first_function": "leaky", "first": 10485760, "last": 40894464,
+            "absent": ["steady"]}
 }
 
 What it checks: the shared URL `/?query=&from=&until=` loads (window.__kiln.ready); the
@@ -54,7 +60,8 @@ stack in the stack panel; the search filters the table to `search_matches` rows;
 a header; reloading the URL restores search, zoom, selection and table; export downloads a
 gzipped profile.pb.gz; the theme toggle switches and is remembered across a reload; the diff
 view opened by URL shows leftTicks and rightTicks; the span view (when given) shows its
-total; a drag on the time series chart selects a range. Throughout: no console errors, no
+total; the leak view (when given) switches to the in-use type, ranks the leak first and links
+to the flame graph; a drag on the time series chart selects a range. Throughout: no console errors, no
 uncaught exceptions, no Content-Security-Policy violations.
 
 Exit status: 0 when everything matched, 1 with one line per mismatch otherwise, 2 for bad
@@ -361,7 +368,40 @@ def run(args, e):
         page.wait_for_timeout(100)
         shot(page, "span.png")
 
-        # 10. A drag on the time series chart selects a range.
+        # 10. The leak report (when given): opened with another profile type of the service,
+        # the view switches to its in-use type; the leaking function ranks first with its exact
+        # first and last values, the fluctuating ones are absent; a click on a row opens the
+        # flame graph with that function highlighted.
+        lk = e.get("leaks")
+        if lk:
+            s.goto({"view": "leaks", "query": lk["open_query"], "from": lk["from"], "until": lk["until"]},
+                   "leak report")
+            st = page.evaluate("() => window.__kiln.state()")
+            f.check(st["query"] == lk["query"], f"leak view query {st['query']!r}, expected {lk['query']!r}")
+            leaks = page.evaluate(
+                """() => [...document.querySelectorAll('[data-testid=leak-row]')].map((r) => ({
+                     function: r.dataset.name, first: Number(r.dataset.first), last: Number(r.dataset.last)}))"""
+            )
+            names = [x["function"] for x in leaks]
+            f.check(names[:1] == [lk["first_function"]],
+                    f"leak rows {names}, expected {lk['first_function']} first")
+            if leaks:
+                f.check(leaks[0]["first"] == lk["first"] and leaks[0]["last"] == lk["last"],
+                        f"leak first/last {leaks[0]['first']}/{leaks[0]['last']}, expected {lk['first']}/{lk['last']}")
+            for name in lk["absent"]:
+                f.check(name not in names, f"{name} only fluctuates but is reported as a leak")
+            f.check(page.locator("[data-testid=series-chart]").is_visible(), "the leak view shows no time series")
+            page.wait_for_timeout(100)
+            shot(page, "leaks.png")
+            page.click(f"[data-testid=leak-row][data-name='{lk['first_function']}']")
+            s.wait_ready("flame graph of a leaking function")
+            st = page.evaluate("() => window.__kiln.state()")
+            f.check(st["view"] == "flamegraph" and st["fn"] == lk["first_function"],
+                    f"a click on a leak opened view={st['view']} fn={st['fn']!r}")
+            selected = page.locator("[data-testid=top-table-row].selected").get_attribute("data-name")
+            f.check(selected == lk["first_function"], f"the table highlights {selected!r}")
+
+        # 11. A drag on the time series chart selects a range.
         s.goto(params, "flame graph again")
         chart = page.locator("[data-testid=series-chart]")
         box = chart.bounding_box()

@@ -166,3 +166,13 @@ test('packages colour frames', () => {
   assert.equal(packageOf('main.run'), 'main');
   assert.equal(packageOf('std::vector<int>::push_back'), 'std');
 });
+
+test('the leak view reads only in-use profile types', async () => {
+  const { isInUseType } = await import('../../crates/kiln-ui/assets/loaders.js');
+  assert.equal(isInUseType('memory:inuse_space:bytes:space:bytes'), true);
+  assert.equal(isInUseType('memory:inuse_objects:count:space:bytes'), true);
+  assert.equal(isInUseType('memory:alloc_space:bytes:space:bytes'), false);
+  assert.equal(isInUseType('process_cpu:cpu:nanoseconds:cpu:nanoseconds'), false);
+  assert.equal(isInUseType(''), false);
+  assert.equal(state.parseState('?view=leaks').view, 'leaks');
+});

@@ -167,3 +167,8 @@ export async function pprof({ query, from, until }) {
   const res = await request(`/api/v1/pprof?${qs({ query, from, until })}`);
   return res.blob();
 }
+
+// /api/v1/leaks: functions whose in-use memory grows steadily over the range.
+export function leaks({ query, from, until }, signal) {
+  return getJSON('/api/v1/leaks', { query, from, until }, signal);
+}

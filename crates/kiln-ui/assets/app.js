@@ -8,7 +8,8 @@ import * as api from './api.js';
 import { askCredentials, initAuth } from './auth.js';
 import { FlameGraph } from './flamegraph.js';
 import { formatDateTime, formatPercent, formatValue } from './format.js';
-import { defaultQuery, loadDiff, loadSingle, loadSpan, typeFromId } from './loaders.js';
+import { LeakTable } from './leaks.js';
+import { defaultQuery, inUseQuery, isInUseType, loadDiff, loadLeaks, loadSingle, loadSpan, typeFromId } from './loaders.js';
 import { QueryBar } from './querybar.js';
 import {
   dataKey, defaultDiffSides, formatQuery, formatSelector, parseQuery, parseState, resolveRange, serviceOf, stateToSearch,
@@ -57,6 +58,10 @@ const table = new FunctionTable(document.querySelector('.table-pane'), {
   onSelect(name) {
     navigate({ fn: state.fn === name ? '' : name }, { push: false });
   },
+});
+const leakTable = new LeakTable($('leaks-pane'), {
+  // A leaking function in the flame graph of the same range, highlighted.
+  onSelect: (name) => navigate({ view: 'flamegraph', fn: name, search: '' }),
 });
 const chart = new SeriesChart($('series-chart'), $('series-legend'), tooltip, {
   onRange(from, until) {
@@ -221,9 +226,23 @@ async function load() {
         loadOptions();
       }
     }
+    if (s.view === 'leaks' && s.query && !isInUseType(parseQuery(s.query).profileType)) {
+      // The leak report reads in-use memory: the same selector with the service's in-use type.
+      const query = await inUseQuery(s, signal);
+      if (seq !== loadSeq) return;
+      if (query) {
+        s.query = query;
+        state.query = query;
+        key = dataKey(s);
+        history.replaceState(null, '', location.pathname + stateToSearch(state));
+        renderControls();
+        loadOptions();
+      }
+    }
     let result;
     if (s.view === 'diff') result = await loadDiff(s, signal);
     else if (s.view === 'span') result = await loadSpan(s, signal);
+    else if (s.view === 'leaks') result = await loadLeaks(s, signal);
     else result = await loadSingle(s, signal);
     if (seq !== loadSeq) return;
     current = { ...result, key, view: s.view };
@@ -247,8 +266,10 @@ function showData() {
   const c = current;
   const tree = c.tree;
   const hasData = Boolean(tree && tree.n && tree.total > 0);
+  const leaks = c.view === 'leaks' && c.leaks;
+  leakTable.render(leaks || null, c.unit);
   const empty = $('empty');
-  empty.hidden = hasData || Boolean(c.error);
+  empty.hidden = hasData || Boolean(leaks) || Boolean(c.error);
   if (!hasData) {
     empty.querySelector('strong').textContent = c.message || 'No profiling data for this selection.';
   }

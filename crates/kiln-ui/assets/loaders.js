@@ -120,6 +120,48 @@ export async function loadSpan(s, signal) {
   return { tree, unit: unitOf(parsed.profileType), rows: functionTable(tree) };
 }
 
+// Whether a profile type holds memory in use (what the leak report reads).
+export function isInUseType(profileType) {
+  return (profileType || '').split(':')[1]?.startsWith('inuse') || false;
+}
+
+// The leak view's query for a query of another type: the same selector with the service's
+// in-use space type (or its first in-use type); '' when the service has none in the range.
+export async function inUseQuery(s, signal) {
+  const { matchers } = parseQuery(s.query);
+  const service = matchers.find((m) => m.name === 'service_name' && m.op === '=');
+  const ids = await api.labelValues(
+    { label: '__name__', query: service ? formatSelector([service]) : '', from: s.from, until: s.until },
+    signal,
+  );
+  const inUse = ids.filter(isInUseType);
+  const type = inUse.find((t) => t.startsWith('memory:inuse_space:')) || inUse[0];
+  return type ? formatQuery(type, matchers) : '';
+}
+
+// The leak view: /api/v1/leaks, and the timeline of the query's total for context.
+export async function loadLeaks(s, signal) {
+  const parsed = parseQuery(s.query);
+  if (parsed.error) throw new Error(`Invalid query: ${parsed.error}`);
+  if (!isInUseType(parsed.profileType)) {
+    return { tree: null, message: 'The leak report reads in-use memory: choose an in-use profile type (inuse_space).' };
+  }
+  const [report, timeline] = await Promise.all([
+    api.leaks({ query: s.query, from: s.from, until: s.until }, signal),
+    api.render({ query: s.query, from: s.from, until: s.until, maxNodes: 1 }, signal).catch((e) => {
+      if (e.name === 'AbortError') throw e;
+      return null;
+    }),
+  ]);
+  return {
+    tree: null,
+    leaks: report,
+    unit: unitOf(parsed.profileType),
+    series: timeline ? seriesOf(timeline, '') : [],
+    range: resolveRange(s.from, s.until, Date.now()),
+  };
+}
+
 // The chart's series from a render answer: one per group (largest first) when grouped, else
 // the total.
 export function seriesOf(answer, groupBy) {

@@ -4,7 +4,7 @@
 // query string (Pyroscope's parameter names where Pyroscope has one), so a copied URL restores
 // the same view.
 
-export const VIEWS = ['flamegraph', 'diff', 'span'];
+export const VIEWS = ['flamegraph', 'diff', 'span', 'leaks'];
 export const LAYOUTS = ['both', 'flamegraph', 'table'];
 export const SORT_KEYS = ['name', 'self', 'total', 'leftSelf', 'rightSelf', 'leftTotal', 'rightTotal', 'change'];
 

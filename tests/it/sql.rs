@@ -122,6 +122,28 @@ async fn self_per_function_equals_the_flame_graph_and_the_files() {
         }
     }
 
+    // A label equality, pushed down as a series matcher, selects exactly what the column
+    // condition does.
+    let by_label = |value: &str| {
+        format!(
+            "SELECT function, sum(value) AS self FROM samples WHERE {SINCE} \
+             AND labels['service_name'] = '{value}' AND profile_type = '{CPU}' GROUP BY function"
+        )
+    };
+    let from_label: BTreeMap<String, i64> = rows(&server, None, &by_label("checkout"))
+        .await
+        .iter()
+        .map(|row| {
+            (
+                row["function"].as_str().unwrap().to_string(),
+                json_i64(&row["self"]),
+            )
+        })
+        .filter(|(_, value)| *value != 0)
+        .collect();
+    assert_eq!(from_label, expected);
+    assert!(rows(&server, None, &by_label("nobody")).await.is_empty());
+
     // The other columns: labels, the stack root first with the leaf last, nanosecond times.
     let row = &rows(
         &server,

@@ -1,13 +1,14 @@
 //! What a scan of the profile tables can take from a query's WHERE clause: the time range,
-//! and the service and profile type, which narrow the metastore's block selection and the
-//! series a dataset's rows are read for. Every filter stays in the plan as well (pushdown is
+//! and the service, profile type and labels (`labels['pod'] = '…'`), which narrow the
+//! metastore's block selection and the series a dataset's rows are read for. Every filter stays in the plan as well (pushdown is
 //! `Inexact`), so what is not understood here is still applied, exactly, above the scan.
 
 use datafusion::common::ScalarValue;
+use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 use kiln_querier::{MatchOp, Matcher, Selector};
 
-use crate::schema::{PROFILE_TYPE, SERVICE_NAME, TIME};
+use crate::schema::{LABELS, PROFILE_TYPE, SERVICE_NAME, TIME};
 
 /// The parts of a WHERE clause a scan uses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub(crate) struct ScanFilters {
     pub(crate) services: Option<Vec<String>>,
     /// `profile_type = '…'`.
     pub(crate) profile_type: Option<String>,
+    /// `labels['name'] = 'value'`: label equalities that all hold.
+    pub(crate) labels: Vec<(String, String)>,
 }
 
 impl ScanFilters {
@@ -38,17 +41,16 @@ impl ScanFilters {
                 self.add(left);
                 self.add(right);
             }
-            Expr::BinaryExpr(BinaryExpr { left, op, right }) => match (&**left, &**right) {
-                (column, value) if column_name(column).is_some() => {
-                    self.compare(column_name(column).unwrap_or_default(), *op, value)
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) if *op == Operator::Eq => {
+                match (label_name(left), label_name(right)) {
+                    (Some(name), None) => self.label(name, right),
+                    (None, Some(name)) => self.label(name, left),
+                    _ => self.compare_either(left, *op, right),
                 }
-                (value, column) if column_name(column).is_some() => {
-                    if let Some(op) = op.swap() {
-                        self.compare(column_name(column).unwrap_or_default(), op, value)
-                    }
-                }
-                _ => {}
-            },
+            }
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                self.compare_either(left, *op, right)
+            }
             Expr::Between(Between {
                 expr,
                 negated: false,
@@ -64,6 +66,28 @@ impl ScanFilters {
                 let services: Option<Vec<String>> = list.list.iter().map(string).collect();
                 if let Some(services) = services {
                     self.narrow_services(services);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `labels[name] = value` with a string `value`.
+    fn label(&mut self, name: String, value: &Expr) {
+        if let Some(value) = string(value) {
+            self.labels.push((name, value));
+        }
+    }
+
+    /// A comparison of a column with a value, either way round.
+    fn compare_either(&mut self, left: &Expr, op: Operator, right: &Expr) {
+        match (left, right) {
+            (column, value) if column_name(column).is_some() => {
+                self.compare(column_name(column).unwrap_or_default(), op, value)
+            }
+            (value, column) if column_name(column).is_some() => {
+                if let Some(op) = op.swap() {
+                    self.compare(column_name(column).unwrap_or_default(), op, value)
                 }
             }
             _ => {}
@@ -118,19 +142,28 @@ impl ScanFilters {
         });
     }
 
-    /// The label selectors of the querier's selection: one per service (any may match), or
-    /// none for every service.
+    /// The label selectors of the querier's selection: one per service (any may match), each
+    /// with the label equalities; none for every series.
     pub(crate) fn selectors(&self) -> Vec<Selector> {
+        let labels: Vec<Matcher> = self
+            .labels
+            .iter()
+            .filter_map(|(name, value)| Matcher::new(name, MatchOp::Equal, value).ok())
+            .collect();
         let Some(services) = &self.services else {
-            return Vec::new();
+            return if labels.is_empty() {
+                Vec::new()
+            } else {
+                vec![Selector { matchers: labels }]
+            };
         };
         services
             .iter()
             .filter_map(|service| {
                 let matcher = Matcher::new(SERVICE_NAME, MatchOp::Equal, service).ok()?;
-                Some(Selector {
-                    matchers: vec![matcher],
-                })
+                let mut matchers = vec![matcher];
+                matchers.extend(labels.iter().cloned());
+                Some(Selector { matchers })
             })
             .collect()
     }
@@ -139,6 +172,17 @@ impl ScanFilters {
 fn column_name(expr: &Expr) -> Option<&str> {
     match expr {
         Expr::Column(column) => Some(column.name.as_str()),
+        _ => None,
+    }
+}
+
+/// The label `labels['name']` reads (DataFusion plans a map's index as `get_field`).
+fn label_name(expr: &Expr) -> Option<String> {
+    let Expr::ScalarFunction(ScalarFunction { func, args }) = expr else {
+        return None;
+    };
+    match args.as_slice() {
+        [map, key] if func.name() == "get_field" && column_name(map) == Some(LABELS) => string(key),
         _ => None,
     }
 }
@@ -172,6 +216,9 @@ fn nanoseconds(expr: &Expr) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use datafusion::common::tree_node::TreeNode;
     use datafusion::logical_expr::{col, lit};
 
     use super::*;
@@ -202,6 +249,51 @@ mod tests {
             scan.profile_type.as_deref(),
             Some("process_cpu:cpu:nanoseconds:cpu:nanoseconds")
         );
+        assert_eq!(scan.selectors().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn label_equalities_as_planned_from_sql_become_matchers() {
+        use datafusion::datasource::MemTable;
+        use datafusion::logical_expr::LogicalPlan;
+        use datafusion::logical_expr::utils::split_conjunction;
+        use datafusion::prelude::SessionContext;
+
+        let context = SessionContext::new();
+        let table = MemTable::try_new(crate::schema::SAMPLES.clone(), vec![vec![]]).unwrap();
+        context.register_table("samples", Arc::new(table)).unwrap();
+        let plan = context
+            .sql(
+                "SELECT value FROM samples WHERE labels['pod'] = 'a' AND 'eu' = labels['region'] \
+                 AND service_name = 's' AND labels['zone'] LIKE 'x%'",
+            )
+            .await
+            .unwrap()
+            .into_unoptimized_plan();
+        let mut filters = Vec::new();
+        plan.apply(|node| {
+            if let LogicalPlan::Filter(filter) = node {
+                filters.extend(split_conjunction(&filter.predicate).into_iter().cloned());
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        })
+        .unwrap();
+        let scan = ScanFilters::from_exprs(&filters);
+        assert_eq!(
+            scan.labels,
+            [
+                ("pod".to_string(), "a".to_string()),
+                ("region".into(), "eu".into())
+            ]
+        );
+        let selectors = scan.selectors();
+        assert_eq!(selectors.len(), 1);
+        assert_eq!(selectors[0].matchers.len(), 3);
+        // Labels alone, without a service, are one selector too.
+        let scan = ScanFilters {
+            labels: vec![("pod".into(), "a".into())],
+            ..ScanFilters::default()
+        };
         assert_eq!(scan.selectors().len(), 1);
     }
 

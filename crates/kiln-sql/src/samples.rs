@@ -1,6 +1,7 @@
 //! The `samples` table of one tenant: a DataFusion table whose scans select blocks through the
 //! querier (the metastore's index, the datasets' series, Parquet statistics of the row groups),
-//! with the time range, service and profile type of the WHERE clause pushed down.
+//! with the time range, service, profile type and label equalities of the WHERE clause pushed
+//! down.
 
 use std::sync::Arc;
 

@@ -160,8 +160,33 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// The query kinds timed, in the order the table shows them: `label values` is Grafana's
-/// dropdown (LabelValues of `instance`), `diff` compares the range's first half with its second.
-pub(crate) const KINDS: [&str; 5] = ["flamegraph", "series", "pprof", "label values", "diff"];
+/// dropdown (LabelValues of `instance`), `diff` compares the range's first half with its second,
+/// `sql top` is the top-functions SQL query (`POST /api/v1/sql`: self per function, the 20
+/// largest) over the same profiles as the flame graph.
+pub(crate) const KINDS: [&str; 6] = [
+    "flamegraph",
+    "series",
+    "pprof",
+    "label values",
+    "diff",
+    "sql top",
+];
+
+/// The top-functions SQL query of the CPU profiles of `selector`'s service (all services when
+/// it names none) over `[start_ms, end_ms)`.
+pub(crate) fn sql_top(selector: &str, start_ms: i64, end_ms: i64) -> String {
+    let service = selector
+        .split_once("service_name=\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(service, _)| format!(" AND service_name = '{}'", service.replace('\'', "''")))
+        .unwrap_or_default();
+    format!(
+        "SELECT function, sum(value) AS self FROM samples \
+         WHERE time >= to_timestamp_millis({start_ms}) AND time < to_timestamp_millis({end_ms}) \
+         AND profile_type = '{CPU_PROFILE_TYPE}'{service} \
+         GROUP BY function ORDER BY self DESC, function LIMIT 20"
+    )
+}
 
 /// The CPU profile type of the generated and the Go test profiles.
 pub(crate) const CPU_PROFILE_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
@@ -252,6 +277,13 @@ pub(crate) async fn time_query(
                 .post(format!("{base}/querier.v1.QuerierService/Diff"))
                 .header("content-type", "application/proto")
                 .body(request.encode_to_vec())
+                .send()
+                .await?
+        }
+        "sql top" => {
+            client
+                .post(format!("{base}/api/v1/sql"))
+                .json(&serde_json::json!({ "query": sql_top(selector, start_ms, end_ms) }))
                 .send()
                 .await?
         }

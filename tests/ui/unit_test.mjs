@@ -176,3 +176,14 @@ test('the leak view reads only in-use profile types', async () => {
   assert.equal(isInUseType(''), false);
   assert.equal(state.parseState('?view=leaks').view, 'leaks');
 });
+
+test('time ticks stay about as many as asked over months and years', () => {
+  const from = Date.UTC(2016, 11, 3) / 1000;
+  for (const days of [1, 7, 30, 90, 365, 3650]) {
+    const until = from + days * 86400;
+    const ticks = format.timeTicks(from, until, 6);
+    assert.ok(ticks.length >= 2 && ticks.length <= 7, `${days} d: ${ticks.length} ticks`);
+    assert.ok(ticks.every((t) => t >= from && t <= until));
+  }
+  assert.match(format.formatTime(from, 3650 * 86400), /^\d{4}-\d{2}-\d{2}$/);
+});

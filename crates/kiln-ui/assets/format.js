@@ -100,7 +100,8 @@ export function formatTime(seconds, spanSeconds = 3600) {
   const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
   if (spanSeconds <= 600) return `${hm}:${pad(d.getSeconds())}`;
   if (spanSeconds <= 86400) return hm;
-  return `${d.getMonth() + 1}/${pad(d.getDate())} ${hm}`;
+  if (spanSeconds <= 60 * 86400) return `${d.getMonth() + 1}/${pad(d.getDate())} ${hm}`;
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
 }
 
 // Full local date and time, for titles and the range display.
@@ -137,12 +138,21 @@ export function niceTicksFor(max, unit, count = 4) {
   return niceTicks(max / scale, count).map((t) => t * scale);
 }
 
+// A step of whole weeks of at least `seconds`: 2, 4, 13 or 26 weeks, or a multiple of 52
+// (ranges of months and years).
+function longStep(seconds) {
+  const weeks = seconds / WEEK;
+  return ([2, 4, 13, 26].find((w) => w >= weeks) ?? 52 * Math.ceil(weeks / 52)) * WEEK;
+}
+
 // Time ticks (seconds) for a range: a round step giving about `count` labels.
 const TIME_STEPS = [1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800];
 
+const WEEK = 604800;
+
 export function timeTicks(from, until, count = 6) {
   const span = Math.max(1, until - from);
-  const step = TIME_STEPS.find((s) => span / s <= count) || TIME_STEPS[TIME_STEPS.length - 1];
+  const step = TIME_STEPS.find((s) => span / s <= count) || longStep(span / count);
   // Align to the local day's round boundaries for steps of a day or less.
   const offset = new Date(from * 1000).getTimezoneOffset() * 60;
   const ticks = [];

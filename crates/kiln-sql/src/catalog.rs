@@ -63,19 +63,9 @@ static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
         .expect("the server's SQL info is a fixed, valid set")
 });
 
-/// GetSqlInfo's columns.
-pub(crate) fn sql_info_schema(command: CommandGetSqlInfo) -> SchemaRef {
-    command.into_builder(&SQL_INFO).schema()
-}
-
 /// GetSqlInfo's rows: the infos asked for (all when none are named).
 pub(crate) fn sql_info(command: CommandGetSqlInfo) -> Result<RecordBatch, FlightError> {
     command.into_builder(&SQL_INFO).build()
-}
-
-/// GetCatalogs' columns.
-pub(crate) fn catalogs_schema(command: CommandGetCatalogs) -> SchemaRef {
-    command.into_builder().schema()
 }
 
 /// GetCatalogs' rows.
@@ -85,11 +75,6 @@ pub(crate) fn catalogs(command: CommandGetCatalogs) -> Result<RecordBatch, Fligh
     builder.build()
 }
 
-/// GetDbSchemas' columns.
-pub(crate) fn schemas_schema(command: CommandGetDbSchemas) -> SchemaRef {
-    command.into_builder().schema()
-}
-
 /// GetDbSchemas' rows, filtered by the command's catalog and schema pattern.
 pub(crate) fn schemas(command: CommandGetDbSchemas) -> Result<RecordBatch, FlightError> {
     let mut builder = command.into_builder();
@@ -97,21 +82,11 @@ pub(crate) fn schemas(command: CommandGetDbSchemas) -> Result<RecordBatch, Fligh
     builder.build()
 }
 
-/// GetTableTypes' columns.
-pub(crate) fn table_types_schema(command: CommandGetTableTypes) -> SchemaRef {
-    command.into_builder().schema()
-}
-
 /// GetTableTypes' rows.
 pub(crate) fn table_types(command: CommandGetTableTypes) -> Result<RecordBatch, FlightError> {
     let mut builder = command.into_builder();
     builder.append(TABLE_TYPE);
     builder.build()
-}
-
-/// GetTables' columns (with `table_schema` when the command asks for the tables' columns).
-pub(crate) fn tables_schema(command: CommandGetTables) -> SchemaRef {
-    command.into_builder().schema()
 }
 
 /// GetTables' rows, filtered by the command's catalog, patterns and table types.

@@ -6,7 +6,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow::record_batch::RecordBatch;
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -106,13 +105,19 @@ impl FlightSql {
     }
 }
 
-/// The FlightInfo of a catalog command (GetTables and the like): one endpoint whose ticket is
-/// the command itself, answered by the matching `do_get_*` call.
+/// A catalog call's answer (built from fixed data, so cheap to build for its schema alone).
+fn catalog_answer(answer: Result<RecordBatch, FlightError>) -> Result<RecordBatch, Status> {
+    answer.map_err(|e| Status::internal(format!("cannot build the answer: {e}")))
+}
+
+/// The FlightInfo of a catalog command (GetTables and the like): the columns of its `answer`,
+/// and one endpoint whose ticket is the command itself, answered by the matching `do_get_*`.
 fn catalog_info(
     command: &impl ProstMessageExt,
-    schema: SchemaRef,
+    answer: Result<RecordBatch, FlightError>,
     descriptor: FlightDescriptor,
 ) -> Result<Response<FlightInfo>, Status> {
+    let schema = catalog_answer(answer)?.schema();
     let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(command.as_any().encode_to_vec()));
     let info = FlightInfo::new()
         .try_with_schema(&schema)
@@ -122,9 +127,9 @@ fn catalog_info(
     Ok(Response::new(info))
 }
 
-/// One batch as a DoGet answer.
-fn batch_stream(batch: Result<RecordBatch, FlightError>) -> Result<Response<DoGetStream>, Status> {
-    let batch = batch.map_err(|e| Status::internal(format!("cannot build the answer: {e}")))?;
+/// A catalog call's answer as a DoGet stream of one batch.
+fn batch_stream(answer: Result<RecordBatch, FlightError>) -> Result<Response<DoGetStream>, Status> {
+    let batch = catalog_answer(answer)?;
     let stream = FlightDataEncoderBuilder::new()
         .with_schema(batch.schema())
         .build(futures::stream::once(async { Ok(batch) }))
@@ -250,8 +255,8 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.tenant(&request)?;
-        let schema = catalog::sql_info_schema(query.clone());
-        catalog_info(&query, schema, request.into_inner())
+        let answer = catalog::sql_info(query.clone());
+        catalog_info(&query, answer, request.into_inner())
     }
 
     async fn do_get_sql_info(
@@ -269,8 +274,8 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.tenant(&request)?;
-        let schema = catalog::catalogs_schema(query);
-        catalog_info(&query, schema, request.into_inner())
+        let answer = catalog::catalogs(query);
+        catalog_info(&query, answer, request.into_inner())
     }
 
     async fn do_get_catalogs(
@@ -288,8 +293,8 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.tenant(&request)?;
-        let schema = catalog::schemas_schema(query.clone());
-        catalog_info(&query, schema, request.into_inner())
+        let answer = catalog::schemas(query.clone());
+        catalog_info(&query, answer, request.into_inner())
     }
 
     async fn do_get_schemas(
@@ -307,8 +312,8 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.tenant(&request)?;
-        let schema = catalog::table_types_schema(query);
-        catalog_info(&query, schema, request.into_inner())
+        let answer = catalog::table_types(query);
+        catalog_info(&query, answer, request.into_inner())
     }
 
     async fn do_get_table_types(
@@ -326,8 +331,8 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.tenant(&request)?;
-        let schema = catalog::tables_schema(query.clone());
-        catalog_info(&query, schema, request.into_inner())
+        let answer = catalog::tables_batch(query.clone());
+        catalog_info(&query, answer, request.into_inner())
     }
 
     async fn do_get_tables(

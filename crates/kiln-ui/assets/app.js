@@ -212,32 +212,26 @@ async function load() {
   setStatus('Loading…');
   showError(null);
   try {
+    // A query chosen here becomes part of the URL, so that the URL names what is shown.
+    const adopt = (query) => {
+      s.query = query;
+      state.query = query;
+      key = dataKey(s);
+      history.replaceState(null, '', location.pathname + stateToSearch(state));
+      renderControls();
+      loadOptions();
+    };
     if (s.view !== 'diff' && !s.query) {
-      // A URL without a query shows a default one, which becomes part of the URL so that the
-      // URL names what is shown.
+      // A URL without a query shows a default one.
       const query = await defaultQuery(s, signal);
       if (seq !== loadSeq) return;
-      if (query) {
-        s.query = query;
-        state.query = query;
-        key = dataKey(s);
-        history.replaceState(null, '', location.pathname + stateToSearch(state));
-        renderControls();
-        loadOptions();
-      }
+      if (query) adopt(query);
     }
     if (s.view === 'leaks' && s.query && !isInUseType(parseQuery(s.query).profileType)) {
       // The leak report reads in-use memory: the same selector with the service's in-use type.
       const query = await inUseQuery(s, signal);
       if (seq !== loadSeq) return;
-      if (query) {
-        s.query = query;
-        state.query = query;
-        key = dataKey(s);
-        history.replaceState(null, '', location.pathname + stateToSearch(state));
-        renderControls();
-        loadOptions();
-      }
+      if (query) adopt(query);
     }
     let result;
     if (s.view === 'diff') result = await loadDiff(s, signal);

@@ -18,7 +18,7 @@ const STRANGER: &str = "owner-of-another-tenant-0123456789";
 
 /// Runs `kiln <args>` against `url` with `token`, with no KILN_* settings from the
 /// environment.
-fn cli(url: &str, token: Option<&str>, args: &[&str]) -> Output {
+pub(crate) fn cli(url: &str, token: Option<&str>, args: &[&str]) -> Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
     command
         .args(args)
@@ -33,7 +33,8 @@ fn cli(url: &str, token: Option<&str>, args: &[&str]) -> Output {
     command.output().unwrap()
 }
 
-fn stdout(output: &Output) -> String {
+/// The output of a run that succeeded.
+pub(crate) fn stdout(output: &Output) -> String {
     assert!(
         output.status.success(),
         "kiln failed: {}",

@@ -49,9 +49,17 @@ async fn rows(server: &KilnServer, tenant: Option<&str>, query: &str) -> Vec<Val
 
 /// `function → sum(value)` of one service and profile type.
 async fn selfs(server: &KilnServer, service: &str, profile_type: &str) -> BTreeMap<String, i64> {
+    selfs_where(
+        server,
+        &format!("service_name = '{service}' AND profile_type = '{profile_type}'"),
+    )
+    .await
+}
+
+/// `function → sum(value)`, the non-zero ones, of the samples `condition` selects.
+async fn selfs_where(server: &KilnServer, condition: &str) -> BTreeMap<String, i64> {
     let query = format!(
-        "SELECT function, sum(value) AS self FROM samples \
-         WHERE {SINCE} AND service_name = '{service}' AND profile_type = '{profile_type}' \
+        "SELECT function, sum(value) AS self FROM samples WHERE {SINCE} AND {condition} \
          GROUP BY function"
     );
     rows(server, None, &query)
@@ -124,25 +132,14 @@ async fn self_per_function_equals_the_flame_graph_and_the_files() {
 
     // A label equality, pushed down as a series matcher, selects exactly what the column
     // condition does.
-    let by_label = |value: &str| {
-        format!(
-            "SELECT function, sum(value) AS self FROM samples WHERE {SINCE} \
-             AND labels['service_name'] = '{value}' AND profile_type = '{CPU}' GROUP BY function"
-        )
-    };
-    let from_label: BTreeMap<String, i64> = rows(&server, None, &by_label("checkout"))
-        .await
-        .iter()
-        .map(|row| {
-            (
-                row["function"].as_str().unwrap().to_string(),
-                json_i64(&row["self"]),
-            )
-        })
-        .filter(|(_, value)| *value != 0)
-        .collect();
-    assert_eq!(from_label, expected);
-    assert!(rows(&server, None, &by_label("nobody")).await.is_empty());
+    let by_label =
+        |value: &str| format!("labels['service_name'] = '{value}' AND profile_type = '{CPU}'");
+    assert_eq!(selfs_where(&server, &by_label("checkout")).await, expected);
+    let nobody = format!(
+        "SELECT function FROM samples WHERE {SINCE} AND {}",
+        by_label("nobody")
+    );
+    assert!(rows(&server, None, &nobody).await.is_empty());
 
     // The other columns: labels, the stack root first with the leaf last, nanosecond times.
     let row = &rows(
@@ -186,19 +183,13 @@ async fn self_per_function_equals_the_flame_graph_and_the_files() {
          AND service_name = 'checkout' AND profile_type = '{CPU}' \
          GROUP BY function ORDER BY self DESC, function LIMIT 3"
     );
+    let url = format!("http://{}", server.http_addr());
     let cli = |output: &str| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .args(["query", "sql", &query, "--output", output, "--url"])
-            .arg(format!("http://{}", server.http_addr()))
-            .env_remove("KILN_URL")
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        crate::cli::stdout(&crate::cli::cli(
+            &url,
+            None,
+            &["query", "sql", &query, "--output", output],
+        ))
     };
     let expected = rows(&server, None, &query).await;
     let printed: Vec<Value> = serde_json::from_str(&cli("json")).unwrap();

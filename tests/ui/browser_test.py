@@ -176,6 +176,16 @@ class Session:
             self.f.fail(f"{what}: the view failed to load: {error}")
         return result
 
+    def settle(self, predicate, arg, what):
+        """After an action that navigates: waits up to 5 s for the page's state to satisfy
+        `predicate` (a JS function of `arg`; the checks after report it if it never does), then
+        for the load it started."""
+        try:
+            self.page.wait_for_function(predicate, arg=arg, timeout=5000)
+        except PlaywrightTimeout:
+            pass
+        return self.wait_ready(what)
+
     def goto(self, params, what):
         url = page_url(self.args.url, params)
         log(f"open {what}: {url}")
@@ -410,20 +420,12 @@ def run(args, e):
         page.mouse.down()
         page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=5)
         page.mouse.up()
-        try:
-            page.wait_for_function("(f) => window.__kiln.state().from !== f", arg=e["from"], timeout=5000)
-        except PlaywrightTimeout:
-            pass
-        s.wait_ready("range selected on the chart")
+        s.settle("(f) => window.__kiln.state().from !== f", e["from"], "range selected on the chart")
         st = page.evaluate("() => window.__kiln.state()")
         ok = st["from"].isdigit() and st["until"].isdigit() and int(st["from"]) < int(st["until"])
         f.check(ok, f"a drag on the chart did not select a range: from={st['from']} until={st['until']}")
         page.go_back()
-        try:
-            page.wait_for_function("(f) => window.__kiln.state().from === f", arg=e["from"], timeout=5000)
-        except PlaywrightTimeout:
-            pass
-        s.wait_ready("back")
+        s.settle("(f) => window.__kiln.state().from === f", e["from"], "back")
         st = page.evaluate("() => window.__kiln.state()")
         f.check(st["from"] == e["from"] and st["until"] == e["until"], "history back did not restore the range")
 

@@ -61,7 +61,7 @@ pub(crate) fn payload_pool(config: &LoadConfig, now_nanos: i64) -> Vec<Payload> 
                         model.cpu_profile(&mut rng, time)
                     };
                     let name = if i % 4 == 3 { "memory" } else { "process_cpu" };
-                    push::push_payload(model, instance, name, &[profile])
+                    push::push_payload(push::labels(model, instance, name), &[profile])
                 }
                 Protocol::Ingest => {
                     push::ingest_payload(model, instance, &model.cpu_profile(&mut rng, time))

@@ -10,6 +10,7 @@ mod figures;
 mod metastore;
 mod push;
 mod queries;
+mod real;
 mod report;
 mod server;
 mod workload;
@@ -49,8 +50,25 @@ enum Command {
     Compaction(compaction::CompactionArgs),
 }
 
+/// What the pushed profiles are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Profiles {
+    /// Generated profiles of 1,000 samples (CPU, and heap for push.v1) with synthetic stacks.
+    Generated,
+    /// Real Go CPU profiles of 8 to 32 KB from the test data, one per push.v1 request: what a
+    /// quiet service's SDK sends every 10 to 15 s.
+    GoSmall,
+}
+
 #[derive(Debug, clap::Args)]
 struct LoadArgs {
+    /// What to push (`go-small` pushes with push.v1 only).
+    #[arg(long, value_enum, default_value = "generated")]
+    profiles: Profiles,
+    /// The test data folder of `--profiles go-small` (default: `../shared/testdata` beside the
+    /// repository, or `KILN_TESTDATA`).
+    #[arg(long)]
+    testdata: Option<PathBuf>,
     /// Protocol to push with.
     #[arg(long, value_enum, default_value = "push")]
     protocol: Protocol,
@@ -81,6 +99,31 @@ struct LoadArgs {
 }
 
 impl LoadArgs {
+    /// The payloads to cycle through.
+    fn payloads(&self) -> anyhow::Result<Vec<push::Payload>> {
+        let config = self.config();
+        match self.profiles {
+            Profiles::Generated => Ok(driver::payload_pool(&config, now_nanos())),
+            Profiles::GoSmall => {
+                anyhow::ensure!(
+                    self.protocol == Protocol::Push,
+                    "--profiles go-small pushes with --protocol push only"
+                );
+                let testdata = self
+                    .testdata
+                    .clone()
+                    .unwrap_or_else(kiln_testkit::testdata::dir);
+                real::small_go_payloads(
+                    &testdata,
+                    self.services,
+                    self.instances,
+                    self.pool,
+                    now_nanos(),
+                )
+            }
+        }
+    }
+
     fn config(&self) -> LoadConfig {
         LoadConfig {
             protocol: self.protocol,
@@ -179,7 +222,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Run(args) => {
                 let config = args.load.config();
-                let payloads = Arc::new(driver::payload_pool(&config, now_nanos()));
+                let payloads = Arc::new(args.load.payloads()?);
                 let result = driver::run(&args.target, &config, payloads).await;
                 println!("{}", serde_json::to_string_pretty(&result)?);
                 Ok(())
@@ -223,37 +266,94 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         Vec::new()
     } else {
         vec![
-            (Protocol::Push, 0.0, "push.v1, max rate"),
-            (Protocol::Ingest, 0.0, "/ingest, max rate"),
-            (Protocol::Otlp, 0.0, "OTLP/HTTP, max rate"),
-            (Protocol::Push, 20.0, "push.v1, 20 req/s"),
+            (
+                Protocol::Push,
+                0.0,
+                Profiles::Generated,
+                "push.v1, max rate",
+            ),
+            (
+                Protocol::Ingest,
+                0.0,
+                Profiles::Generated,
+                "/ingest, max rate",
+            ),
+            (
+                Protocol::Otlp,
+                0.0,
+                Profiles::Generated,
+                "OTLP/HTTP, max rate",
+            ),
+            (
+                Protocol::Push,
+                20.0,
+                Profiles::Generated,
+                "push.v1, 20 req/s",
+            ),
+            (
+                Protocol::Push,
+                0.0,
+                Profiles::GoSmall,
+                "push.v1, 48 clients, small Go profiles",
+            ),
         ]
     };
-    for (protocol, rate, label) in ingest_runs {
+    for (protocol, rate, profiles, label) in ingest_runs {
         let dir = args
             .data_dir
             .join(format!("ingest-{label}").replace([' ', ',', '/', '.'], "_"));
         let _ = std::fs::remove_dir_all(&dir);
-        let server = server::start(&binary, &dir).await?;
-        let config = LoadConfig {
-            protocol,
-            services: 4,
-            instances: 4,
-            duration: Duration::from_secs(seconds),
-            rate,
-            // Every push waits for a flush, so throughput needs many pushes in flight.
-            concurrency: if rate == 0.0 { 64 } else { 8 },
-            pool: if args.smoke { 8 } else { 256 },
-            workload: WorkloadConfig::default(),
+        let pool = if args.smoke { 8 } else { 256 };
+        let (server, config, payloads) = match profiles {
+            Profiles::Generated => {
+                let config = LoadConfig {
+                    protocol,
+                    services: 4,
+                    instances: 4,
+                    duration: Duration::from_secs(seconds),
+                    rate,
+                    // Every push waits for a flush, so throughput needs many pushes in flight.
+                    concurrency: if rate == 0.0 { 64 } else { 8 },
+                    pool,
+                    workload: WorkloadConfig::default(),
+                };
+                let payloads = driver::payload_pool(&config, now_nanos());
+                (server::start(&binary, &dir).await?, config, payloads)
+            }
+            Profiles::GoSmall => {
+                // 48 clients, each waiting for its acknowledgement before its next push,
+                // over 50 services; retention on, as users run the server.
+                let config = LoadConfig {
+                    protocol,
+                    services: 50,
+                    instances: 2,
+                    duration: Duration::from_secs(seconds),
+                    rate,
+                    concurrency: 48,
+                    pool,
+                    workload: WorkloadConfig::default(),
+                };
+                let payloads = real::small_go_payloads(
+                    &kiln_testkit::testdata::dir(),
+                    config.services,
+                    config.instances,
+                    config.pool,
+                    now_nanos(),
+                )?;
+                let server = server::retaining_command(&binary, &dir).start().await?;
+                (server, config, payloads)
+            }
         };
-        let payloads = Arc::new(driver::payload_pool(&config, now_nanos()));
-        if protocol == Protocol::Push && rate == 0.0 {
+        let payloads = Arc::new(payloads);
+        if protocol == Protocol::Push && rate == 0.0 && profiles == Profiles::Generated {
             report.decode_baseline_mb_s =
                 baseline::decode_mb_per_second(&payloads, if args.smoke { 0.2 } else { 2.0 });
         }
         let cpu_before = server::cpu_seconds(&server);
+        let segments_before = server::segments_flushed(&server).await;
         let result = driver::run(&server.url(""), &config, payloads).await;
         let cpu = server::cpu_seconds(&server) - cpu_before;
+        let segments = server::segments_flushed(&server).await - segments_before;
         // Let the last flush land before measuring storage.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (objects, metastore) = server::stored_bytes(&server);
@@ -261,9 +361,9 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
             label,
             result,
             cpu,
+            segments,
             server::peak_rss_mib(&server),
-            objects,
-            metastore,
+            (objects, metastore),
         );
         server::stop(server);
     }

@@ -65,13 +65,8 @@ pub(crate) fn labels(model: &ServiceModel, instance: usize, name: &str) -> Vec<(
     ]
 }
 
-/// push.v1 with the given pprofs of one instance in one request.
-pub(crate) fn push_payload(
-    model: &ServiceModel,
-    instance: usize,
-    name: &str,
-    profiles: &[Profile],
-) -> Payload {
+/// push.v1 with the given pprofs of one series (`labels`) in one request.
+pub(crate) fn push_payload(labels: Vec<(String, String)>, profiles: &[Profile]) -> Payload {
     let mut decoded = 0;
     let mut samples = 0;
     let raw: Vec<RawSample> = profiles
@@ -88,7 +83,7 @@ pub(crate) fn push_payload(
         .collect();
     let request = PushRequest {
         series: vec![RawProfileSeries {
-            labels: labels(model, instance, name)
+            labels: labels
                 .into_iter()
                 .map(|(name, value)| LabelPair { name, value })
                 .collect(),

@@ -105,7 +105,8 @@ impl Dataset {
                 let profiles: Vec<_> = (index..end)
                     .map(|i| dataset.profile(&model, instance, i))
                     .collect();
-                let payload = push::push_payload(&model, instance, "process_cpu", &profiles);
+                let payload =
+                    push::push_payload(push::labels(&model, instance, "process_cpu"), &profiles);
                 let status = push::send(&client, &base, &payload).await;
                 anyhow::ensure!(
                     status == 200,

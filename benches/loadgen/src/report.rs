@@ -13,6 +13,8 @@ pub(crate) struct IngestFigures {
     pub(crate) label: String,
     pub(crate) load: LoadResult,
     pub(crate) server_cpu_seconds: f64,
+    /// Segments written during the run (objects of the write path).
+    pub(crate) segments: f64,
     pub(crate) server_peak_rss_mib: f64,
     pub(crate) object_bytes: u64,
     pub(crate) metastore_bytes: u64,
@@ -51,14 +53,15 @@ impl Report {
         label: &str,
         load: LoadResult,
         cpu: f64,
+        segments: f64,
         rss: f64,
-        objects: u64,
-        metastore: u64,
+        (objects, metastore): (u64, u64),
     ) {
         self.ingest.push(IngestFigures {
             label: label.to_string(),
             load,
             server_cpu_seconds: cpu,
+            segments,
             server_peak_rss_mib: rss,
             object_bytes: objects,
             metastore_bytes: metastore,
@@ -68,8 +71,8 @@ impl Report {
     /// The Markdown table.
     pub(crate) fn table(&self) -> String {
         let mut out = String::new();
-        out.push_str("| Ingest | profiles/s | samples/s | decoded MB/s | wire MB/s | decoded MB per server CPU-s (target ≥ 40) | vs. single-thread decode baseline | ack p50 / p99 / max ms (target ≤ 400 / 1000) | server CPU-s | peak RSS MiB | stored bytes/sample | errors |\n");
-        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        out.push_str("| Ingest | profiles/s | samples/s | decoded MB/s | wire MB/s | decoded MB per server CPU-s (target ≥ 40) | vs. single-thread decode baseline | ack p50 / p99 / max ms (target ≤ 300 / 800) | segments/s | server CPU-s | server CPU ms per profile | peak RSS MiB | stored bytes/sample | errors |\n");
+        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for figures in &self.ingest {
             let load = &figures.load;
             let seconds = load.seconds.max(1e-9);
@@ -89,7 +92,7 @@ impl Report {
                 .map(|(_, n)| n)
                 .sum();
             out.push_str(&format!(
-                "| {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2}× of {:.0} MB/s | {:.0} / {:.0} / {:.0} | {:.1} | {:.0} | {:.2} | {} |\n",
+                "| {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2}× of {:.0} MB/s | {:.0} / {:.0} / {:.0} | {:.1} | {:.1} | {:.2} | {:.0} | {:.2} | {} |\n",
                 figures.label,
                 load.profiles as f64 / seconds,
                 load.samples as f64 / seconds,
@@ -101,7 +104,9 @@ impl Report {
                 load.ack_p50_ms,
                 load.ack_p99_ms,
                 load.ack_max_ms,
+                figures.segments / seconds,
                 figures.server_cpu_seconds,
+                figures.server_cpu_seconds * 1000.0 / (load.profiles.max(1)) as f64,
                 figures.server_peak_rss_mib,
                 stored,
                 errors,

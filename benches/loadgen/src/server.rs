@@ -24,6 +24,14 @@ pub(crate) fn cluster_command(binary: &Path, data_dir: &Path) -> KilnCommand {
         .arg("--retention-period=0")
 }
 
+/// [`command`] with the server's default retention (30 days), as users run it: for workloads
+/// of current profiles only.
+pub(crate) fn retaining_command(binary: &Path, data_dir: &Path) -> KilnCommand {
+    KilnCommand::new(binary, data_dir)
+        .rust_log(LOG_FILTER)
+        .arg("--cluster.insecure")
+}
+
 /// Starts an all-in-one server on `data_dir` and waits until it is ready.
 pub(crate) async fn start(binary: &Path, data_dir: &Path) -> anyhow::Result<KilnServer> {
     command(binary, data_dir).start().await
@@ -49,6 +57,14 @@ pub(crate) fn cpu_seconds(server: &KilnServer) -> f64 {
     let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
         + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+/// Segments the server's ingesters have written so far (0 when `/metrics` cannot be read).
+pub(crate) async fn segments_flushed(server: &KilnServer) -> f64 {
+    server
+        .metric("kiln_ingester_segments_flushed_total")
+        .await
+        .unwrap_or(0.0)
 }
 
 /// Peak resident memory in MiB.

@@ -31,9 +31,7 @@ async fn probe(
     let time = crate::now_nanos();
     let mut rng = StdRng::seed_from_u64(instance as u64);
     let payload = push::push_payload(
-        model,
-        instance,
-        "process_cpu",
+        push::labels(model, instance, "process_cpu"),
         &[model.cpu_profile(&mut rng, time)],
     );
     let http = reqwest::Client::builder().http2_prior_knowledge().build()?;

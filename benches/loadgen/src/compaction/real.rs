@@ -2,7 +2,6 @@
 //! of one service, merged by Kiln (flame graph and pprof of their range) before and after
 //! compaction, and by `go tool pprof -proto` from the same files.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,32 +14,12 @@ use prost::Message;
 use super::watch::{self, BlockLog};
 use crate::figures::Figures;
 use crate::push::{self, gzip};
+use crate::real::go_cpu_profiles;
 use crate::{baseline, queries, server};
 
 const SERVICE: &str = "go-real";
 const NANOS: i64 = 1_000_000_000;
 const SPACING_SECONDS: i64 = 10;
-
-/// The Go CPU profiles (`*.cpu.pb.gz`) of `testdata/pprof`, decoded, sorted by name.
-fn go_cpu_profiles(testdata: &Path) -> anyhow::Result<Vec<Profile>> {
-    let dir = testdata.join("pprof");
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().ends_with(".cpu.pb.gz"))
-        .collect();
-    names.sort();
-    anyhow::ensure!(!names.is_empty(), "no Go CPU profiles in {}", dir.display());
-    names
-        .iter()
-        .map(|path| {
-            let mut raw = Vec::new();
-            flate2::read::GzDecoder::new(std::fs::File::open(path)?).read_to_end(&mut raw)?;
-            Ok(Profile::decode(raw.as_slice())?)
-        })
-        .collect()
-}
 
 /// `count` copies of the profiles, round robin, the last one starting at `end_nanos` minus 10 s,
 /// written as gzipped files to `dir`: returns the files and each copy's gzipped bytes.

@@ -183,9 +183,10 @@ pub struct ServerArgs {
     )]
     pub ingester_max_buffered_samples: usize,
 
-    /// How often an ingester flushes its buffer as a segment; pushes are acknowledged after it.
+    /// How often an ingester flushes its buffer as a segment; pushes are acknowledged after it
+    /// (docs/adr/0006-flush-interval.md).
     #[arg(long = "ingester.flush-interval", env = "KILN_INGESTER_FLUSH_INTERVAL",
-          default_value = "500ms", value_parser = parse_duration)]
+          default_value = "250ms", value_parser = parse_duration)]
     pub ingester_flush_interval: Duration,
 
     /// The host:port other processes reach this one's --grpc-addr at, when it differs (for

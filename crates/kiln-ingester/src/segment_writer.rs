@@ -35,7 +35,7 @@ pub struct SegmentWriterConfig {
 impl Default for SegmentWriterConfig {
     fn default() -> Self {
         Self {
-            flush_interval: Duration::from_millis(500),
+            flush_interval: Duration::from_millis(250),
             shard: 0,
             max_buffered_samples: 20_000_000,
             attempts: 3,

@@ -82,7 +82,7 @@ mod tests {
         let config = file.to_str().unwrap();
 
         let defaults = parse(&["kiln", "server"]);
-        assert_eq!(defaults.ingester_flush_interval, Duration::from_millis(500));
+        assert_eq!(defaults.ingester_flush_interval, Duration::from_millis(250));
         assert_eq!(defaults.limits.max_body_bytes, 64 << 20);
         assert!(!defaults.multitenancy_enabled);
 

@@ -66,7 +66,7 @@ pub(crate) struct CompactionArgs {
     /// Pushes in flight while the split part's data set is pushed.
     #[arg(long, default_value = "4")]
     pushes_in_flight: usize,
-    /// `--ingester.flush-interval` of the split part's ingester (default: the server's, 500ms).
+    /// `--ingester.flush-interval` of the split part's ingester (default: the server's, 250ms).
     #[arg(long)]
     flush_interval: Option<String>,
     /// `--metastore.snapshot-logs` of the split part's metastore (default: the server's,

@@ -582,3 +582,29 @@ fn stacks_shared_across_sample_types_build_the_same_dataset_as_unshared_ones() {
         "no profile has several sample types"
     );
 }
+
+#[test]
+fn small_sections_are_stored_uncompressed_and_large_ones_with_zstd() {
+    use parquet::basic::Compression;
+    use parquet::file::metadata::ParquetMetaDataReader;
+
+    let (_, profile) = load_profiles().remove(0);
+    let mut builder = SegmentBuilder::default();
+    builder.add(
+        &TenantId::anonymous(),
+        &normalized(&profile, "svc", "p-1", 5_000),
+    );
+    let datasets = builder.into_datasets();
+    let mut codecs = BTreeMap::new();
+    for (name, bytes) in crate::sections::encode(&datasets).unwrap() {
+        let metadata = ParquetMetaDataReader::new()
+            .parse_and_finish(&Bytes::from(bytes))
+            .unwrap();
+        let column = metadata.row_group(0).column(0);
+        codecs.insert(name, matches!(column.compression(), Compression::ZSTD(_)));
+    }
+    // One profile's series (one row) is tiny; its samples and symbols are not.
+    assert!(!codecs["series"], "{codecs:?}");
+    assert!(codecs["samples"], "{codecs:?}");
+    assert!(codecs["locations"], "{codecs:?}");
+}

@@ -51,15 +51,17 @@ fn parquet_err(section: &'static str) -> impl Fn(parquet::errors::ParquetError) 
     move |source| BlockError::Parquet { section, source }
 }
 
-/// Sections whose columns take less memory than this are stored uncompressed. ZSTD saves next to
-/// nothing on a few KB of dictionary-encoded pages (2,021 against 2,092 bytes for a region's
-/// series section), while its codec, created for every column chunk read, made decoding such a
-/// section take 100 µs instead of 30: label calls decode one per region they read.
-const UNCOMPRESSED_BELOW_BYTES: usize = 64 * 1024;
+/// A series section whose columns take less memory than this is stored uncompressed. ZSTD saves
+/// next to nothing on a few KB of dictionary-encoded label pages (2,021 against 2,092 bytes for a
+/// region's series section), while its codec, created for every column chunk read, made decoding
+/// such a section take 100 µs instead of 30: label calls decode one per region they read. The
+/// other sections stay compressed (symbols compress well, and nothing reads them alone per
+/// region so often).
+const UNCOMPRESSED_SERIES_BELOW_BYTES: usize = 64 * 1024;
 
-/// The compression of a section of `memory_bytes` of columns: see [`UNCOMPRESSED_BELOW_BYTES`].
-fn compression(memory_bytes: usize) -> Compression {
-    if memory_bytes < UNCOMPRESSED_BELOW_BYTES {
+/// The compression of section `name` whose columns take `memory_bytes`.
+fn compression(name: &str, memory_bytes: usize) -> Compression {
+    if name == "series" && memory_bytes < UNCOMPRESSED_SERIES_BELOW_BYTES {
         Compression::UNCOMPRESSED
     } else {
         Compression::ZSTD(ZstdLevel::default())
@@ -82,7 +84,7 @@ pub(crate) fn encode(datasets: &[DatasetData]) -> Result<Vec<(&'static str, Vec<
     for (name, batch) in batches {
         let batch = batch.map_err(arrow_err(name))?;
         let properties = WriterProperties::builder()
-            .set_compression(compression(batch.get_array_memory_size()))
+            .set_compression(compression(name, batch.get_array_memory_size()))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
         let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties))

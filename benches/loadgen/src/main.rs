@@ -99,31 +99,6 @@ struct LoadArgs {
 }
 
 impl LoadArgs {
-    /// The payloads to cycle through.
-    fn payloads(&self) -> anyhow::Result<Vec<push::Payload>> {
-        let config = self.config();
-        match self.profiles {
-            Profiles::Generated => Ok(driver::payload_pool(&config, now_nanos())),
-            Profiles::GoSmall => {
-                anyhow::ensure!(
-                    self.protocol == Protocol::Push,
-                    "--profiles go-small pushes with --protocol push only"
-                );
-                let testdata = self
-                    .testdata
-                    .clone()
-                    .unwrap_or_else(kiln_testkit::testdata::dir);
-                real::small_go_payloads(
-                    &testdata,
-                    self.services,
-                    self.instances,
-                    self.pool,
-                    now_nanos(),
-                )
-            }
-        }
-    }
-
     fn config(&self) -> LoadConfig {
         LoadConfig {
             protocol: self.protocol,
@@ -138,6 +113,31 @@ impl LoadArgs {
                 span_fraction: self.span_fraction,
                 ..WorkloadConfig::default()
             },
+        }
+    }
+}
+
+/// The payloads of `profiles` to cycle through for `config` (`testdata`: the shared test data,
+/// for real profiles).
+fn payloads(
+    profiles: Profiles,
+    config: &LoadConfig,
+    testdata: &std::path::Path,
+) -> anyhow::Result<Vec<push::Payload>> {
+    match profiles {
+        Profiles::Generated => Ok(driver::payload_pool(config, now_nanos())),
+        Profiles::GoSmall => {
+            anyhow::ensure!(
+                config.protocol == Protocol::Push,
+                "--profiles go-small pushes with --protocol push only"
+            );
+            real::small_go_payloads(
+                testdata,
+                config.services,
+                config.instances,
+                config.pool,
+                now_nanos(),
+            )
         }
     }
 }
@@ -222,7 +222,9 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Run(args) => {
                 let config = args.load.config();
-                let payloads = Arc::new(args.load.payloads()?);
+                let testdata =
+                    (args.load.testdata.clone()).unwrap_or_else(kiln_testkit::testdata::dir);
+                let payloads = Arc::new(payloads(args.load.profiles, &config, &testdata)?);
                 let result = driver::run(&args.target, &config, payloads).await;
                 println!("{}", serde_json::to_string_pretty(&result)?);
                 Ok(())
@@ -304,9 +306,9 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
             .join(format!("ingest-{label}").replace([' ', ',', '/', '.'], "_"));
         let _ = std::fs::remove_dir_all(&dir);
         let pool = if args.smoke { 8 } else { 256 };
-        let (server, config, payloads) = match profiles {
-            Profiles::Generated => {
-                let config = LoadConfig {
+        let (config, command) = match profiles {
+            Profiles::Generated => (
+                LoadConfig {
                     protocol,
                     services: 4,
                     instances: 4,
@@ -316,14 +318,13 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
                     concurrency: if rate == 0.0 { 64 } else { 8 },
                     pool,
                     workload: WorkloadConfig::default(),
-                };
-                let payloads = driver::payload_pool(&config, now_nanos());
-                (server::start(&binary, &dir).await?, config, payloads)
-            }
-            Profiles::GoSmall => {
-                // 48 clients, each waiting for its acknowledgement before its next push,
-                // over 50 services; retention on, as users run the server.
-                let config = LoadConfig {
+                },
+                server::command(&binary, &dir),
+            ),
+            // 48 clients, each waiting for its acknowledgement before its next push, over 50
+            // services; retention on, as users run the server.
+            Profiles::GoSmall => (
+                LoadConfig {
                     protocol,
                     services: 50,
                     instances: 2,
@@ -332,18 +333,12 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
                     concurrency: 48,
                     pool,
                     workload: WorkloadConfig::default(),
-                };
-                let payloads = real::small_go_payloads(
-                    &kiln_testkit::testdata::dir(),
-                    config.services,
-                    config.instances,
-                    config.pool,
-                    now_nanos(),
-                )?;
-                let server = server::retaining_command(&binary, &dir).start().await?;
-                (server, config, payloads)
-            }
+                },
+                server::retaining_command(&binary, &dir),
+            ),
         };
+        let payloads = payloads(profiles, &config, &kiln_testkit::testdata::dir())?;
+        let server = command.start().await?;
         let payloads = Arc::new(payloads);
         if protocol == Protocol::Push && rate == 0.0 && profiles == Profiles::Generated {
             report.decode_baseline_mb_s =

@@ -19,17 +19,18 @@ pub(crate) fn command(binary: &Path, data_dir: &Path) -> KilnCommand {
 /// [`command`] for the processes of a `kiln_testkit` cluster, which adds `--cluster.insecure`
 /// itself (a flag given twice is refused).
 pub(crate) fn cluster_command(binary: &Path, data_dir: &Path) -> KilnCommand {
-    KilnCommand::new(binary, data_dir)
-        .rust_log(LOG_FILTER)
-        .arg("--retention-period=0")
+    logged(binary, data_dir).arg("--retention-period=0")
 }
 
 /// [`command`] with the server's default retention (30 days), as users run it: for workloads
 /// of current profiles only.
 pub(crate) fn retaining_command(binary: &Path, data_dir: &Path) -> KilnCommand {
-    KilnCommand::new(binary, data_dir)
-        .rust_log(LOG_FILTER)
-        .arg("--cluster.insecure")
+    logged(binary, data_dir).arg("--cluster.insecure")
+}
+
+/// `binary server` on `data_dir` with the benchmarks' log filter.
+fn logged(binary: &Path, data_dir: &Path) -> KilnCommand {
+    KilnCommand::new(binary, data_dir).rust_log(LOG_FILTER)
 }
 
 /// Starts an all-in-one server on `data_dir` and waits until it is ready.

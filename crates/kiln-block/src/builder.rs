@@ -2,20 +2,13 @@
 
 use std::collections::HashMap;
 
-/// The maps of the builder, hashed with foldhash: a hash of every frame of every sample goes
-/// through them (stacks interned by `(parent, location)`), where std's SipHash took a fifth of
-/// the server's CPU under load (docs/benchmarks.md). foldhash's `RandomState` is seeded per
-/// map, so keys taken from a request (location ids, names) cannot be chosen to collide without
-/// knowing the seed.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-use std::hash::Hash;
-
 use kiln_model::{Labels, NormalizedProfile, TenantId};
 use kiln_proto::google::v1::Profile;
 
 use crate::data::{
     DatasetData, Function, Location, Mapping, ProfileRow, SampleRow, SeriesRow, Symbols,
 };
+use crate::intern::{FastMap, Interner};
 
 /// Accumulates profiles of any tenants and services until the segment is flushed.
 #[derive(Debug, Default)]
@@ -60,38 +53,12 @@ impl SegmentBuilder {
     }
 }
 
-/// Interns values into a dense table.
-#[derive(Debug)]
-struct Interner<T> {
-    ids: FastMap<T, u32>,
-}
-
-impl<T: Clone + Eq + Hash> Interner<T> {
-    fn new() -> Self {
-        Self {
-            ids: FastMap::default(),
-        }
-    }
-
-    /// The id of `value`, pushing it onto `table` when new; ids are `table.len() + offset`.
-    fn intern(&mut self, value: T, table: &mut Vec<T>, offset: u32) -> u32 {
-        if let Some(&id) = self.ids.get(&value) {
-            return id;
-        }
-        let id = table.len() as u32 + offset;
-        table.push(value.clone());
-        self.ids.insert(value, id);
-        id
-    }
-}
-
 /// Accumulates the profiles of one dataset (tenant and service), deduplicating its symbols and
 /// stacks. Datasets are independent, so writers can fill several at once.
 #[derive(Debug)]
 pub struct DatasetBuilder {
+    /// The rows; `data.symbols` is left empty until `finish`.
     data: DatasetData,
-    /// The symbols being interned; `data.symbols` is left empty until `finish`.
-    symbols: Symbols,
     strings: Interner<String>,
     mappings: Interner<Mapping>,
     functions: Interner<Function>,
@@ -109,15 +76,11 @@ impl DatasetBuilder {
                 service_name: service_name.to_string(),
                 ..DatasetData::default()
             },
-            symbols: Symbols {
-                strings: Vec::new(),
-                ..Symbols::default()
-            },
-            strings: Interner::new(),
-            mappings: Interner::new(),
-            functions: Interner::new(),
-            locations: Interner::new(),
-            stacks: Interner::new(),
+            strings: Interner::new(0),
+            mappings: Interner::new(1),
+            functions: Interner::new(0),
+            locations: Interner::new(0),
+            stacks: Interner::new(1),
             series: FastMap::default(),
         };
         builder.string("");
@@ -125,11 +88,10 @@ impl DatasetBuilder {
     }
 
     fn string(&mut self, s: &str) -> u32 {
-        if let Some(&id) = self.strings.ids.get(s) {
-            return id;
+        match self.strings.get(s) {
+            Some(id) => id,
+            None => self.strings.intern(s.to_string()),
         }
-        self.strings
-            .intern(s.to_string(), &mut self.symbols.strings, 0)
     }
 
     /// Adds a normalized profile of this dataset's service. Its symbols must be valid (as
@@ -171,9 +133,7 @@ impl DatasetBuilder {
                         let mut node = 0;
                         for &location_id in sample.locations.iter().rev() {
                             let location = symbols.location(self, location_id);
-                            node =
-                                self.stacks
-                                    .intern((node, location), &mut self.symbols.stacks, 1);
+                            node = self.stacks.intern((node, location));
                         }
                         if shared {
                             resolved.insert(address, node);
@@ -199,7 +159,13 @@ impl DatasetBuilder {
     /// The dataset's rows and symbols.
     pub fn finish(self) -> DatasetData {
         DatasetData {
-            symbols: std::sync::Arc::new(self.symbols),
+            symbols: std::sync::Arc::new(Symbols {
+                strings: self.strings.into_rows(),
+                mappings: self.mappings.into_rows(),
+                functions: self.functions.into_rows(),
+                locations: self.locations.into_rows(),
+                stacks: self.stacks.into_rows(),
+            }),
             ..self.data
         }
     }
@@ -255,9 +221,7 @@ impl<'a> SymbolMapper<'a> {
             lines,
             is_folded: source.is_folded,
         };
-        let mapped = dataset
-            .locations
-            .intern(location, &mut dataset.symbols.locations, 0);
+        let mapped = dataset.locations.intern(location);
         self.locations.insert(id, mapped);
         mapped
     }
@@ -273,9 +237,7 @@ impl<'a> SymbolMapper<'a> {
             filename: self.string(dataset, source.filename),
             start_line: source.start_line,
         };
-        let mapped = dataset
-            .functions
-            .intern(function, &mut dataset.symbols.functions, 0);
+        let mapped = dataset.functions.intern(function);
         self.functions.insert(id, mapped);
         mapped
     }
@@ -292,9 +254,7 @@ impl<'a> SymbolMapper<'a> {
             filename: self.string(dataset, source.filename),
             build_id: self.string(dataset, source.build_id),
         };
-        let mapped = dataset
-            .mappings
-            .intern(mapping, &mut dataset.symbols.mappings, 1);
+        let mapped = dataset.mappings.intern(mapping);
         self.mappings.insert(id, mapped);
         mapped
     }

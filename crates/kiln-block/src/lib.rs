@@ -13,6 +13,7 @@ mod container;
 mod data;
 mod error;
 pub mod fetch;
+mod intern;
 mod merge;
 pub mod pruned;
 mod region;

@@ -2,54 +2,24 @@
 //! series deduplicated across every input, each (series, profile id) once, and rows sorted by
 //! series and time.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::Hash;
-
 use kiln_model::Labels;
 
 use crate::data::{DatasetData, Function, Location, Mapping, ProfileRow, SampleRow, SeriesRow};
-
-/// Interns values into a dense table: ids are positions plus an offset.
-#[derive(Debug)]
-struct Table<T> {
-    ids: HashMap<T, u32>,
-    rows: Vec<T>,
-    offset: u32,
-}
-
-impl<T: Clone + Eq + Hash> Table<T> {
-    fn new(offset: u32) -> Self {
-        Self {
-            ids: HashMap::new(),
-            rows: Vec::new(),
-            offset,
-        }
-    }
-
-    fn intern(&mut self, value: T) -> u32 {
-        if let Some(&id) = self.ids.get(&value) {
-            return id;
-        }
-        let id = self.rows.len() as u32 + self.offset;
-        self.rows.push(value.clone());
-        self.ids.insert(value, id);
-        id
-    }
-}
+use crate::intern::{FastSet, Interner};
 
 /// Accumulates datasets of one tenant and service and merges them into one.
 #[derive(Debug)]
 pub struct DatasetMerger {
     tenant: String,
     service_name: String,
-    strings: Table<String>,
-    mappings: Table<Mapping>,
-    functions: Table<Function>,
-    locations: Table<Location>,
-    stacks: Table<(u32, u32)>,
-    series: Table<(String, Labels)>,
+    strings: Interner<String>,
+    mappings: Interner<Mapping>,
+    functions: Interner<Function>,
+    locations: Interner<Location>,
+    stacks: Interner<(u32, u32)>,
+    series: Interner<(String, Labels)>,
     /// (series, profile id) of every profile taken, to keep each once.
-    seen: HashSet<(u32, String)>,
+    seen: FastSet<(u32, String)>,
     profiles: Vec<ProfileRow>,
     samples: Vec<SampleRow>,
     duplicates: u64,
@@ -58,18 +28,18 @@ pub struct DatasetMerger {
 impl DatasetMerger {
     /// An empty merge of `service_name` of `tenant`.
     pub fn new(tenant: &str, service_name: &str) -> Self {
-        let mut strings = Table::new(0);
+        let mut strings = Interner::new(0);
         strings.intern(String::new());
         Self {
             tenant: tenant.to_string(),
             service_name: service_name.to_string(),
             strings,
-            mappings: Table::new(1),
-            functions: Table::new(0),
-            locations: Table::new(0),
-            stacks: Table::new(1),
-            series: Table::new(0),
-            seen: HashSet::new(),
+            mappings: Interner::new(1),
+            functions: Interner::new(0),
+            locations: Interner::new(0),
+            stacks: Interner::new(1),
+            series: Interner::new(0),
+            seen: FastSet::default(),
             profiles: Vec::new(),
             samples: Vec::new(),
             duplicates: 0,
@@ -138,7 +108,7 @@ impl DatasetMerger {
             samples,
             ..
         } = self;
-        let series_order = sorted_order(&series.rows, |a, b| a.cmp(b));
+        let series_order = sorted_order(series.rows(), |a, b| a.cmp(b));
         let series_rank = rank(&series_order);
         for profile in &mut profiles {
             profile.series = series_rank[profile.series as usize];
@@ -159,7 +129,7 @@ impl DatasetMerger {
         let series_rows = series_order
             .iter()
             .map(|&i| {
-                let (profile_type, labels) = series.rows[i as usize].clone();
+                let (profile_type, labels) = series.rows()[i as usize].clone();
                 SeriesRow {
                     profile_type,
                     labels,
@@ -177,11 +147,11 @@ impl DatasetMerger {
             profiles: profile_rows,
             samples,
             symbols: std::sync::Arc::new(crate::data::Symbols {
-                strings: strings.rows,
-                mappings: mappings.rows,
-                functions: functions.rows,
-                locations: locations.rows,
-                stacks: stacks.rows,
+                strings: strings.into_rows(),
+                mappings: mappings.into_rows(),
+                functions: functions.into_rows(),
+                locations: locations.into_rows(),
+                stacks: stacks.into_rows(),
             }),
         }
     }

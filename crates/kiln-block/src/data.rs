@@ -22,6 +22,21 @@ pub struct DatasetData {
     pub symbols: Arc<Symbols>,
 }
 
+impl DatasetData {
+    /// Rows of all its tables: what encoding it costs, roughly.
+    pub fn rows(&self) -> usize {
+        let symbols = &self.symbols;
+        self.series.len()
+            + self.profiles.len()
+            + self.samples.len()
+            + symbols.strings.len()
+            + symbols.mappings.len()
+            + symbols.functions.len()
+            + symbols.locations.len()
+            + symbols.stacks.len()
+    }
+}
+
 /// A series: a profile type and a label set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeriesRow {

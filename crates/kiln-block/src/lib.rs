@@ -5,7 +5,8 @@
 //! that lists them together with the [`kiln_model::BlockMeta`]. Each (tenant, service) pair is a
 //! dataset with its own symbol tables, so that a service's symbols are deduplicated together. A
 //! segment keeps all its datasets (of any tenants) in one region; a compacted block holds one
-//! tenant and one region per dataset, merged by [`DatasetMerger`]. docs/block-format.md
+//! tenant, a region per large dataset and shared regions for small ones
+//! ([`SHARED_REGION_ROWS`]), merged by [`DatasetMerger`]. docs/block-format.md
 //! describes the layout.
 
 mod builder;
@@ -23,8 +24,8 @@ mod tests;
 
 pub use builder::{DatasetBuilder, SegmentBuilder};
 pub use container::{
-    OBJECT_PREFIXES, ObjectWriter, RECOVERY_PREFIX, SegmentReader, block_id_of_path, block_path,
-    encode_segment, object_path, recovery_path,
+    OBJECT_PREFIXES, ObjectWriter, RECOVERY_PREFIX, SHARED_REGION_ROWS, SegmentReader,
+    block_id_of_path, block_path, encode_segment, object_path, recovery_path,
 };
 pub use data::{
     DatasetData, Function, Location, Mapping, ProfileRow, SampleRow, SeriesRow, Symbols,

@@ -303,6 +303,57 @@ fn compaction_merges_segments_into_one_region_per_dataset_exactly() {
     }
 }
 
+#[test]
+fn small_datasets_share_regions_and_large_ones_get_their_own() {
+    let small = |service: &str| DatasetData {
+        service_name: service.to_string(),
+        ..one_profile_datasets().remove(0)
+    };
+    // A large dataset: the small one's samples repeated past the limit (valid references).
+    let mut large = small("c");
+    let samples = large.samples.clone();
+    while large.rows() < crate::SHARED_REGION_ROWS {
+        large.samples.extend(samples.iter().cloned());
+    }
+    let datasets = [small("a"), small("b"), large, small("d")];
+    assert!(datasets[0].rows() * 3 < crate::SHARED_REGION_ROWS);
+    let id = Ulid::new();
+    let mut writer = ObjectWriter::new(id, block_path(0, "t", &id), 0, 1, "t");
+    for dataset in datasets.iter().cloned() {
+        writer.add_dataset(dataset).unwrap();
+    }
+    let (bytes, meta) = writer.finish().unwrap().unwrap();
+    let services: Vec<&str> = meta
+        .datasets
+        .iter()
+        .map(|d| d.service_name.as_str())
+        .collect();
+    assert_eq!(services, ["a", "b", "c", "d"], "datasets keep their order");
+    let region = |i: usize| {
+        (
+            meta.datasets[i].region_offset,
+            meta.datasets[i].region_length,
+        )
+    };
+    assert_eq!(region(0), region(1), "a and b share a region");
+    assert_ne!(region(1), region(2), "the large dataset has its own region");
+    assert_ne!(region(2), region(3), "d, added after it, starts a new one");
+    // Each region, fetched alone, decodes to exactly its datasets.
+    for (range, expected) in [
+        (0..2, &datasets[0..2]),
+        (2..3, &datasets[2..3]),
+        (3..4, &datasets[3..4]),
+    ] {
+        let (offset, length) = region(range.start);
+        let data = decode_region(bytes.slice(offset as usize..(offset + length) as usize)).unwrap();
+        assert_eq!(data, expected);
+    }
+    assert_eq!(
+        SegmentReader::parse(bytes).unwrap().read_all().unwrap(),
+        datasets
+    );
+}
+
 /// The datasets of a segment holding the first real profile, as service `svc`.
 fn one_profile_datasets() -> Vec<DatasetData> {
     let (_, profile) = load_profiles().remove(0);

@@ -19,9 +19,11 @@ use ulid::Ulid;
 
 use crate::{CompactionError, CompactorMetrics};
 
-/// Decoded regions of the job's sources that hold more than one dataset (segments), kept until
-/// the job ends; single-dataset regions are fetched, merged and dropped.
-type SharedRegions = HashMap<(String, RegionRange), Arc<Vec<DatasetData>>>;
+/// Decoded regions of the job's sources that hold more than one dataset (segments, and the
+/// shared regions of small datasets in blocks), by (block id, range), each with the last
+/// (tenant, service) it holds: kept until that dataset is merged (datasets are merged in
+/// (tenant, service) order); single-dataset regions are fetched, merged and dropped.
+type SharedRegions = HashMap<(String, RegionRange), ((String, String), Arc<Vec<DatasetData>>)>;
 
 /// Runs `job`: reads its sources, writes the merged blocks, and returns their metadata for the
 /// commit. Nothing is registered here; an error leaves at most unregistered objects behind
@@ -53,16 +55,19 @@ pub async fn run(
             }
         }
         current_tenant = Some(tenant.clone());
-        for (partition, merged) in
-            merge_dataset(job, storage, metrics, &mut shared, &tenant, &service).await?
-        {
+        let merged = merge_dataset(job, storage, metrics, &mut shared, &tenant, &service).await?;
+        // Regions whose datasets are all merged now are not needed again.
+        shared.retain(|_, (last, _)| {
+            (last.0.as_str(), last.1.as_str()) > (tenant.as_str(), service.as_str())
+        });
+        for (partition, merged) in merged {
             let writer = writers.entry(partition).or_insert_with(|| {
                 let id = Ulid::new();
                 let path = block_path(job.shard, &tenant, &id);
                 ObjectWriter::new(id, path, job.shard, job.level + 1, &tenant)
             });
             writer
-                .add_region(std::slice::from_ref(&merged))
+                .add_dataset(merged)
                 .map_err(|source| CompactionError::Encode {
                     job: job.name.clone(),
                     tenant: tenant.clone(),
@@ -100,19 +105,21 @@ async fn merge_dataset(
             continue;
         };
         let range = RegionRange::of(dataset);
-        let many = block
+        let sharing: Vec<(&str, &str)> = block
             .datasets
             .iter()
             .filter(|d| RegionRange::of(d) == range)
-            .count()
-            > 1;
+            .map(|d| (d.tenant.as_str(), d.service_name.as_str()))
+            .collect();
         let key = (block.id.clone(), range.clone());
         let region = match shared.get(&key) {
-            Some(region) => Arc::clone(region),
+            Some((_, region)) => Arc::clone(region),
             None => {
                 let region = Arc::new(load(job, storage, metrics, block, &range).await?);
-                if many {
-                    shared.insert(key, Arc::clone(&region));
+                if let Some(&(tenant, service)) = sharing.iter().max().filter(|_| sharing.len() > 1)
+                {
+                    let last = (tenant.to_string(), service.to_string());
+                    shared.insert(key, (last, Arc::clone(&region)));
                 }
                 region
             }

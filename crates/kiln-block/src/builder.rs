@@ -98,6 +98,13 @@ impl DatasetBuilder {
     /// `normalize` and the ingester's wire decoding leave them).
     pub fn add(&mut self, profile: &NormalizedProfile) {
         let mut symbols = SymbolMapper::new(&profile.symbols);
+        // Room for every symbol of the pprof at once, rather than growing (and rehashing) the
+        // tables step by step while a new service's first profile fills them.
+        let pprof = &profile.symbols;
+        self.strings.reserve(pprof.string_table.len());
+        self.mappings.reserve(pprof.mapping.len());
+        self.functions.reserve(pprof.function.len());
+        self.locations.reserve(pprof.location.len());
         // The series of one pprof's sample types share each sample's stack (one `Arc` per pprof
         // sample): resolved once, by address, for all of them rather than a walk over its frames
         // (two hashes per frame) per type. The profile outlives the map, so no address is
@@ -171,28 +178,53 @@ impl DatasetBuilder {
     }
 }
 
-/// Maps one pprof's ids onto the dataset's, memoized per profile.
+/// Where the entry of a pprof id is in its table. Profilers number their locations, functions
+/// and mappings 1..=n in table order (Go's runtime, the JVM agents, the OTel converters), found
+/// by subtraction; any other numbering goes through a map.
+enum IdIndex {
+    Dense,
+    Sparse(FastMap<u64, usize>),
+}
+
+impl IdIndex {
+    fn new(ids: impl Iterator<Item = u64> + Clone) -> Self {
+        if ids.clone().enumerate().all(|(i, id)| id == i as u64 + 1) {
+            IdIndex::Dense
+        } else {
+            IdIndex::Sparse(ids.enumerate().map(|(i, id)| (id, i)).collect())
+        }
+    }
+
+    /// The position of `id`, which must be in the table (the profile's references are valid).
+    fn position(&self, id: u64) -> usize {
+        match self {
+            IdIndex::Dense => (id - 1) as usize,
+            IdIndex::Sparse(positions) => positions[&id],
+        }
+    }
+}
+
+/// Maps one pprof's ids onto the dataset's, memoized per profile by table position.
 struct SymbolMapper<'a> {
     pprof: &'a Profile,
-    location_index: FastMap<u64, usize>,
-    function_index: FastMap<u64, usize>,
-    mapping_index: FastMap<u64, usize>,
-    locations: FastMap<u64, u32>,
-    functions: FastMap<u64, u32>,
-    mappings: FastMap<u64, u32>,
+    location_index: IdIndex,
+    function_index: IdIndex,
+    mapping_index: IdIndex,
+    locations: Vec<Option<u32>>,
+    functions: Vec<Option<u32>>,
+    mappings: Vec<Option<u32>>,
 }
 
 impl<'a> SymbolMapper<'a> {
     fn new(pprof: &'a Profile) -> Self {
-        let index = |ids: Vec<u64>| ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect();
         Self {
             pprof,
-            location_index: index(pprof.location.iter().map(|l| l.id).collect()),
-            function_index: index(pprof.function.iter().map(|f| f.id).collect()),
-            mapping_index: index(pprof.mapping.iter().map(|m| m.id).collect()),
-            locations: FastMap::default(),
-            functions: FastMap::default(),
-            mappings: FastMap::default(),
+            location_index: IdIndex::new(pprof.location.iter().map(|l| l.id)),
+            function_index: IdIndex::new(pprof.function.iter().map(|f| f.id)),
+            mapping_index: IdIndex::new(pprof.mapping.iter().map(|m| m.id)),
+            locations: vec![None; pprof.location.len()],
+            functions: vec![None; pprof.function.len()],
+            mappings: vec![None; pprof.mapping.len()],
         }
     }
 
@@ -201,10 +233,11 @@ impl<'a> SymbolMapper<'a> {
     }
 
     fn location(&mut self, dataset: &mut DatasetBuilder, id: u64) -> u32 {
-        if let Some(&mapped) = self.locations.get(&id) {
+        let position = self.location_index.position(id);
+        if let Some(mapped) = self.locations[position] {
             return mapped;
         }
-        let source = &self.pprof.location[self.location_index[&id]];
+        let source = &self.pprof.location[position];
         let mapping = if source.mapping_id == 0 {
             0
         } else {
@@ -222,15 +255,16 @@ impl<'a> SymbolMapper<'a> {
             is_folded: source.is_folded,
         };
         let mapped = dataset.locations.intern(location);
-        self.locations.insert(id, mapped);
+        self.locations[position] = Some(mapped);
         mapped
     }
 
     fn function(&mut self, dataset: &mut DatasetBuilder, id: u64) -> u32 {
-        if let Some(&mapped) = self.functions.get(&id) {
+        let position = self.function_index.position(id);
+        if let Some(mapped) = self.functions[position] {
             return mapped;
         }
-        let source = &self.pprof.function[self.function_index[&id]];
+        let source = &self.pprof.function[position];
         let function = Function {
             name: self.string(dataset, source.name),
             system_name: self.string(dataset, source.system_name),
@@ -238,15 +272,16 @@ impl<'a> SymbolMapper<'a> {
             start_line: source.start_line,
         };
         let mapped = dataset.functions.intern(function);
-        self.functions.insert(id, mapped);
+        self.functions[position] = Some(mapped);
         mapped
     }
 
     fn mapping(&mut self, dataset: &mut DatasetBuilder, id: u64) -> u32 {
-        if let Some(&mapped) = self.mappings.get(&id) {
+        let position = self.mapping_index.position(id);
+        if let Some(mapped) = self.mappings[position] {
             return mapped;
         }
-        let source = &self.pprof.mapping[self.mapping_index[&id]];
+        let source = &self.pprof.mapping[position];
         let mapping = Mapping {
             memory_start: source.memory_start,
             memory_limit: source.memory_limit,
@@ -255,7 +290,7 @@ impl<'a> SymbolMapper<'a> {
             build_id: self.string(dataset, source.build_id),
         };
         let mapped = dataset.mappings.intern(mapping);
-        self.mappings.insert(id, mapped);
+        self.mappings[position] = Some(mapped);
         mapped
     }
 }

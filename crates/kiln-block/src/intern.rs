@@ -2,37 +2,56 @@
 //! deduplicate symbols and stack nodes through it.
 
 use std::borrow::Borrow;
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 
-/// A map hashed with foldhash: a hash of every frame of every sample goes through the
-/// interners (stacks interned by `(parent, location)`), where std's SipHash took a fifth of the
-/// server's CPU under load (docs/benchmarks.md). foldhash's `RandomState` is seeded per map, so
-/// keys taken from a request (location ids, names) cannot be chosen to collide without knowing
-/// the seed.
-pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
-/// A set hashed like [`FastMap`].
-pub(crate) type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
+/// The hasher of the interners and of the builder's other maps: foldhash. A hash of every frame
+/// of every sample goes through them (stacks interned by `(parent, location)`), where std's
+/// SipHash took a fifth of the server's CPU under load (docs/benchmarks.md). foldhash's
+/// `RandomState` is seeded per map, so keys taken from a request (location ids, names) cannot be
+/// chosen to collide without knowing the seed.
+pub(crate) type FastHash = foldhash::fast::RandomState;
+
+/// A map hashed with [`FastHash`].
+pub(crate) type FastMap<K, V> = HashMap<K, V, FastHash>;
+
+/// A set hashed with [`FastHash`].
+pub(crate) type FastSet<T> = HashSet<T, FastHash>;
 
 /// Interns values into a dense table: a value's id is its row's position plus the table's
 /// offset (1 where id 0 means "none").
+///
+/// Each value is stored once, in its row: the hash table holds row positions and compares
+/// through the rows, so interning a new string or location costs no second copy (and no second
+/// free when the table is dropped), which a map from value to id would.
 #[derive(Debug)]
 pub(crate) struct Interner<T> {
-    ids: FastMap<T, u32>,
+    positions: HashTable<u32>,
     rows: Vec<T>,
     offset: u32,
+    hasher: FastHash,
 }
 
-impl<T: Clone + Eq + Hash> Interner<T> {
+impl<T: Eq + Hash> Interner<T> {
     /// An empty table whose first row gets id `offset`.
     pub(crate) fn new(offset: u32) -> Self {
         Self {
-            ids: FastMap::default(),
+            positions: HashTable::new(),
             rows: Vec::new(),
             offset,
+            hasher: FastHash::default(),
         }
+    }
+
+    /// Room for `additional` more values without growing.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let (rows, hasher) = (&self.rows, &self.hasher);
+        self.positions
+            .reserve(additional, |&i| hasher.hash_one(&rows[i as usize]));
+        self.rows.reserve(additional);
     }
 
     /// The id of `value` if it was interned.
@@ -41,18 +60,29 @@ impl<T: Clone + Eq + Hash> Interner<T> {
         T: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.ids.get(value).copied()
+        // `Borrow` guarantees that a value and its borrowed form hash alike.
+        let hash = self.hasher.hash_one(value);
+        self.positions
+            .find(hash, |&i| self.rows[i as usize].borrow() == value)
+            .map(|&i| i + self.offset)
     }
 
-    /// The id of `value`, added as a new row when new (one hash either way).
+    /// The id of `value`, added as a new row when new.
     pub(crate) fn intern(&mut self, value: T) -> u32 {
-        match self.ids.entry(value) {
-            Entry::Occupied(entry) => *entry.get(),
+        let (rows, hasher) = (&mut self.rows, &self.hasher);
+        let hash = hasher.hash_one(&value);
+        let entry = self.positions.entry(
+            hash,
+            |&i| rows[i as usize] == value,
+            |&i| hasher.hash_one(&rows[i as usize]),
+        );
+        match entry {
+            Entry::Occupied(entry) => *entry.get() + self.offset,
             Entry::Vacant(entry) => {
-                let id = self.rows.len() as u32 + self.offset;
-                self.rows.push(entry.key().clone());
-                entry.insert(id);
-                id
+                let position = rows.len() as u32;
+                entry.insert(position);
+                rows.push(value);
+                position + self.offset
             }
         }
     }

@@ -669,3 +669,34 @@ fn a_small_series_section_is_stored_uncompressed_and_the_others_with_zstd() {
         assert_eq!(kinds, &[expected].into(), "{name}: {codecs:?}");
     }
 }
+
+#[test]
+fn high_cardinality_columns_are_written_without_a_dictionary_and_the_others_with_one() {
+    use parquet::file::metadata::ParquetMetaDataReader;
+
+    let datasets = one_profile_datasets();
+    // (section, column) of every column chunk, and whether it has a dictionary page.
+    let mut dictionaries = BTreeMap::new();
+    for (name, bytes) in crate::sections::encode(&datasets).unwrap() {
+        let metadata = ParquetMetaDataReader::new()
+            .parse_and_finish(&Bytes::from(bytes))
+            .unwrap();
+        for column in metadata.row_groups().iter().flat_map(|g| g.columns()) {
+            let path = column.column_path().string();
+            dictionaries.insert((name, path), column.dictionary_page_offset().is_some());
+        }
+    }
+    for (section, column) in crate::sections::PLAIN_COLUMNS {
+        let key = (section, column.to_string());
+        assert_eq!(dictionaries.get(&key), Some(&false), "{key:?}");
+    }
+    // The columns with few distinct values keep their dictionaries.
+    for (section, column) in [
+        ("samples", "dataset"),
+        ("samples", "profile"),
+        ("samples", "value"),
+    ] {
+        let key = (section, column.to_string());
+        assert_eq!(dictionaries.get(&key), Some(&true), "{key:?}");
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use kiln_model::{Labels, NormalizedProfile, TenantId};
+use kiln_model::{Labels, NormalizedProfile, PprofIds, TenantId};
 use kiln_proto::google::v1::Profile;
 
 use crate::data::{
@@ -178,38 +178,15 @@ impl DatasetBuilder {
     }
 }
 
-/// Where the entry of a pprof id is in its table. Profilers number their locations, functions
-/// and mappings 1..=n in table order (Go's runtime, the JVM agents, the OTel converters), found
-/// by subtraction; any other numbering goes through a map.
-enum IdIndex {
-    Dense,
-    Sparse(FastMap<u64, usize>),
-}
-
-impl IdIndex {
-    fn new(ids: impl Iterator<Item = u64> + Clone) -> Self {
-        if ids.clone().enumerate().all(|(i, id)| id == i as u64 + 1) {
-            IdIndex::Dense
-        } else {
-            IdIndex::Sparse(ids.enumerate().map(|(i, id)| (id, i)).collect())
-        }
-    }
-
-    /// The position of `id`, which must be in the table (the profile's references are valid).
-    fn position(&self, id: u64) -> usize {
-        match self {
-            IdIndex::Dense => (id - 1) as usize,
-            IdIndex::Sparse(positions) => positions[&id],
-        }
-    }
-}
+/// Why a pprof reference resolves: `add` takes profiles whose references were validated.
+const VALIDATED: &str = "a normalized profile's references resolve";
 
 /// Maps one pprof's ids onto the dataset's, memoized per profile by table position.
 struct SymbolMapper<'a> {
     pprof: &'a Profile,
-    location_index: IdIndex,
-    function_index: IdIndex,
-    mapping_index: IdIndex,
+    location_index: PprofIds,
+    function_index: PprofIds,
+    mapping_index: PprofIds,
     locations: Vec<Option<u32>>,
     functions: Vec<Option<u32>>,
     mappings: Vec<Option<u32>>,
@@ -219,9 +196,9 @@ impl<'a> SymbolMapper<'a> {
     fn new(pprof: &'a Profile) -> Self {
         Self {
             pprof,
-            location_index: IdIndex::new(pprof.location.iter().map(|l| l.id)),
-            function_index: IdIndex::new(pprof.function.iter().map(|f| f.id)),
-            mapping_index: IdIndex::new(pprof.mapping.iter().map(|m| m.id)),
+            location_index: PprofIds::new(pprof.location.iter().map(|l| l.id)),
+            function_index: PprofIds::new(pprof.function.iter().map(|f| f.id)),
+            mapping_index: PprofIds::new(pprof.mapping.iter().map(|m| m.id)),
             locations: vec![None; pprof.location.len()],
             functions: vec![None; pprof.function.len()],
             mappings: vec![None; pprof.mapping.len()],
@@ -233,7 +210,7 @@ impl<'a> SymbolMapper<'a> {
     }
 
     fn location(&mut self, dataset: &mut DatasetBuilder, id: u64) -> u32 {
-        let position = self.location_index.position(id);
+        let position = self.location_index.position(id).expect(VALIDATED);
         if let Some(mapped) = self.locations[position] {
             return mapped;
         }
@@ -260,7 +237,7 @@ impl<'a> SymbolMapper<'a> {
     }
 
     fn function(&mut self, dataset: &mut DatasetBuilder, id: u64) -> u32 {
-        let position = self.function_index.position(id);
+        let position = self.function_index.position(id).expect(VALIDATED);
         if let Some(mapped) = self.functions[position] {
             return mapped;
         }
@@ -277,7 +254,7 @@ impl<'a> SymbolMapper<'a> {
     }
 
     fn mapping(&mut self, dataset: &mut DatasetBuilder, id: u64) -> u32 {
-        let position = self.mapping_index.position(id);
+        let position = self.mapping_index.position(id).expect(VALIDATED);
         if let Some(mapped) = self.mappings[position] {
             return mapped;
         }

@@ -14,6 +14,7 @@ mod labels;
 mod limit;
 mod matcher;
 mod normalize;
+mod pprof_ids;
 mod profile_type;
 mod string_table;
 mod tenant;
@@ -32,6 +33,7 @@ pub use normalize::{
     NormalizeOptions, NormalizedProfile, NormalizedSample, SampleLabels, SeriesProfile, normalize,
     validate_references,
 };
+pub use pprof_ids::PprofIds;
 pub use profile_type::{ProfileType, profile_name_for};
 pub use string_table::StringTable;
 pub use tenant::{ANONYMOUS_TENANT, TenantId};

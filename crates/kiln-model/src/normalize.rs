@@ -4,6 +4,7 @@ use std::sync::Arc;
 use kiln_proto::google::v1::Profile;
 
 use crate::labels::{LABEL_NAME, LABEL_PROFILE_TYPE, LABEL_SERVICE_NAME, Labels};
+use crate::pprof_ids::PprofIds;
 use crate::{
     LimitExceeded, ModelError, NormalizeLimits, ProfileType, Result, profile_name_for,
     validate_label_name,
@@ -329,24 +330,23 @@ pub fn validate_references(profile: &Profile) -> Result<()> {
         check_string(t.r#type, "sample_type.type")?;
         check_string(t.unit, "sample_type.unit")?;
     }
-    let mappings: HashSet<u64> = profile.mapping.iter().map(|m| m.id).collect();
+    let mappings = PprofIds::new(profile.mapping.iter().map(|m| m.id));
     for m in &profile.mapping {
         check_string(m.filename, "mapping.filename")?;
         check_string(m.build_id, "mapping.build_id")?;
     }
-    let functions: HashSet<u64> = profile.function.iter().map(|f| f.id).collect();
+    let functions = PprofIds::new(profile.function.iter().map(|f| f.id));
     for f in &profile.function {
         check_string(f.name, "function.name")?;
         check_string(f.system_name, "function.system_name")?;
         check_string(f.filename, "function.filename")?;
     }
-    let mut locations = HashSet::with_capacity(profile.location.len());
+    let locations = PprofIds::new(profile.location.iter().map(|l| l.id));
     for l in &profile.location {
         if l.id == 0 {
             return invalid("location id 0 is reserved".to_string());
         }
-        locations.insert(l.id);
-        if l.mapping_id != 0 && !mappings.contains(&l.mapping_id) {
+        if l.mapping_id != 0 && !mappings.contains(l.mapping_id) {
             return invalid(format!(
                 "location {} refers to unknown mapping {}",
                 l.id, l.mapping_id
@@ -355,7 +355,7 @@ pub fn validate_references(profile: &Profile) -> Result<()> {
         if let Some(line) = l
             .line
             .iter()
-            .find(|line| !functions.contains(&line.function_id))
+            .find(|line| !functions.contains(line.function_id))
         {
             return invalid(format!(
                 "location {} refers to unknown function {}",
@@ -371,7 +371,11 @@ pub fn validate_references(profile: &Profile) -> Result<()> {
                 sample.value.len()
             ));
         }
-        if let Some(id) = sample.location_id.iter().find(|id| !locations.contains(id)) {
+        if let Some(id) = sample
+            .location_id
+            .iter()
+            .find(|&&id| !locations.contains(id))
+        {
             return invalid(format!("sample {i} refers to unknown location {id}"));
         }
         for label in &sample.label {

@@ -148,7 +148,16 @@ pub fn normalize(
     let mut group_of: HashMap<Vec<(i64, i64)>, usize> = HashMap::new();
     let mut sample_labels: Vec<Arc<SampleLabels>> = Vec::with_capacity(profile.sample.len());
     let mut interned: HashSet<Arc<SampleLabels>> = HashSet::new();
+    // Most samples carry no string labels: once the first of them has found its group and its
+    // (empty) sample labels, the rest reuse both without hashing.
+    let mut unlabeled: Option<(usize, Arc<SampleLabels>)> = None;
     for (index, sample) in profile.sample.iter().enumerate() {
+        let no_labels = sample.label.iter().all(|l| l.str == 0);
+        if let (true, Some((group, on_sample))) = (no_labels, &unlabeled) {
+            groups[*group].1.push(index);
+            sample_labels.push(Arc::clone(on_sample));
+            continue;
+        }
         let mut key = Vec::new();
         let mut on_sample = SampleLabels::default();
         for label in sample.label.iter().filter(|l| l.str != 0) {
@@ -195,6 +204,9 @@ pub fn normalize(
                 shared
             }
         };
+        if no_labels {
+            unlabeled = Some((group, Arc::clone(&on_sample)));
+        }
         sample_labels.push(on_sample);
     }
 
@@ -459,6 +471,51 @@ mod tests {
 
     fn base() -> Labels {
         Labels::from_pairs([("service_name", "svc"), ("env", "prod")])
+    }
+
+    #[test]
+    fn unlabeled_samples_share_one_group_between_labeled_ones() {
+        // Values: sample i has i + 1 samples and 10 * (i + 1) ns.
+        let p = profile(vec![
+            vec![],
+            vec![("region", "eu")],
+            vec![],
+            vec![("span_id", "00000000000000aa")],
+            vec![],
+        ]);
+        let normalized = normalize(p, &base(), NormalizeOptions::default()).unwrap();
+        let cpu = normalized
+            .series
+            .iter()
+            .filter(|s| s.profile_type.id() == "process_cpu:cpu:nanoseconds:cpu:nanoseconds");
+        // (region, the series' samples as (value, span id)).
+        type Series<'a> = (Option<&'a str>, Vec<(i64, Option<&'a str>)>);
+        let mut seen: Vec<Series<'_>> = cpu
+            .map(|s| {
+                let samples = s
+                    .samples
+                    .iter()
+                    .map(|sample| (sample.value, sample.labels.span_id.as_deref()))
+                    .collect();
+                (s.labels.get("region"), samples)
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                (
+                    None,
+                    vec![
+                        (10, None),
+                        (30, None),
+                        (40, Some("00000000000000aa")),
+                        (50, None)
+                    ]
+                ),
+                (Some("eu"), vec![(20, None)]),
+            ]
+        );
     }
 
     #[test]

@@ -30,9 +30,7 @@ pub(crate) fn go_cpu_profiles(testdata: &Path) -> anyhow::Result<Vec<Profile>> {
         .collect()
 }
 
-/// Decoded sizes of the small profiles: from a quiet service's 10 s of CPU (a few hundred
-/// samples) up to a moderately busy one's.
-pub(crate) const SMALL_BYTES: std::ops::RangeInclusive<usize> = 8 * 1024..=32 * 1024;
+use kiln_testkit::testdata::SMALL_PROFILE_BYTES as SMALL_BYTES;
 
 /// The small-profile workload: push.v1 requests of one real Go CPU profile each (those whose
 /// encoded size is in [`SMALL_BYTES`]), spread round robin over `services` services and

@@ -55,7 +55,8 @@ fn small_segments() -> Vec<Vec<NormalizedProfile>> {
     let small: Vec<Vec<u8>> = raw_profiles()
         .into_iter()
         .filter(|(name, raw)| {
-            name.ends_with(".cpu.pb.gz") && (8 << 10..=32 << 10).contains(&raw.len())
+            name.ends_with(".cpu.pb.gz")
+                && kiln_testkit::testdata::SMALL_PROFILE_BYTES.contains(&raw.len())
         })
         .map(|(_, raw)| raw)
         .collect();

@@ -639,18 +639,27 @@ fn stacks_shared_across_sample_types_build_the_same_dataset_as_unshared_ones() {
     );
 }
 
+/// The Parquet metadata of each section of [`one_profile_datasets`], encoded, by section name.
+fn one_profile_section_metadata() -> Vec<(&'static str, parquet::file::metadata::ParquetMetaData)> {
+    crate::sections::encode(&one_profile_datasets())
+        .unwrap()
+        .into_iter()
+        .map(|(name, bytes)| {
+            let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
+                .parse_and_finish(&Bytes::from(bytes))
+                .unwrap();
+            (name, metadata)
+        })
+        .collect()
+}
+
 #[test]
 fn a_small_series_section_is_stored_uncompressed_and_the_others_with_zstd() {
     use parquet::basic::Compression;
-    use parquet::file::metadata::ParquetMetaDataReader;
 
-    let datasets = one_profile_datasets();
     // The compression of every column chunk, by section.
     let mut codecs = BTreeMap::new();
-    for (name, bytes) in crate::sections::encode(&datasets).unwrap() {
-        let metadata = ParquetMetaDataReader::new()
-            .parse_and_finish(&Bytes::from(bytes))
-            .unwrap();
+    for (name, metadata) in one_profile_section_metadata() {
         let kinds: std::collections::BTreeSet<&str> = metadata
             .row_groups()
             .iter()
@@ -672,15 +681,9 @@ fn a_small_series_section_is_stored_uncompressed_and_the_others_with_zstd() {
 
 #[test]
 fn high_cardinality_columns_are_written_without_a_dictionary_and_the_others_with_one() {
-    use parquet::file::metadata::ParquetMetaDataReader;
-
-    let datasets = one_profile_datasets();
     // (section, column) of every column chunk, and whether it has a dictionary page.
     let mut dictionaries = BTreeMap::new();
-    for (name, bytes) in crate::sections::encode(&datasets).unwrap() {
-        let metadata = ParquetMetaDataReader::new()
-            .parse_and_finish(&Bytes::from(bytes))
-            .unwrap();
+    for (name, metadata) in one_profile_section_metadata() {
         for column in metadata.row_groups().iter().flat_map(|g| g.columns()) {
             let path = column.column_path().string();
             dictionaries.insert((name, path), column.dictionary_page_offset().is_some());

@@ -10,6 +10,11 @@ pub fn dir() -> PathBuf {
     crate::workspace_dir().join("../shared/testdata")
 }
 
+/// Decoded sizes of the Go CPU profiles that the small-profile workload pushes (`kiln-loadgen
+/// --profiles go-small`, and the `small_profiles` kernel benchmark): from a quiet service's 10 s
+/// of CPU (a few hundred samples) up to a moderately busy one's.
+pub const SMALL_PROFILE_BYTES: std::ops::RangeInclusive<usize> = 8 * 1024..=32 * 1024;
+
 /// A file of the test data, by its path inside the folder (`jfr/recording.jfr`).
 pub fn path(relative: &str) -> PathBuf {
     dir().join(relative)

@@ -67,6 +67,14 @@ impl StringTable {
         id
     }
 
+    /// Appends `s` without looking it up or indexing it, and returns its index: for a caller
+    /// that dedups by some other key (the OTLP converter, by dictionary index). A later
+    /// [`StringTable::intern`] of the same content gets an index of its own.
+    pub fn push(&mut self, s: &str) -> i64 {
+        self.strings.push(s.to_string());
+        self.strings.len() as i64 - 1
+    }
+
     /// The finished table, for `Profile::string_table`.
     pub fn into_strings(self) -> Vec<String> {
         self.strings
@@ -103,5 +111,15 @@ mod tests {
             ["", "cpu", "cpu", "nanoseconds", "cpu", ""]
         );
         assert_eq!(StringTable::extending(Vec::new()).into_strings(), [""]);
+    }
+
+    #[test]
+    fn pushed_strings_are_not_indexed() {
+        let mut table = StringTable::new();
+        assert_eq!(table.push("main"), 1);
+        assert_eq!(table.push("main"), 2);
+        assert_eq!(table.intern("main"), 3);
+        assert_eq!(table.intern("main"), 3);
+        assert_eq!(table.into_strings(), ["", "main", "main", "main"]);
     }
 }

@@ -10,6 +10,7 @@ mod dictionary;
 mod error;
 mod labels;
 mod pprof;
+mod renumber;
 #[cfg(test)]
 mod tests;
 
@@ -22,6 +23,7 @@ use kiln_proto::opentelemetry::proto::profiles::v1development::{Profile, Resourc
 pub use error::OtlpError;
 
 use self::dictionary::{Dictionary, check_dictionary};
+use self::renumber::Renumbering;
 use crate::{LimitExceeded, ModelError, NormalizeLimits, NormalizedProfile, normalize};
 
 /// Where a profile is in its request: indices into `resource_profiles`, then
@@ -119,6 +121,7 @@ pub fn convert_request_within(
             .collect();
         return Ok(converted);
     }
+    let mut renumber = Renumbering::new(&dictionary);
     let dictionary = Dictionary::new(&dictionary);
     for (r, resource) in request.resource_profiles.iter().enumerate() {
         let resource_attributes = resource
@@ -136,6 +139,7 @@ pub fn convert_request_within(
                     profile,
                     now_nanos,
                     limits,
+                    &mut renumber,
                 );
                 match converted_profile {
                     Ok(normalized) => converted.profiles.push(normalized),
@@ -163,6 +167,7 @@ fn convert_profile(
     profile: &Profile,
     now_nanos: i64,
     limits: &ConvertLimits,
+    renumber: &mut Renumbering,
 ) -> Result<NormalizedProfile, OtlpError> {
     let max = limits.max_samples_per_profile;
     if max > 0 && profile.samples.len() > max {
@@ -179,6 +184,7 @@ fn convert_profile(
         &mut labels,
         now_nanos,
         limits.max_stack_depth,
+        renumber,
     )?;
     options.limits = limits.normalize;
     Ok(normalize(pprof, &labels, options)?)

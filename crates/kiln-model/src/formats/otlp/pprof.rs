@@ -2,10 +2,11 @@
 //!
 //! [`to_pprof`] runs the steps in order: [`stored_type`] (what the samples are stored as, and
 //! the profile's name), [`sample_label_keys`] (which sample attributes become labels),
-//! [`samples`] (every sample checked and converted), then [`mappings`], [`locations`] and
-//! [`functions`] (the dictionary's symbols, which keep their indices as pprof ids).
+//! [`samples`] (every sample checked and converted), then [`locations`], [`functions`] and
+//! [`mappings`] (the dictionary's symbols that the samples use, numbered densely by
+//! [`Renumbering`]).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use kiln_proto::google::v1 as pprof;
 use kiln_proto::opentelemetry::proto::profiles::v1development::{Profile, Sample, Stack};
@@ -13,6 +14,7 @@ use kiln_proto::opentelemetry::proto::profiles::v1development::{Profile, Sample,
 use super::OtlpError;
 use super::dictionary::Dictionary;
 use super::labels::{sample_label_keys, sanitize_label_name};
+use super::renumber::{Renumbering, Slots};
 use crate::{LABEL_NAME, Labels, NormalizeOptions, StringTable};
 
 /// Mapping attributes that carry build ids, in order of preference (semantic conventions).
@@ -29,19 +31,21 @@ const BUILD_ID_KEYS: [&str; 4] = [
 /// The pprof holds only what its samples use of the request's dictionary: their locations,
 /// the functions and mappings of those, and the strings of all of them (plus the labels' and
 /// types'), so that a request of many profiles over one large dictionary does not copy the
-/// dictionary per profile. Locations, functions and mappings keep their dictionary indices as
-/// ids. A stack deeper than `max_stack_depth` (0: no limit) keeps its `max_stack_depth + 1`
-/// outermost locations, which is enough for the limit's truncation to cut and count it as it
-/// does any other.
+/// dictionary per profile. Locations, functions and mappings get ids 1..=n in order of first
+/// use (`renumber`, shared by the request's profiles). A stack deeper than `max_stack_depth`
+/// (0: no limit) keeps its `max_stack_depth + 1` outermost locations, which is enough for the
+/// limit's truncation to cut and count it as it does any other.
 pub(super) fn to_pprof(
     dictionary: &Dictionary<'_>,
     profile: &Profile,
     labels: &mut Labels,
     now_nanos: i64,
     max_stack_depth: usize,
+    renumber: &mut Renumbering,
 ) -> Result<(pprof::Profile, NormalizeOptions), OtlpError> {
     let stored = stored_type(dictionary, profile, labels)?;
     let label_keys = sample_label_keys(dictionary, profile)?;
+    renumber.reset();
     // Index 0 is the only string not looked up: an empty label value interned later gets an
     // index of its own, which normalization keeps (index 0 means "no string value").
     let mut strings = StringTable::extending(vec![String::new()]);
@@ -51,12 +55,12 @@ pub(super) fn to_pprof(
         &label_keys,
         stored.multiplier,
         max_stack_depth,
+        renumber,
         &mut strings,
     )?;
-    let symbols = Symbols::used_by(dictionary, &sample);
-    let mapping = mappings(dictionary, &symbols.mappings, &mut strings);
-    let location = locations(dictionary, &symbols.locations);
-    let function = functions(dictionary, &symbols.functions, &mut strings);
+    let location = locations(dictionary, renumber)?;
+    let function = functions(dictionary, renumber, &mut strings);
+    let mapping = mappings(dictionary, renumber, &mut strings);
     let sample_type = pprof::ValueType {
         r#type: strings.intern(stored.sample_type),
         unit: strings.intern(stored.sample_unit),
@@ -88,47 +92,22 @@ pub(super) fn to_pprof(
     Ok((pprof, options))
 }
 
-/// The dictionary entries a profile's samples use, by dictionary index, in index order.
-#[derive(Debug, Default)]
-struct Symbols {
-    locations: BTreeSet<usize>,
-    functions: BTreeSet<usize>,
-    mappings: BTreeSet<usize>,
-}
-
-impl Symbols {
-    /// The locations of `samples` (ids are indices plus one), the functions of their lines and
-    /// their mappings other than the zero entry.
-    fn used_by(dictionary: &Dictionary<'_>, samples: &[pprof::Sample]) -> Self {
-        let mut used = Self::default();
-        for sample in samples {
-            used.locations
-                .extend(sample.location_id.iter().map(|&id| id as usize - 1));
-        }
-        // An index can be 0 of an empty table (check_dictionary allows it): such an entry is
-        // left out, and validation then refuses the reference as it always did.
-        for location in used
-            .locations
-            .iter()
-            .filter_map(|&i| dictionary.d.location_table.get(i))
-        {
-            used.functions
-                .extend(location.lines.iter().map(|l| l.function_index as usize));
-            if location.mapping_index > 0 {
-                used.mappings.insert(location.mapping_index as usize);
-            }
-        }
-        used
+/// The pprof string of dictionary string `index`: 0 stays 0, any other is copied into
+/// `strings` on its first use by the profile.
+fn string(
+    dictionary: &Dictionary<'_>,
+    copied: &mut Slots,
+    strings: &mut StringTable,
+    index: i32,
+) -> i64 {
+    if index <= 0 {
+        return 0;
     }
-}
-
-/// The pprof string of dictionary string `index`: 0 stays 0, any other is interned.
-fn string(dictionary: &Dictionary<'_>, strings: &mut StringTable, index: i32) -> i64 {
-    if index == 0 {
-        0
-    } else {
-        strings.intern(dictionary.string(index))
-    }
+    copied
+        .get_or_insert_with(index as usize, |_| {
+            strings.push(dictionary.string(index)) as usize
+        })
+        .map_or(0, |i| i as i64)
 }
 
 /// What a profile's samples are stored as.
@@ -190,8 +169,8 @@ fn stored_type<'a>(
     })
 }
 
-/// Every sample of `profile` as a pprof sample: its stack's locations (leaf first, ids are
-/// location indices plus one), one value (the sum of its values times `multiplier`, or its
+/// Every sample of `profile` as a pprof sample: its stack's locations (leaf first, ids from
+/// `renumber`), one value (the sum of its values times `multiplier`, or its
 /// number of timestamps), and as labels its attributes whose keys are in `label_keys` and
 /// its link's `trace_id` and `span_id` in hex. Refuses the first sample with a bad reference.
 fn samples(
@@ -200,6 +179,7 @@ fn samples(
     label_keys: &HashSet<String>,
     multiplier: i64,
     max_stack_depth: usize,
+    renumber: &mut Renumbering,
     strings: &mut StringTable,
 ) -> Result<Vec<pprof::Sample>, OtlpError> {
     let mut samples = Vec::with_capacity(profile.samples.len());
@@ -210,11 +190,24 @@ fn samples(
             0 => locations.len(),
             depth => locations.len().min(depth + 1),
         };
+        let location_id = locations[locations.len() - keep..]
+            .iter()
+            .map(|&l| {
+                // check_dictionary let only index 0 of an empty location table through.
+                renumber
+                    .locations
+                    .id(l as usize)
+                    .ok_or(OtlpError::DictionaryIndex {
+                        table: "stack_table",
+                        entry: sample.stack_index as usize,
+                        field: "location_indices",
+                        index: l,
+                        len: 0,
+                    })
+            })
+            .collect::<Result<_, _>>()?;
         samples.push(pprof::Sample {
-            location_id: locations[locations.len() - keep..]
-                .iter()
-                .map(|&l| l as u64 + 1)
-                .collect(),
+            location_id,
             value: vec![sample_value(i, sample, multiplier)?],
             label: sample_labels(dictionary, sample, label_keys, strings),
         });
@@ -306,16 +299,103 @@ fn sample_labels(
     labels
 }
 
-/// The dictionary's mappings at `used` indices (never the zero entry), ids their indices, each
-/// with the build id of the first of [`BUILD_ID_KEYS`] among its attributes.
+/// The locations the samples used, in id order, their lines referring to functions by
+/// renumbered id and their mappings (other than the zero entry) by renumbered id.
+fn locations(
+    dictionary: &Dictionary<'_>,
+    renumber: &mut Renumbering,
+) -> Result<Vec<pprof::Location>, OtlpError> {
+    let Renumbering {
+        locations,
+        functions,
+        mappings,
+        ..
+    } = renumber;
+    let table = &dictionary.d.location_table;
+    let mut out = Vec::with_capacity(locations.used().len());
+    for (position, &index) in locations.used().iter().enumerate() {
+        let l = &table[index];
+        let mut line = Vec::with_capacity(l.lines.len());
+        for dictionary_line in &l.lines {
+            let function_index = dictionary_line.function_index;
+            // check_dictionary let only index 0 of an empty function table through.
+            let function_id =
+                functions
+                    .id(function_index as usize)
+                    .ok_or(OtlpError::DictionaryIndex {
+                        table: "location_table",
+                        entry: index,
+                        field: "lines.function_index",
+                        index: function_index,
+                        len: 0,
+                    })?;
+            line.push(pprof::Line {
+                function_id,
+                line: dictionary_line.line,
+                column: dictionary_line.column,
+            });
+        }
+        let mapping_id = match l.mapping_index {
+            index if index > 0 => mappings.id(index as usize).unwrap_or(0),
+            _ => 0,
+        };
+        out.push(pprof::Location {
+            id: position as u64 + 1,
+            mapping_id,
+            address: l.address,
+            line,
+            is_folded: false,
+        });
+    }
+    Ok(out)
+}
+
+/// The functions the locations used, in id order, their strings copied.
+fn functions(
+    dictionary: &Dictionary<'_>,
+    renumber: &mut Renumbering,
+    strings: &mut StringTable,
+) -> Vec<pprof::Function> {
+    let Renumbering {
+        functions,
+        strings: copied,
+        ..
+    } = renumber;
+    functions
+        .used()
+        .iter()
+        .enumerate()
+        .map(|(position, &index)| {
+            let f = &dictionary.d.function_table[index];
+            pprof::Function {
+                id: position as u64 + 1,
+                name: string(dictionary, copied, strings, f.name_strindex),
+                system_name: string(dictionary, copied, strings, f.system_name_strindex),
+                filename: string(dictionary, copied, strings, f.filename_strindex),
+                start_line: f.start_line,
+            }
+        })
+        .collect()
+}
+
+/// The mappings the locations used, in id order, each with the build id of the first of
+/// [`BUILD_ID_KEYS`] among its attributes.
 fn mappings(
     dictionary: &Dictionary<'_>,
-    used: &BTreeSet<usize>,
+    renumber: &mut Renumbering,
     strings: &mut StringTable,
 ) -> Vec<pprof::Mapping> {
-    used.iter()
-        .filter_map(|&i| Some((i, dictionary.d.mapping_table.get(i)?)))
-        .map(|(i, m)| {
+    let Renumbering {
+        mappings,
+        strings: copied,
+        ..
+    } = renumber;
+    mappings
+        .used()
+        .iter()
+        .enumerate()
+        .map(|(position, &index)| {
+            let m = &dictionary.d.mapping_table[index];
             let build_id = BUILD_ID_KEYS
                 .iter()
                 .find_map(|key| {
@@ -327,56 +407,14 @@ fn mappings(
                 })
                 .unwrap_or_default();
             pprof::Mapping {
-                id: i as u64,
+                id: position as u64 + 1,
                 memory_start: m.memory_start,
                 memory_limit: m.memory_limit,
                 file_offset: m.file_offset,
-                filename: string(dictionary, strings, m.filename_strindex),
+                filename: string(dictionary, copied, strings, m.filename_strindex),
                 build_id: strings.intern(&build_id),
                 ..Default::default()
             }
-        })
-        .collect()
-}
-
-/// The dictionary's locations at `used` indices, ids their indices plus one, lines referring
-/// to functions by index plus one.
-fn locations(dictionary: &Dictionary<'_>, used: &BTreeSet<usize>) -> Vec<pprof::Location> {
-    used.iter()
-        .filter_map(|&i| Some((i, dictionary.d.location_table.get(i)?)))
-        .map(|(i, l)| pprof::Location {
-            id: i as u64 + 1,
-            mapping_id: l.mapping_index.max(0) as u64,
-            address: l.address,
-            line: l
-                .lines
-                .iter()
-                .map(|line| pprof::Line {
-                    function_id: line.function_index as u64 + 1,
-                    line: line.line,
-                    column: line.column,
-                })
-                .collect(),
-            is_folded: false,
-        })
-        .collect()
-}
-
-/// The dictionary's functions at `used` indices, ids their indices plus one, their strings
-/// interned.
-fn functions(
-    dictionary: &Dictionary<'_>,
-    used: &BTreeSet<usize>,
-    strings: &mut StringTable,
-) -> Vec<pprof::Function> {
-    used.iter()
-        .filter_map(|&i| Some((i, dictionary.d.function_table.get(i)?)))
-        .map(|(i, f)| pprof::Function {
-            id: i as u64 + 1,
-            name: string(dictionary, strings, f.name_strindex),
-            system_name: string(dictionary, strings, f.system_name_strindex),
-            filename: string(dictionary, strings, f.filename_strindex),
-            start_line: f.start_line,
         })
         .collect()
 }

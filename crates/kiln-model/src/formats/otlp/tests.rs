@@ -488,3 +488,124 @@ fn deep_stacks_are_cut_to_one_past_the_limit() {
         assert_eq!(cut, full[full.len() - keep..]);
     }
 }
+
+/// Every stack of a converted profile as frame names, leaf first (a location without lines by
+/// its address), with its value, sorted.
+fn stacks_by_name(profile: &NormalizedProfile) -> Vec<(Vec<String>, i64)> {
+    let symbols = &profile.symbols;
+    let name = |id: u64| -> Vec<String> {
+        let location = symbols.location.iter().find(|l| l.id == id).unwrap();
+        if location.line.is_empty() {
+            return vec![format!("{:#x}", location.address)];
+        }
+        location
+            .line
+            .iter()
+            .map(|line| {
+                let function = symbols
+                    .function
+                    .iter()
+                    .find(|f| f.id == line.function_id)
+                    .unwrap();
+                symbols.string_table[function.name as usize].clone()
+            })
+            .collect()
+    };
+    let mut stacks: Vec<_> = profile
+        .series
+        .iter()
+        .flat_map(|s| &s.samples)
+        .map(|s| {
+            (
+                s.locations.iter().flat_map(|&id| name(id)).collect(),
+                s.value,
+            )
+        })
+        .collect();
+    stacks.sort();
+    stacks
+}
+
+/// Profiles of one request number the dictionary entries they use 1..=n each, so that the
+/// second profile's ids say nothing of the first's, and every stack still resolves to its
+/// own frames.
+#[test]
+fn each_profile_numbers_its_symbols_densely() {
+    let mut libc_only = cpu_profile();
+    libc_only.samples.drain(..2);
+    let mut without_libc = cpu_profile();
+    without_libc.samples.truncate(2);
+    let converted = convert_request(
+        request(vec![
+            (vec![kv("service.name", "a")], libc_only),
+            (vec![kv("service.name", "b")], without_libc),
+        ]),
+        0,
+    );
+    assert!(converted.rejected.is_empty(), "{:?}", converted.rejected);
+    let [a, b] = &converted.profiles[..] else {
+        panic!("{} profiles", converted.profiles.len())
+    };
+    let nanos = |n: i64| n * 50_000_000;
+    assert_eq!(
+        stacks_by_name(a),
+        [(vec!["0x1234".to_string(), "main".to_string()], nanos(4))]
+    );
+    assert_eq!(
+        stacks_by_name(b),
+        [
+            (
+                ["leaf", "work", "main"].map(String::from).to_vec(),
+                nanos(3)
+            ),
+            (["work", "main"].map(String::from).to_vec(), nanos(2)),
+        ]
+    );
+    for profile in [a, b] {
+        let symbols = &profile.symbols;
+        let ids = |ids: Vec<u64>| assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
+        ids(symbols.location.iter().map(|l| l.id).collect());
+        ids(symbols.function.iter().map(|f| f.id).collect());
+        ids(symbols.mapping.iter().map(|m| m.id).collect());
+    }
+    assert_eq!((a.symbols.location.len(), a.symbols.mapping.len()), (2, 1));
+    assert_eq!((b.symbols.location.len(), b.symbols.mapping.len()), (3, 0));
+    assert_eq!(b.symbols.function.len(), 3);
+}
+
+/// Index 0 of a table the sender left empty passes the dictionary's check (every table has its
+/// zero entry) but is no location or function: the profile is refused, naming the reference.
+#[test]
+fn a_zero_index_into_an_empty_table_is_refused() {
+    let mut bad = request(vec![(vec![], cpu_profile())]);
+    let dictionary = bad.dictionary.as_mut().unwrap();
+    dictionary.location_table.clear();
+    dictionary.stack_table = vec![
+        Stack::default(),
+        Stack {
+            location_indices: vec![0],
+        },
+    ];
+    bad.resource_profiles[0].scope_profiles[0].profiles[0]
+        .samples
+        .truncate(1);
+    let converted = convert_request(bad, 0);
+    assert_eq!(
+        converted.rejected[0].to_string(),
+        "resource 0 scope 0 profile 0: stack_table[1].location_indices 0 is out of range: the table has 0 entries (is the sender on OTLP profiles v1.10 or later?)"
+    );
+
+    let mut bad = request(vec![(vec![], cpu_profile())]);
+    let dictionary = bad.dictionary.as_mut().unwrap();
+    dictionary.function_table.clear();
+    for location in &mut dictionary.location_table {
+        for line in &mut location.lines {
+            line.function_index = 0;
+        }
+    }
+    let converted = convert_request(bad, 0);
+    assert_eq!(
+        converted.rejected[0].to_string(),
+        "resource 0 scope 0 profile 0: location_table[3].lines.function_index 0 is out of range: the table has 0 entries (is the sender on OTLP profiles v1.10 or later?)"
+    );
+}

@@ -1,11 +1,16 @@
 //! Running one compaction job: every dataset of the sources, merged per (tenant, service) into
 //! one block per tenant and time partition at the next level, one region per dataset.
 //!
-//! Datasets are merged one at a time, each region fetched with one ranged GET, so that a job
-//! holds one service's data (plus the undivided segments of a level-0 job) rather than all of
-//! its sources.
+//! A job holds as little decoded source data as it can: each region is fetched with one
+//! ranged GET, decoded, added to the merge of its datasets and dropped, in the job's order of
+//! sources (the first copy of a duplicate profile is kept). A tenant whose every dataset lives
+//! in regions shared with others (segments above all) is merged source by source with all its
+//! services' merges open, so that each region is decoded once and only one is held at a time;
+//! any other tenant is merged one service at a time, keeping a shared region decoded until its
+//! last dataset is merged. Either way a tenant's blocks are written before the next tenant's
+//! datasets are read.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,11 +24,58 @@ use ulid::Ulid;
 
 use crate::{CompactionError, CompactorMetrics};
 
-/// Decoded regions of the job's sources that hold more than one dataset (segments, and the
-/// shared regions of small datasets in blocks), by (block id, range), each with the last
-/// (tenant, service) it holds: kept until that dataset is merged (datasets are merged in
-/// (tenant, service) order); single-dataset regions are fetched, merged and dropped.
-type SharedRegions = HashMap<(String, RegionRange), ((String, String), Arc<Vec<DatasetData>>)>;
+/// Decoded regions of the job's sources that hold more than one dataset, by (block id, range),
+/// each with the last service it holds: kept until that service is merged (services are
+/// merged in order); single-dataset regions are fetched, merged and dropped.
+type SharedRegions = HashMap<(String, RegionRange), (String, Arc<Vec<DatasetData>>)>;
+
+/// The merge of one (tenant, service): one merger per time partition, fed one source dataset
+/// at a time.
+struct ServiceMerge {
+    tenant: String,
+    service: String,
+    partitions: BTreeMap<i64, DatasetMerger>,
+}
+
+impl ServiceMerge {
+    fn new(tenant: &str, service: &str) -> Self {
+        Self {
+            tenant: tenant.to_string(),
+            service: service.to_string(),
+            partitions: BTreeMap::new(),
+        }
+    }
+
+    /// Adds the next source's dataset of this service.
+    fn add(&mut self, dataset: &DatasetData) {
+        let partitions: BTreeSet<i64> = dataset
+            .profiles
+            .iter()
+            .map(|p| partition_of(p.time_nanos))
+            .collect();
+        for partition in partitions {
+            self.partitions
+                .entry(partition)
+                .or_insert_with(|| DatasetMerger::new(&self.tenant, &self.service))
+                .add_where(dataset, |p| partition_of(p.time_nanos) == partition);
+        }
+    }
+
+    /// The merged dataset of each partition that has samples, in partition order, and the
+    /// duplicate profiles left out.
+    fn finish(self) -> (Vec<(i64, DatasetData)>, u64) {
+        let mut duplicates = 0;
+        let mut merged = Vec::with_capacity(self.partitions.len());
+        for (partition, merger) in self.partitions {
+            duplicates += merger.duplicates();
+            let dataset = merger.finish();
+            if !dataset.samples.is_empty() {
+                merged.push((partition, dataset));
+            }
+        }
+        (merged, duplicates)
+    }
+}
 
 /// Runs `job`: reads its sources, writes the merged blocks, and returns their metadata for the
 /// commit. Nothing is registered here; an error leaves at most unregistered objects behind
@@ -35,49 +87,43 @@ pub async fn run(
     written: &mut Vec<String>,
 ) -> Result<Vec<BlockMeta>, CompactionError> {
     let started = Instant::now();
-    let keys: BTreeSet<(String, String)> = job
-        .sources
-        .iter()
-        .flat_map(|b| b.datasets.iter())
-        .map(|d| (d.tenant.clone(), d.service_name.clone()))
-        .collect();
-    let mut shared = SharedRegions::new();
+    let mut tenants: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for dataset in job.sources.iter().flat_map(|b| b.datasets.iter()) {
+        tenants
+            .entry(dataset.tenant.as_str())
+            .or_default()
+            .insert(dataset.service_name.as_str());
+    }
+    let own_regions = tenants_with_own_regions(job);
+    let (by_service, by_source): (BTreeMap<_, _>, BTreeMap<_, _>) = tenants
+        .into_iter()
+        .partition(|(tenant, _)| own_regions.contains(tenant));
+    let mut merged_by_source = merge_by_source(job, storage, metrics, &by_source).await?;
     let mut results = Vec::new();
-    // One writer per (partition) of the tenant being merged; a tenant's blocks are written
-    // before the next tenant's datasets are read.
-    let mut writers: BTreeMap<i64, ObjectWriter> = BTreeMap::new();
-    let mut current_tenant: Option<String> = None;
-    for (tenant, service) in keys {
-        if current_tenant.as_ref().is_some_and(|t| *t != tenant) {
-            let done = current_tenant.take().expect("a tenant");
-            for (_, writer) in std::mem::take(&mut writers) {
-                results.extend(upload(job, storage, metrics, &done, writer, written).await?);
-            }
-        }
-        current_tenant = Some(tenant.clone());
-        let merged = merge_dataset(job, storage, metrics, &mut shared, &tenant, &service).await?;
-        // Regions whose datasets are all merged now are not needed again.
-        shared.retain(|_, (last, _)| {
-            (last.0.as_str(), last.1.as_str()) > (tenant.as_str(), service.as_str())
-        });
-        for (partition, merged) in merged {
+    let order: BTreeSet<&str> = by_source.keys().chain(by_service.keys()).copied().collect();
+    for tenant in order {
+        let merged = match merged_by_source.remove(tenant) {
+            Some(merged) => merged,
+            None => merge_by_service(job, storage, metrics, tenant, &by_service[tenant]).await?,
+        };
+        // One writer per time partition; datasets go in in service order.
+        let mut writers: BTreeMap<i64, ObjectWriter> = BTreeMap::new();
+        for (partition, dataset) in merged {
             let writer = writers.entry(partition).or_insert_with(|| {
                 let id = Ulid::new();
-                let path = block_path(job.shard, &tenant, &id);
-                ObjectWriter::new(id, path, job.shard, job.level + 1, &tenant)
+                let path = block_path(job.shard, tenant, &id);
+                ObjectWriter::new(id, path, job.shard, job.level + 1, tenant)
             });
             writer
-                .add_dataset(merged)
+                .add_dataset(dataset)
                 .map_err(|source| CompactionError::Encode {
                     job: job.name.clone(),
-                    tenant: tenant.clone(),
+                    tenant: tenant.to_string(),
                     source,
                 })?;
         }
-    }
-    if let Some(tenant) = current_tenant {
         for (_, writer) in writers {
-            results.extend(upload(job, storage, metrics, &tenant, writer, written).await?);
+            results.extend(upload(job, storage, metrics, tenant, writer, written).await?);
         }
     }
     metrics
@@ -86,8 +132,102 @@ pub async fn run(
     Ok(results)
 }
 
+/// The tenants with a dataset in a region of its own in one of the job's sources.
+fn tenants_with_own_regions(job: &CompactionJob) -> HashSet<&str> {
+    let mut tenants = HashSet::new();
+    for block in &job.sources {
+        let mut datasets_per_region: HashMap<RegionRange, usize> = HashMap::new();
+        for dataset in &block.datasets {
+            *datasets_per_region
+                .entry(RegionRange::of(dataset))
+                .or_default() += 1;
+        }
+        for dataset in &block.datasets {
+            if datasets_per_region[&RegionRange::of(dataset)] == 1 {
+                tenants.insert(dataset.tenant.as_str());
+            }
+        }
+    }
+    tenants
+}
+
+/// Merges every service of `tenants` at once, each region of theirs fetched, added and dropped
+/// in the job's order: one region decoded at a time (once, however many tenants it holds),
+/// beside the merges. Returns each tenant's merged datasets in service order, then partition
+/// order.
+async fn merge_by_source(
+    job: &CompactionJob,
+    storage: &Storage,
+    metrics: &CompactorMetrics,
+    tenants: &BTreeMap<&str, BTreeSet<&str>>,
+) -> Result<BTreeMap<String, Vec<(i64, DatasetData)>>, CompactionError> {
+    let mut merges: BTreeMap<(String, String), ServiceMerge> = tenants
+        .iter()
+        .flat_map(|(&tenant, services)| services.iter().map(move |&service| (tenant, service)))
+        .map(|(tenant, service)| {
+            let key = (tenant.to_string(), service.to_string());
+            (key, ServiceMerge::new(tenant, service))
+        })
+        .collect();
+    for block in &job.sources {
+        let mut seen = HashSet::new();
+        let ranges: Vec<RegionRange> = block
+            .datasets
+            .iter()
+            .filter(|d| tenants.contains_key(d.tenant.as_str()))
+            .map(RegionRange::of)
+            .filter(|range| seen.insert(range.clone()))
+            .collect();
+        for range in ranges {
+            let region = load(job, storage, metrics, block, &range).await?;
+            merges = blocking(job, move || {
+                for dataset in region {
+                    let key = (dataset.tenant.clone(), dataset.service_name.clone());
+                    if let Some(merge) = merges.get_mut(&key) {
+                        merge.add(&dataset);
+                    }
+                }
+                merges
+            })
+            .await?;
+        }
+    }
+    let (merged, duplicates) = blocking(job, move || {
+        let mut merged: BTreeMap<String, Vec<(i64, DatasetData)>> = BTreeMap::new();
+        let mut duplicates = 0;
+        for ((tenant, _), merge) in merges {
+            let (datasets, d) = merge.finish();
+            merged.entry(tenant).or_default().extend(datasets);
+            duplicates += d;
+        }
+        (merged, duplicates)
+    })
+    .await?;
+    metrics.duplicate_profiles.inc_by(duplicates);
+    Ok(merged)
+}
+
+/// Merges the services of `tenant` one after the other, each from its regions in the job's
+/// order. Returns the merged datasets in service order, then partition order.
+async fn merge_by_service(
+    job: &CompactionJob,
+    storage: &Storage,
+    metrics: &CompactorMetrics,
+    tenant: &str,
+    services: &BTreeSet<&str>,
+) -> Result<Vec<(i64, DatasetData)>, CompactionError> {
+    let mut shared = SharedRegions::new();
+    let mut merged = Vec::new();
+    for &service in services {
+        merged.extend(merge_service(job, storage, metrics, &mut shared, tenant, service).await?);
+        // Regions whose datasets are all merged now are not needed again.
+        shared.retain(|_, (last, _)| last.as_str() > service);
+    }
+    Ok(merged)
+}
+
 /// Merges the dataset (tenant, service) of every source, one result per time partition.
-async fn merge_dataset(
+async fn merge_service(
     job: &CompactionJob,
     storage: &Storage,
     metrics: &CompactorMetrics,
@@ -95,7 +235,7 @@ async fn merge_dataset(
     tenant: &str,
     service: &str,
 ) -> Result<Vec<(i64, DatasetData)>, CompactionError> {
-    let mut inputs: Vec<Arc<Vec<DatasetData>>> = Vec::new();
+    let mut merge = ServiceMerge::new(tenant, service);
     for block in &job.sources {
         let Some(dataset) = block
             .datasets
@@ -105,61 +245,51 @@ async fn merge_dataset(
             continue;
         };
         let range = RegionRange::of(dataset);
-        let sharing: Vec<(&str, &str)> = block
+        let sharing: Vec<&str> = block
             .datasets
             .iter()
-            .filter(|d| RegionRange::of(d) == range)
-            .map(|d| (d.tenant.as_str(), d.service_name.as_str()))
+            .filter(|d| d.tenant == tenant && RegionRange::of(d) == range)
+            .map(|d| d.service_name.as_str())
             .collect();
         let key = (block.id.clone(), range.clone());
         let region = match shared.get(&key) {
             Some((_, region)) => Arc::clone(region),
             None => {
                 let region = Arc::new(load(job, storage, metrics, block, &range).await?);
-                if let Some(&(tenant, service)) = sharing.iter().max().filter(|_| sharing.len() > 1)
-                {
-                    let last = (tenant.to_string(), service.to_string());
-                    shared.insert(key, (last, Arc::clone(&region)));
+                if let Some(&last) = sharing.iter().max().filter(|_| sharing.len() > 1) {
+                    shared.insert(key, (last.to_string(), Arc::clone(&region)));
                 }
                 region
             }
         };
-        inputs.push(region);
+        let (tenant, service) = (tenant.to_string(), service.to_string());
+        merge = blocking(job, move || {
+            for dataset in region
+                .iter()
+                .filter(|d| d.tenant == tenant && d.service_name == service)
+            {
+                merge.add(dataset);
+            }
+            merge
+        })
+        .await?;
     }
-    let (tenant, service, name) = (tenant.to_string(), service.to_string(), job.name.clone());
-    let merged = tokio::task::spawn_blocking(move || {
-        let datasets: Vec<&DatasetData> = inputs
-            .iter()
-            .flat_map(|region| region.iter())
-            .filter(|d| d.tenant == tenant && d.service_name == service)
-            .collect();
-        let partitions: BTreeSet<i64> = datasets
-            .iter()
-            .flat_map(|d| d.profiles.iter().map(|p| partition_of(p.time_nanos)))
-            .collect();
-        let mut duplicates = 0;
-        let mut merged = Vec::with_capacity(partitions.len());
-        for partition in partitions {
-            let mut merger = DatasetMerger::new(&tenant, &service);
-            // Sources in the job's order (oldest first): the first copy of a duplicate is kept.
-            for dataset in &datasets {
-                merger.add_where(dataset, |p| partition_of(p.time_nanos) == partition);
-            }
-            duplicates += merger.duplicates();
-            let dataset = merger.finish();
-            if !dataset.samples.is_empty() {
-                merged.push((partition, dataset));
-            }
-        }
-        (merged, duplicates)
-    })
-    .await
-    .map_err(|e| CompactionError::Panicked {
-        job: name,
-        reason: e.to_string(),
-    })?;
-    metrics.duplicate_profiles.inc_by(merged.1);
-    Ok(merged.0)
+    let (merged, duplicates) = blocking(job, move || merge.finish()).await?;
+    metrics.duplicate_profiles.inc_by(duplicates);
+    Ok(merged)
+}
+
+/// Runs merge work off the async threads.
+async fn blocking<T: Send + 'static>(
+    job: &CompactionJob,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, CompactionError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CompactionError::Panicked {
+            job: job.name.clone(),
+            reason: e.to_string(),
+        })
 }
 
 async fn load(
@@ -223,3 +353,6 @@ pub async fn discard(storage: &Storage, paths: &[String]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,12 +3,19 @@
 //!
 //! A job holds as little decoded source data as it can: each region is fetched with one
 //! ranged GET, decoded, added to the merge of its datasets and dropped, in the job's order of
-//! sources (the first copy of a duplicate profile is kept). A tenant whose every dataset lives
-//! in regions shared with others (segments above all) is merged source by source with all its
-//! services' merges open, so that each region is decoded once and only one is held at a time;
-//! any other tenant is merged one service at a time, keeping a shared region decoded until its
-//! last dataset is merged. Either way a tenant's blocks are written before the next tenant's
-//! datasets are read.
+//! sources (the first copy of a duplicate profile is kept). The order of the work depends on
+//! how the sources lay out their datasets:
+//!
+//! - Segments (a level-0 job) hold every service of every tenant in one region: a tenant whose
+//!   datasets all share such regions is merged source by source with all its services' merges
+//!   open, so that one segment is decoded at a time (rather than all of them until the last
+//!   service is merged).
+//! - Blocks give a large dataset a region of its own and let small ones share regions in
+//!   service order: their tenant is merged one service at a time, keeping a shared region
+//!   decoded until its last service is merged, which holds about one region per source (rather
+//!   than every service's merge, as merging source by source would).
+//!
+//! Either way a tenant's blocks are written before the next tenant's datasets are read.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -97,32 +104,20 @@ pub async fn run(
     let own_regions = tenants_with_own_regions(job);
     let (by_service, by_source): (BTreeMap<_, _>, BTreeMap<_, _>) = tenants
         .into_iter()
-        .partition(|(tenant, _)| own_regions.contains(tenant));
+        .partition(|(tenant, _)| job.level > 0 || own_regions.contains(tenant));
     let mut merged_by_source = merge_by_source(job, storage, metrics, &by_source).await?;
     let mut results = Vec::new();
     let order: BTreeSet<&str> = by_source.keys().chain(by_service.keys()).copied().collect();
     for tenant in order {
-        let merged = match merged_by_source.remove(tenant) {
-            Some(merged) => merged,
-            None => merge_by_service(job, storage, metrics, tenant, &by_service[tenant]).await?,
-        };
-        // One writer per time partition; datasets go in in service order.
-        let mut writers: BTreeMap<i64, ObjectWriter> = BTreeMap::new();
-        for (partition, dataset) in merged {
-            let writer = writers.entry(partition).or_insert_with(|| {
-                let id = Ulid::new();
-                let path = block_path(job.shard, tenant, &id);
-                ObjectWriter::new(id, path, job.shard, job.level + 1, tenant)
-            });
-            writer
-                .add_dataset(dataset)
-                .map_err(|source| CompactionError::Encode {
-                    job: job.name.clone(),
-                    tenant: tenant.to_string(),
-                    source,
-                })?;
+        let mut blocks = TenantBlocks::new(job, tenant);
+        match merged_by_source.remove(tenant) {
+            Some(merged) => blocks.add(merged)?,
+            None => {
+                let services = &by_service[tenant];
+                merge_by_service(job, storage, metrics, &mut blocks, services).await?;
+            }
         }
-        for (_, writer) in writers {
+        for (_, writer) in blocks.writers {
             results.extend(upload(job, storage, metrics, tenant, writer, written).await?);
         }
     }
@@ -207,23 +202,63 @@ async fn merge_by_source(
     Ok(merged)
 }
 
-/// Merges the services of `tenant` one after the other, each from its regions in the job's
-/// order. Returns the merged datasets in service order, then partition order.
+/// The blocks one tenant's merged datasets go to: one writer per time partition, datasets added
+/// in service order (a small one waits in its writer for a shared region; a large one is
+/// encoded at once).
+struct TenantBlocks<'a> {
+    job: &'a CompactionJob,
+    tenant: &'a str,
+    writers: BTreeMap<i64, ObjectWriter>,
+}
+
+impl<'a> TenantBlocks<'a> {
+    fn new(job: &'a CompactionJob, tenant: &'a str) -> Self {
+        Self {
+            job,
+            tenant,
+            writers: BTreeMap::new(),
+        }
+    }
+
+    /// Adds merged datasets, each to the writer of its partition.
+    fn add(&mut self, merged: Vec<(i64, DatasetData)>) -> Result<(), CompactionError> {
+        let (job, tenant) = (self.job, self.tenant);
+        for (partition, dataset) in merged {
+            let writer = self.writers.entry(partition).or_insert_with(|| {
+                let id = Ulid::new();
+                let path = block_path(job.shard, tenant, &id);
+                ObjectWriter::new(id, path, job.shard, job.level + 1, tenant)
+            });
+            writer
+                .add_dataset(dataset)
+                .map_err(|source| CompactionError::Encode {
+                    job: job.name.clone(),
+                    tenant: tenant.to_string(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// Merges the services of the tenant of `blocks` one after the other, each from its regions in
+/// the job's order, and adds each to `blocks` once merged.
 async fn merge_by_service(
     job: &CompactionJob,
     storage: &Storage,
     metrics: &CompactorMetrics,
-    tenant: &str,
+    blocks: &mut TenantBlocks<'_>,
     services: &BTreeSet<&str>,
-) -> Result<Vec<(i64, DatasetData)>, CompactionError> {
+) -> Result<(), CompactionError> {
     let mut shared = SharedRegions::new();
-    let mut merged = Vec::new();
+    let tenant = blocks.tenant;
     for &service in services {
-        merged.extend(merge_service(job, storage, metrics, &mut shared, tenant, service).await?);
+        let merged = merge_service(job, storage, metrics, &mut shared, tenant, service).await?;
+        blocks.add(merged)?;
         // Regions whose datasets are all merged now are not needed again.
         shared.retain(|_, (last, _)| last.as_str() > service);
     }
-    Ok(merged)
+    Ok(())
 }
 
 /// Merges the dataset (tenant, service) of every source, one result per time partition.

@@ -176,10 +176,10 @@ async fn a_level_0_job_reads_each_segment_once_and_keeps_every_total() {
     assert_eq!(totals(&merged), expected);
 }
 
-/// A tenant with a dataset in a region of its own is merged one service at a time; a region
-/// it shares between services is still read once, and every total is exact.
+/// Blocks are merged one service at a time: a region of their own or shared by every service,
+/// each is read once, and every total is exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenant_with_regions_of_its_own_is_merged_by_service_reading_each_region_once() {
+async fn blocks_are_merged_by_service_reading_each_region_once() {
     let profiles = cpu_profiles();
     let storage = Storage::in_memory();
     let tenant = TenantId::new("a").unwrap();
@@ -197,8 +197,12 @@ async fn a_tenant_with_regions_of_its_own_is_merged_by_service_reading_each_regi
         let (own, x) = dataset("x", 0);
         let (shared_y, y) = dataset("y", 1);
         let (shared_z, z) = dataset("z", 2);
-        writer.add_region(&[x]).unwrap();
-        writer.add_region(&[y, z]).unwrap();
+        if block == 0 {
+            writer.add_region(&[x]).unwrap();
+            writer.add_region(&[y, z]).unwrap();
+        } else {
+            writer.add_region(&[x, y, z]).unwrap();
+        }
         for (service, value) in [("x", own), ("y", shared_y), ("z", shared_z)] {
             *expected
                 .entry(("a".to_string(), service.to_string()))

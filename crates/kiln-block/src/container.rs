@@ -106,8 +106,9 @@ pub fn encode_segment(
 /// flush has a few thousand rows in a level-1 block, where a region of its own was mostly that
 /// overhead: 20 segments of the small-profile workload (48 services) compacted into 2.6 MB with
 /// a region per service and 1.36 MB with shared regions (0.89 MB all in one region), and
-/// compaction spent a tenth of its time creating ZSTD contexts. A query of one service reads the regions it shares (their
-/// samples pruned to its row groups), so sharing stops at one row group's worth of rows.
+/// compaction spent a tenth of its time creating ZSTD contexts. A query of one service reads
+/// the regions it shares (their samples pruned to its row groups), so sharing stops at one row
+/// group's worth of rows.
 pub const SHARED_REGION_ROWS: usize = 64 * 1024;
 
 /// Writes an object region by region, so that a compactor holds one dataset (or one region of

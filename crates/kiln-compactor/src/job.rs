@@ -101,10 +101,15 @@ pub async fn run(
             .or_default()
             .insert(dataset.service_name.as_str());
     }
-    let own_regions = tenants_with_own_regions(job);
-    let (by_service, by_source): (BTreeMap<_, _>, BTreeMap<_, _>) = tenants
-        .into_iter()
-        .partition(|(tenant, _)| job.level > 0 || own_regions.contains(tenant));
+    // Only a level-0 job merges source by source (see the module's documentation).
+    let (by_service, by_source): (BTreeMap<_, _>, BTreeMap<_, _>) = if job.level == 0 {
+        let own_regions = tenants_with_own_regions(job);
+        tenants
+            .into_iter()
+            .partition(|(tenant, _)| own_regions.contains(tenant))
+    } else {
+        (tenants, BTreeMap::new())
+    };
     let mut merged_by_source = merge_by_source(job, storage, metrics, &by_source).await?;
     let mut results = Vec::new();
     let order: BTreeSet<&str> = by_source.keys().chain(by_service.keys()).copied().collect();
@@ -342,12 +347,8 @@ async fn load(
     let bytes = fetch::fetch(storage, block, range).await.map_err(source)?;
     metrics.bytes_read.inc_by(bytes.len() as u64);
     let range = range.clone();
-    tokio::task::spawn_blocking(move || fetch::decode(bytes, &range))
-        .await
-        .map_err(|e| CompactionError::Panicked {
-            job: job.name.clone(),
-            reason: e.to_string(),
-        })?
+    blocking(job, move || fetch::decode(bytes, &range))
+        .await?
         .map_err(source)
 }
 

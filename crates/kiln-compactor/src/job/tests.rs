@@ -104,16 +104,26 @@ async fn read(storage: &Storage, meta: &BlockMeta) -> Vec<DatasetData> {
     SegmentReader::parse(bytes).unwrap().read_all().unwrap()
 }
 
-fn job(level: u32, sources: Vec<BlockMeta>) -> CompactionJob {
-    CompactionJob {
+/// Runs a job of `level` over `sources`; returns its metrics and the blocks it wrote.
+async fn run(
+    storage: &Storage,
+    level: u32,
+    sources: &[BlockMeta],
+) -> (CompactorMetrics, Vec<BlockMeta>) {
+    let job = CompactionJob {
         name: "test".to_string(),
         tenant: String::new(),
         shard: 0,
         level,
-        sources,
+        sources: sources.to_vec(),
         token: 1,
         lease_expires_millis: 0,
-    }
+    };
+    let metrics = CompactorMetrics::new(&mut Registry::default());
+    let blocks = super::run(&job, storage, &metrics, &mut Vec::new())
+        .await
+        .unwrap();
+    (metrics, blocks)
 }
 
 /// Segments hold every tenant in one region: the job reads each segment once, whatever the
@@ -154,11 +164,7 @@ async fn a_level_0_job_reads_each_segment_once_and_keeps_every_total() {
         total(&normalized(&profiles[1], "dup", "")) != total(&normalized(&profiles[0], "dup", "")),
         "the copies must differ for the order to show"
     );
-    let metrics = CompactorMetrics::new(&mut Registry::default());
-    let mut written = Vec::new();
-    let blocks = super::run(&job(0, sources.clone()), &storage, &metrics, &mut written)
-        .await
-        .unwrap();
+    let (metrics, blocks) = run(&storage, 0, &sources).await;
 
     assert_eq!(metrics.bytes_read.get(), region_bytes(&sources));
     // Counted per series: each later copy has one per sample type.
@@ -212,11 +218,7 @@ async fn blocks_are_merged_by_service_reading_each_region_once() {
         put(&storage, bytes, &meta).await;
         sources.push(meta);
     }
-    let metrics = CompactorMetrics::new(&mut Registry::default());
-    let mut written = Vec::new();
-    let blocks = super::run(&job(1, sources.clone()), &storage, &metrics, &mut written)
-        .await
-        .unwrap();
+    let (metrics, blocks) = run(&storage, 1, &sources).await;
 
     assert_eq!(metrics.bytes_read.get(), region_bytes(&sources));
     assert_eq!(blocks.len(), 1);

@@ -19,6 +19,7 @@ use ulid::Ulid;
 
 use crate::data::DatasetData;
 use crate::region::{self, SectionRef};
+use crate::sections::Codec;
 use crate::{BlockError, Result, SegmentBuilder};
 
 const MAGIC: &[u8; 8] = b"KILNBLK1";
@@ -176,7 +177,12 @@ impl ObjectWriter {
         if datasets.is_empty() {
             return Ok(());
         }
-        let (bytes, series) = region::encode(datasets)?;
+        let codec = if self.meta.compaction_level == 0 {
+            Codec::Lz4
+        } else {
+            Codec::Zstd
+        };
+        let (bytes, series) = region::encode(datasets, codec)?;
         let region = RegionRef {
             offset: self.body.len() as u64,
             length: bytes.len() as u64,

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::data::DatasetData;
-use crate::sections::{self, SECTIONS};
+use crate::sections::{self, Codec, SECTIONS};
 use crate::{BlockError, Result};
 
 /// Bytes after the table of contents: its length and its CRC.
@@ -39,12 +39,15 @@ pub(crate) struct SectionRef {
     pub(crate) length: u64,
 }
 
-/// Encodes `datasets` as one region; returns it with the byte range of its series section
-/// (relative to the region's start).
-pub(crate) fn encode(datasets: &[DatasetData]) -> Result<(Vec<u8>, std::ops::Range<u64>)> {
+/// Encodes `datasets` as one region with `codec`; returns it with the byte range of its series
+/// section (relative to the region's start).
+pub(crate) fn encode(
+    datasets: &[DatasetData],
+    codec: Codec,
+) -> Result<(Vec<u8>, std::ops::Range<u64>)> {
     let mut body = Vec::new();
     let mut refs = Vec::with_capacity(SECTIONS.len());
-    for (name, bytes) in sections::encode(datasets)? {
+    for (name, bytes) in sections::encode(datasets, codec)? {
         refs.push(SectionRef {
             name: name.to_string(),
             offset: body.len() as u64,

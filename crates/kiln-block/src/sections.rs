@@ -81,17 +81,35 @@ pub(crate) const PLAIN_COLUMNS: [(&str, &str); 9] = [
     ("strings", "value"),
 ];
 
+/// How an object's sections are compressed: by what the object is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Codec {
+    /// Segments (level 0): LZ4, whose codec is a function call. Parquet's ZSTD codec creates a
+    /// compression and a decompression context for every column chunk it writes or reads (about
+    /// 45 per segment, each hundreds of KB to allocate and clear), which cost more than the
+    /// compression itself on a segment of small datasets; a segment is written once, read once
+    /// by the level-1 compaction and deleted, so its few extra bytes are stored for seconds.
+    Lz4,
+    /// Compacted blocks, stored for the retention period and read by queries: ZSTD.
+    Zstd,
+}
+
 /// The compression of section `name` whose columns take `memory_bytes`.
-fn compression(name: &str, memory_bytes: usize) -> Compression {
+fn compression(codec: Codec, name: &str, memory_bytes: usize) -> Compression {
     if name == "series" && memory_bytes < UNCOMPRESSED_SERIES_BELOW_BYTES {
         Compression::UNCOMPRESSED
+    } else if codec == Codec::Lz4 {
+        Compression::LZ4_RAW
     } else {
         Compression::ZSTD(ZstdLevel::default())
     }
 }
 
-/// Encodes every section of `datasets` as a Parquet file.
-pub(crate) fn encode(datasets: &[DatasetData]) -> Result<Vec<(&'static str, Vec<u8>)>> {
+/// Encodes every section of `datasets` as a Parquet file compressed with `codec`.
+pub(crate) fn encode(
+    datasets: &[DatasetData],
+    codec: Codec,
+) -> Result<Vec<(&'static str, Vec<u8>)>> {
     let batches = [
         ("series", series_batch(datasets)),
         ("profiles", profiles_batch(datasets)),
@@ -106,7 +124,7 @@ pub(crate) fn encode(datasets: &[DatasetData]) -> Result<Vec<(&'static str, Vec<
     for (name, batch) in batches {
         let batch = batch.map_err(arrow_err(name))?;
         let mut properties = WriterProperties::builder()
-            .set_compression(compression(name, batch.get_array_memory_size()))
+            .set_compression(compression(codec, name, batch.get_array_memory_size()))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             // Readers prune by row group (`pruned`), never by page: statistics per column chunk,
             // without the per-page ones and the page index Parquet writes by default (3–5 % of

@@ -371,7 +371,7 @@ fn objects_of_format_1_are_still_read() {
     // Format 1: the sections straight after the magic, located by the footer.
     let mut body = b"KILNBLK1".to_vec();
     let mut sections = Vec::new();
-    for (name, bytes) in crate::sections::encode(&datasets).unwrap() {
+    for (name, bytes) in crate::sections::encode(&datasets, crate::sections::Codec::Zstd).unwrap() {
         sections.push(serde_json::json!({
             "name": name, "offset": body.len(), "length": bytes.len()
         }));
@@ -641,7 +641,7 @@ fn stacks_shared_across_sample_types_build_the_same_dataset_as_unshared_ones() {
 
 /// The Parquet metadata of each section of [`one_profile_datasets`], encoded, by section name.
 fn one_profile_section_metadata() -> Vec<(&'static str, parquet::file::metadata::ParquetMetaData)> {
-    crate::sections::encode(&one_profile_datasets())
+    crate::sections::encode(&one_profile_datasets(), crate::sections::Codec::Zstd)
         .unwrap()
         .into_iter()
         .map(|(name, bytes)| {
@@ -653,29 +653,67 @@ fn one_profile_section_metadata() -> Vec<(&'static str, parquet::file::metadata:
         .collect()
 }
 
-#[test]
-fn a_small_series_section_is_stored_uncompressed_and_the_others_with_zstd() {
+/// The compression of every column chunk of the one region of `object`, by section.
+fn section_codecs(
+    object: Bytes,
+) -> BTreeMap<&'static str, std::collections::BTreeSet<&'static str>> {
     use parquet::basic::Compression;
 
-    // The compression of every column chunk, by section.
+    let reader = SegmentReader::parse(object.clone()).unwrap();
+    let dataset = &reader.meta().datasets[0];
+    let start = dataset.region_offset as usize;
+    let region = object.slice(start..start + dataset.region_length as usize);
+    let crate::region::TocTail::Complete(toc, _) =
+        crate::region::toc_from_tail(&region, region.len() as u64).unwrap()
+    else {
+        panic!("the whole region holds its table of contents");
+    };
     let mut codecs = BTreeMap::new();
-    for (name, metadata) in one_profile_section_metadata() {
-        let kinds: std::collections::BTreeSet<&str> = metadata
+    for (name, bytes) in toc
+        .slice_named(&region, 0, &crate::sections::SECTIONS)
+        .unwrap()
+    {
+        let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes)
+            .unwrap();
+        let kinds = metadata
             .row_groups()
             .iter()
             .flat_map(|group| group.columns())
             .map(|column| match column.compression() {
                 Compression::ZSTD(_) => "zstd",
+                Compression::LZ4_RAW => "lz4",
                 Compression::UNCOMPRESSED => "none",
                 _ => "other",
             })
             .collect();
         codecs.insert(name, kinds);
     }
-    // One profile's series (one row) is tiny; every other section is compressed, small or not.
-    for (name, kinds) in &codecs {
-        let expected = if *name == "series" { "none" } else { "zstd" };
-        assert_eq!(kinds, &[expected].into(), "{name}: {codecs:?}");
+    codecs
+}
+
+#[test]
+fn segments_are_compressed_with_lz4_blocks_with_zstd_and_a_small_series_section_not_at_all() {
+    let datasets = one_profile_datasets();
+    let (segment, _) = crate::encode_segment(datasets.clone(), Ulid::new(), 0)
+        .unwrap()
+        .unwrap();
+    let id = Ulid::new();
+    let mut writer = ObjectWriter::new(id, "blocks/x".to_string(), 0, 1, "anonymous");
+    writer.add_region(&datasets).unwrap();
+    let (block, _) = writer.finish().unwrap().unwrap();
+    // One profile's series (one row) is tiny; every other section is compressed, small or not:
+    // with LZ4 in a segment (level 0), with ZSTD in a compacted block.
+    for (object, codec) in [(segment, "lz4"), (block, "zstd")] {
+        let codecs = section_codecs(object.clone());
+        assert_eq!(codecs.len(), crate::sections::SECTIONS.len());
+        for (name, kinds) in &codecs {
+            let expected = if *name == "series" { "none" } else { codec };
+            assert_eq!(kinds, &[expected].into(), "{name}: {codecs:?}");
+        }
+        // Either is read back exactly.
+        let read = SegmentReader::parse(object).unwrap().read_all().unwrap();
+        assert_eq!(read, datasets);
     }
 }
 

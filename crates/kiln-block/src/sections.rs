@@ -87,8 +87,9 @@ pub(crate) enum Codec {
     /// Segments (level 0): LZ4, whose codec is a function call. Parquet's ZSTD codec creates a
     /// compression and a decompression context for every column chunk it writes or reads (about
     /// 45 per segment, each hundreds of KB to allocate and clear), which cost more than the
-    /// compression itself on a segment of small datasets; a segment is written once, read once
-    /// by the level-1 compaction and deleted, so its few extra bytes are stored for seconds.
+    /// compression itself on a segment of small datasets. A segment is written once, read by
+    /// the level-1 compaction (and by queries of recent data) and deleted, so its extra
+    /// bytes (about half again) are stored for seconds to minutes.
     Lz4,
     /// Compacted blocks, stored for the retention period and read by queries: ZSTD.
     Zstd,

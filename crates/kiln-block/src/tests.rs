@@ -639,26 +639,10 @@ fn stacks_shared_across_sample_types_build_the_same_dataset_as_unshared_ones() {
     );
 }
 
-/// The Parquet metadata of each section of [`one_profile_datasets`], encoded, by section name.
-fn one_profile_section_metadata() -> Vec<(&'static str, parquet::file::metadata::ParquetMetaData)> {
-    crate::sections::encode(&one_profile_datasets(), crate::sections::Codec::Zstd)
-        .unwrap()
-        .into_iter()
-        .map(|(name, bytes)| {
-            let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
-                .parse_and_finish(&Bytes::from(bytes))
-                .unwrap();
-            (name, metadata)
-        })
-        .collect()
-}
-
-/// The compression of every column chunk of the one region of `object`, by section.
-fn section_codecs(
+/// The Parquet metadata of each section of the first region of `object`, by section name.
+fn section_metadata(
     object: Bytes,
-) -> BTreeMap<&'static str, std::collections::BTreeSet<&'static str>> {
-    use parquet::basic::Compression;
-
+) -> Vec<(&'static str, parquet::file::metadata::ParquetMetaData)> {
     let reader = SegmentReader::parse(object.clone()).unwrap();
     let dataset = &reader.meta().datasets[0];
     let start = dataset.region_offset as usize;
@@ -668,14 +652,34 @@ fn section_codecs(
     else {
         panic!("the whole region holds its table of contents");
     };
-    let mut codecs = BTreeMap::new();
-    for (name, bytes) in toc
-        .slice_named(&region, 0, &crate::sections::SECTIONS)
+    toc.slice_named(&region, 0, &crate::sections::SECTIONS)
         .unwrap()
-    {
-        let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
-            .parse_and_finish(&bytes)
-            .unwrap();
+        .into_iter()
+        .map(|(name, bytes)| {
+            let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
+                .parse_and_finish(&bytes)
+                .unwrap();
+            (name, metadata)
+        })
+        .collect()
+}
+
+/// A segment of [`one_profile_datasets`].
+fn one_profile_segment() -> Bytes {
+    crate::encode_segment(one_profile_datasets(), Ulid::new(), 0)
+        .unwrap()
+        .unwrap()
+        .0
+}
+
+/// The compression of every column chunk of the first region of `object`, by section.
+fn section_codecs(
+    object: Bytes,
+) -> BTreeMap<&'static str, std::collections::BTreeSet<&'static str>> {
+    use parquet::basic::Compression;
+
+    let mut codecs = BTreeMap::new();
+    for (name, metadata) in section_metadata(object) {
         let kinds = metadata
             .row_groups()
             .iter()
@@ -695,9 +699,7 @@ fn section_codecs(
 #[test]
 fn segments_are_compressed_with_lz4_blocks_with_zstd_and_a_small_series_section_not_at_all() {
     let datasets = one_profile_datasets();
-    let (segment, _) = crate::encode_segment(datasets.clone(), Ulid::new(), 0)
-        .unwrap()
-        .unwrap();
+    let segment = one_profile_segment();
     let id = Ulid::new();
     let mut writer = ObjectWriter::new(id, "blocks/x".to_string(), 0, 1, "anonymous");
     writer.add_region(&datasets).unwrap();
@@ -721,7 +723,7 @@ fn segments_are_compressed_with_lz4_blocks_with_zstd_and_a_small_series_section_
 fn high_cardinality_columns_are_written_without_a_dictionary_and_the_others_with_one() {
     // (section, column) of every column chunk, and whether it has a dictionary page.
     let mut dictionaries = BTreeMap::new();
-    for (name, metadata) in one_profile_section_metadata() {
+    for (name, metadata) in section_metadata(one_profile_segment()) {
         for column in metadata.row_groups().iter().flat_map(|g| g.columns()) {
             let path = column.column_path().string();
             dictionaries.insert((name, path), column.dictionary_page_offset().is_some());

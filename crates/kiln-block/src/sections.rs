@@ -86,7 +86,7 @@ pub(crate) const PLAIN_COLUMNS: [(&str, &str); 9] = [
 pub(crate) enum Codec {
     /// Segments (level 0): LZ4, whose codec is a function call. Parquet's ZSTD codec creates a
     /// compression and a decompression context for every column chunk it writes or reads (about
-    /// 45 per segment, each hundreds of KB to allocate and clear), which cost more than the
+    /// 45 per segment, each hundreds of KB to set up), which cost more than the
     /// compression itself on a segment of small datasets. A segment is written once, read by
     /// the level-1 compaction (and by queries of recent data) and deleted, so its extra
     /// bytes (about half again) are stored for seconds to minutes.

@@ -6,7 +6,6 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hash};
 
 use hashbrown::HashTable;
-use hashbrown::hash_table::Entry;
 
 /// The hasher of the interners and of the builder's other maps: foldhash. A hash of every frame
 /// of every sample goes through them (stacks interned by `(parent, location)`), where std's
@@ -69,22 +68,20 @@ impl<T: Eq + Hash> Interner<T> {
 
     /// The id of `value`, added as a new row when new.
     pub(crate) fn intern(&mut self, value: T) -> u32 {
-        let (rows, hasher) = (&mut self.rows, &self.hasher);
-        let hash = hasher.hash_one(&value);
-        let entry = self.positions.entry(
-            hash,
-            |&i| rows[i as usize] == value,
-            |&i| hasher.hash_one(&rows[i as usize]),
-        );
-        match entry {
-            Entry::Occupied(entry) => *entry.get() + self.offset,
-            Entry::Vacant(entry) => {
-                let position = rows.len() as u32;
-                entry.insert(position);
-                rows.push(value);
-                position + self.offset
-            }
+        let hash = self.hasher.hash_one(&value);
+        let rows = &self.rows;
+        if let Some(&position) = self.positions.find(hash, |&i| rows[i as usize] == value) {
+            return position + self.offset;
         }
+        // A lookup and then an insertion rather than hashbrown's entry API, which the compiler
+        // stopped inlining here once the merge interned more kinds of values (a third more
+        // instructions per stack node interned).
+        let (rows, hasher) = (&mut self.rows, &self.hasher);
+        let position = rows.len() as u32;
+        self.positions
+            .insert_unique(hash, position, |&i| hasher.hash_one(&rows[i as usize]));
+        rows.push(value);
+        position + self.offset
     }
 
     /// The rows, in id order.

@@ -1,11 +1,31 @@
 //! Merging datasets of one tenant and service into one, as compaction does: symbols, stacks and
 //! series deduplicated across every input, each (series, profile id) once, and rows sorted by
 //! series and time.
+//!
+//! A merge holds every sample of its inputs until it finishes, so it keeps them compact: a
+//! sample's labels (span and trace ids) are interned as ids of their strings, once per distinct
+//! set, rather than one shared allocation per sample row as a decoded dataset has them; the
+//! samples' vector can be sized up front ([`DatasetMerger::reserve_samples`]).
 
-use kiln_model::Labels;
+use std::sync::Arc;
+
+use kiln_model::{Labels, SampleLabels};
 
 use crate::data::{DatasetData, Function, Location, Mapping, ProfileRow, SampleRow, SeriesRow};
 use crate::intern::{FastSet, Interner};
+
+/// A sample while merged: [`SampleRow`] with its labels as an id into the merge's label sets.
+#[derive(Clone, Copy, Debug)]
+struct MergedSample {
+    profile: u32,
+    stack: u32,
+    value: i64,
+    /// 0: no labels; `k > 0`: the label set `k`.
+    labels: u32,
+}
+
+/// A label set as ids of its strings (0: absent), in [`SampleLabels`]' field order.
+type LabelIds = [u32; 4];
 
 /// Accumulates datasets of one tenant and service and merges them into one.
 #[derive(Debug)]
@@ -18,10 +38,15 @@ pub struct DatasetMerger {
     locations: Interner<Location>,
     stacks: Interner<(u32, u32)>,
     series: Interner<(String, Labels)>,
+    /// Strings of sample labels (id `k > 0` is row `k - 1`), apart from the symbols' strings,
+    /// which are written to the block's string table.
+    label_strings: Interner<String>,
+    /// Distinct sample label sets (id `k > 0` is row `k - 1`).
+    label_sets: Interner<LabelIds>,
     /// (series, profile id) of every profile taken, to keep each once.
     seen: FastSet<(u32, String)>,
     profiles: Vec<ProfileRow>,
-    samples: Vec<SampleRow>,
+    samples: Vec<MergedSample>,
     duplicates: u64,
 }
 
@@ -39,6 +64,8 @@ impl DatasetMerger {
             locations: Interner::new(0),
             stacks: Interner::new(1),
             series: Interner::new(0),
+            label_strings: Interner::new(1),
+            label_sets: Interner::new(1),
             seen: FastSet::default(),
             profiles: Vec::new(),
             samples: Vec::new(),
@@ -49,6 +76,13 @@ impl DatasetMerger {
     /// Profile rows left out because an earlier input had the same series and profile id.
     pub fn duplicates(&self) -> u64 {
         self.duplicates
+    }
+
+    /// Room for `additional` more samples: a caller that knows how many samples its inputs hold
+    /// spares the merge the growth of its largest vector (and the slack a doubling leaves).
+    /// Best effort: nothing is reserved when the allocation fails.
+    pub fn reserve_samples(&mut self, additional: usize) {
+        let _ = self.samples.try_reserve_exact(additional);
     }
 
     /// Adds one input (of this tenant and service; checked references, as the reader gives).
@@ -82,11 +116,12 @@ impl DatasetMerger {
         for sample in &input.samples {
             if let Some(profile) = profiles[sample.profile as usize] {
                 let stack = map.stack(self, sample.stack);
-                self.samples.push(SampleRow {
+                let labels = map.labels(self, &sample.labels);
+                self.samples.push(MergedSample {
                     profile,
                     stack,
                     value: sample.value,
-                    labels: sample.labels.clone(),
+                    labels,
                 });
             }
         }
@@ -105,7 +140,9 @@ impl DatasetMerger {
             stacks,
             series,
             mut profiles,
-            samples,
+            mut samples,
+            label_strings,
+            label_sets,
             ..
         } = self;
         let series_order = sorted_order(series.rows(), |a, b| a.cmp(b));
@@ -117,15 +154,22 @@ impl DatasetMerger {
             (a.series, a.time_nanos, &a.profile_id).cmp(&(b.series, b.time_nanos, &b.profile_id))
         });
         let profile_rank = rank(&profile_order);
-        let mut samples: Vec<SampleRow> = samples
-            .into_iter()
-            .map(|s| SampleRow {
-                profile: profile_rank[s.profile as usize],
-                ..s
-            })
-            .collect();
+        for sample in &mut samples {
+            sample.profile = profile_rank[sample.profile as usize];
+        }
         // Stable: samples of one profile keep their order.
         samples.sort_by_key(|s| s.profile);
+        let labels = label_arcs(label_strings, label_sets);
+        // The same size as `MergedSample`: collected in place.
+        let samples: Vec<SampleRow> = samples
+            .into_iter()
+            .map(|s| SampleRow {
+                profile: s.profile,
+                stack: s.stack,
+                value: s.value,
+                labels: Arc::clone(&labels[s.labels as usize]),
+            })
+            .collect();
         let series_rows = series_order
             .iter()
             .map(|&i| {
@@ -146,7 +190,7 @@ impl DatasetMerger {
             series: series_rows,
             profiles: profile_rows,
             samples,
-            symbols: std::sync::Arc::new(crate::data::Symbols {
+            symbols: Arc::new(crate::data::Symbols {
                 strings: strings.into_rows(),
                 mappings: mappings.into_rows(),
                 functions: functions.into_rows(),
@@ -155,6 +199,27 @@ impl DatasetMerger {
             }),
         }
     }
+}
+
+/// Each label set as one shared allocation, indexed by label set id (0: no labels).
+fn label_arcs(strings: Interner<String>, sets: Interner<LabelIds>) -> Vec<Arc<SampleLabels>> {
+    let strings = strings.into_rows();
+    let text = |id: u32| (id != 0).then(|| strings[id as usize - 1].clone());
+    let mut arcs = Vec::with_capacity(sets.rows().len() + 1);
+    arcs.push(Arc::new(SampleLabels::default()));
+    arcs.extend(
+        sets.into_rows()
+            .into_iter()
+            .map(|[span_id, span_name, trace_id, profile_id]| {
+                Arc::new(SampleLabels {
+                    span_id: text(span_id),
+                    span_name: text(span_name),
+                    trace_id: text(trace_id),
+                    profile_id: text(profile_id),
+                })
+            }),
+    );
+    arcs
 }
 
 /// Positions of `rows` in sorted order.
@@ -184,6 +249,8 @@ struct InputMap<'a> {
     /// Index 0 is the empty stack.
     stacks: Vec<Option<u32>>,
     series: Vec<Option<u32>>,
+    /// The last label set mapped and its id: rows of one sample's labels share an allocation.
+    last_labels: Option<(*const SampleLabels, u32)>,
 }
 
 impl<'a> InputMap<'a> {
@@ -199,7 +266,43 @@ impl<'a> InputMap<'a> {
             locations: vec![None; symbols.locations.len()],
             stacks,
             series: vec![None; input.series.len()],
+            last_labels: None,
         }
+    }
+
+    /// The merge's id of a sample's label set (0 for none).
+    fn labels(&mut self, merger: &mut DatasetMerger, labels: &Arc<SampleLabels>) -> u32 {
+        if let Some((last, id)) = self.last_labels
+            && std::ptr::eq(last, Arc::as_ptr(labels))
+        {
+            return id;
+        }
+        let SampleLabels {
+            span_id,
+            span_name,
+            trace_id,
+            profile_id,
+        } = labels.as_ref();
+        let mut intern = |value: &Option<String>| match value {
+            None => 0,
+            Some(text) => match merger.label_strings.get(text.as_str()) {
+                Some(id) => id,
+                None => merger.label_strings.intern(text.clone()),
+            },
+        };
+        let ids = [
+            intern(span_id),
+            intern(span_name),
+            intern(trace_id),
+            intern(profile_id),
+        ];
+        let id = if ids == [0; 4] {
+            0
+        } else {
+            merger.label_sets.intern(ids)
+        };
+        self.last_labels = Some((Arc::as_ptr(labels), id));
+        id
     }
 
     fn series(&mut self, merger: &mut DatasetMerger, id: u32) -> u32 {
@@ -299,3 +402,6 @@ impl<'a> InputMap<'a> {
         mapped
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -15,7 +15,10 @@
 //!   decoded until its last service is merged, which holds about one region per source (rather
 //!   than every service's merge, as merging source by source would).
 //!
-//! Either way a tenant's blocks are written before the next tenant's datasets are read.
+//! Either way a tenant's blocks are written before the next tenant's datasets are read, and
+//! each service's merge is finished and added to its block (a large one encoded at once) before
+//! the next one is finished. Each merge reserves room for the samples its sources' metadata
+//! counts, since they are most of what it holds.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -42,14 +45,31 @@ struct ServiceMerge {
     tenant: String,
     service: String,
     partitions: BTreeMap<i64, DatasetMerger>,
+    /// Samples the sources' metadata puts in each partition (from the datasets that lie within
+    /// one), reserved when the partition's merger is created: the samples are what a merge
+    /// holds most of, and a vector grown by doubling would hold up to twice their size.
+    expected_samples: BTreeMap<i64, usize>,
 }
 
 impl ServiceMerge {
-    fn new(tenant: &str, service: &str) -> Self {
+    fn new(job: &CompactionJob, tenant: &str, service: &str) -> Self {
+        let mut expected_samples: BTreeMap<i64, usize> = BTreeMap::new();
+        for dataset in job.sources.iter().flat_map(|b| b.datasets.iter()) {
+            let partition = partition_of(dataset.min_time_nanos);
+            if dataset.tenant == tenant
+                && dataset.service_name == service
+                && partition == partition_of(dataset.max_time_nanos)
+            {
+                let samples = usize::try_from(dataset.samples).unwrap_or(usize::MAX);
+                let expected = expected_samples.entry(partition).or_default();
+                *expected = expected.saturating_add(samples);
+            }
+        }
         Self {
             tenant: tenant.to_string(),
             service: service.to_string(),
             partitions: BTreeMap::new(),
+            expected_samples,
         }
     }
 
@@ -61,10 +81,14 @@ impl ServiceMerge {
             .map(|p| partition_of(p.time_nanos))
             .collect();
         for partition in partitions {
-            self.partitions
-                .entry(partition)
-                .or_insert_with(|| DatasetMerger::new(&self.tenant, &self.service))
-                .add_where(dataset, |p| partition_of(p.time_nanos) == partition);
+            let merger = self.partitions.entry(partition).or_insert_with(|| {
+                let mut merger = DatasetMerger::new(&self.tenant, &self.service);
+                if let Some(&samples) = self.expected_samples.get(&partition) {
+                    merger.reserve_samples(samples);
+                }
+                merger
+            });
+            merger.add_where(dataset, |p| partition_of(p.time_nanos) == partition);
         }
     }
 
@@ -116,7 +140,13 @@ pub async fn run(
     for tenant in order {
         let mut blocks = TenantBlocks::new(job, tenant);
         match merged_by_source.remove(tenant) {
-            Some(merged) => blocks.add(merged)?,
+            // Each service finished and added (a large one encoded) before the next is
+            // finished: one service's rows at a time beside the merges not yet finished.
+            Some(merges) => {
+                for merge in merges {
+                    blocks.add(finish(job, metrics, merge).await?)?;
+                }
+            }
             None => {
                 let services = &by_service[tenant];
                 merge_by_service(job, storage, metrics, &mut blocks, services).await?;
@@ -153,20 +183,19 @@ fn tenants_with_own_regions(job: &CompactionJob) -> HashSet<&str> {
 
 /// Merges every service of `tenants` at once, each region of theirs fetched, added and dropped
 /// in the job's order: one region decoded at a time (once, however many tenants it holds),
-/// beside the merges. Returns each tenant's merged datasets in service order, then partition
-/// order.
+/// beside the merges. Returns each tenant's merges, not yet finished, in service order.
 async fn merge_by_source(
     job: &CompactionJob,
     storage: &Storage,
     metrics: &CompactorMetrics,
     tenants: &BTreeMap<&str, BTreeSet<&str>>,
-) -> Result<BTreeMap<String, Vec<(i64, DatasetData)>>, CompactionError> {
+) -> Result<BTreeMap<String, Vec<ServiceMerge>>, CompactionError> {
     let mut merges: BTreeMap<(String, String), ServiceMerge> = tenants
         .iter()
         .flat_map(|(&tenant, services)| services.iter().map(move |&service| (tenant, service)))
         .map(|(tenant, service)| {
             let key = (tenant.to_string(), service.to_string());
-            (key, ServiceMerge::new(tenant, service))
+            (key, ServiceMerge::new(job, tenant, service))
         })
         .collect();
     for block in &job.sources {
@@ -192,17 +221,21 @@ async fn merge_by_source(
             .await?;
         }
     }
-    let (merged, duplicates) = blocking(job, move || {
-        let mut merged: BTreeMap<String, Vec<(i64, DatasetData)>> = BTreeMap::new();
-        let mut duplicates = 0;
-        for ((tenant, _), merge) in merges {
-            let (datasets, d) = merge.finish();
-            merged.entry(tenant).or_default().extend(datasets);
-            duplicates += d;
-        }
-        (merged, duplicates)
-    })
-    .await?;
+    let mut by_tenant: BTreeMap<String, Vec<ServiceMerge>> = BTreeMap::new();
+    for ((tenant, _), merge) in merges {
+        by_tenant.entry(tenant).or_default().push(merge);
+    }
+    Ok(by_tenant)
+}
+
+/// The merged datasets of `merge`, one per time partition with samples, off the async threads;
+/// counts the duplicate profiles it left out.
+async fn finish(
+    job: &CompactionJob,
+    metrics: &CompactorMetrics,
+    merge: ServiceMerge,
+) -> Result<Vec<(i64, DatasetData)>, CompactionError> {
+    let (merged, duplicates) = blocking(job, move || merge.finish()).await?;
     metrics.duplicate_profiles.inc_by(duplicates);
     Ok(merged)
 }
@@ -275,7 +308,7 @@ async fn merge_service(
     tenant: &str,
     service: &str,
 ) -> Result<Vec<(i64, DatasetData)>, CompactionError> {
-    let mut merge = ServiceMerge::new(tenant, service);
+    let mut merge = ServiceMerge::new(job, tenant, service);
     for block in &job.sources {
         let Some(dataset) = block
             .datasets
@@ -314,9 +347,7 @@ async fn merge_service(
         })
         .await?;
     }
-    let (merged, duplicates) = blocking(job, move || merge.finish()).await?;
-    metrics.duplicate_profiles.inc_by(duplicates);
-    Ok(merged)
+    finish(job, metrics, merge).await
 }
 
 /// Runs merge work off the async threads.

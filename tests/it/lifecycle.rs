@@ -44,6 +44,32 @@ fn help_and_version_describe_the_binary() {
 }
 
 #[test]
+fn the_allocator_runs_one_arena_per_cpu_unless_the_environment_says_otherwise() {
+    // jemalloc prints its options at exit with `stats_print`: the binary's own `malloc_conf`
+    // must reach it (under tikv-jemalloc-sys's `_rjem_` prefix, or it is silently ignored), and
+    // the environment must still override it.
+    let options = |conf: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .arg("--version")
+            .env("_RJEM_MALLOC_CONF", conf)
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let default = options("stats_print:true");
+    assert!(
+        default.contains("opt.percpu_arena: \"percpu\""),
+        "{default}"
+    );
+    let overridden = options("stats_print:true,percpu_arena:disabled");
+    assert!(
+        overridden.contains("opt.percpu_arena: \"disabled\""),
+        "{overridden}"
+    );
+}
+
+#[test]
 fn roles_that_cannot_run_are_refused_clearly() {
     let kiln = kiln();
     let refused = |target: &str| {

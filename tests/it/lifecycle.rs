@@ -43,6 +43,7 @@ fn help_and_version_describe_the_binary() {
     }
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn the_allocator_runs_one_arena_per_cpu_unless_the_environment_says_otherwise() {
     // jemalloc prints its options at exit with `stats_print`: the binary's own `malloc_conf`

@@ -22,6 +22,9 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// at once: peak RSS at 256 profiles/s 266–293 → 192–211 MiB at the same CPU per profile
 /// (docs/benchmarks.md, "One jemalloc arena per CPU"). The symbol carries tikv-jemalloc-sys's
 /// `_rjem_` prefix, and the value is a pointer to a C string, as jemalloc's `malloc_conf` is.
+/// Linux only: jemalloc finds the current CPU with `sched_getcpu` and does not offer the option
+/// where that is missing.
+#[cfg(target_os = "linux")]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static MALLOC_CONF: &[u8; 20] = b"percpu_arena:percpu\0";
 

@@ -19,7 +19,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// them): one arena per CPU, each thread allocating from the arena of the CPU it runs on, instead
 /// of four arenas per CPU assigned to threads round robin. Every arena keeps the pages freed in
 /// it for reuse for 10 s, so with 8 arenas on 2 cores the server held the peaks of many threads
-/// at once: peak RSS at 256 profiles/s 266–293 → 192–211 MiB at the same CPU per profile
+/// at once: peak RSS at 256 profiles/s 260–286 → 187–206 MiB at the same CPU per profile
 /// (docs/benchmarks.md, "One jemalloc arena per CPU"). The symbol carries tikv-jemalloc-sys's
 /// `_rjem_` prefix, and the value is a pointer to a C string, as jemalloc's `malloc_conf` is.
 /// Linux only: jemalloc finds the current CPU with `sched_getcpu` and does not offer the option

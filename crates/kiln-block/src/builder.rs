@@ -88,10 +88,7 @@ impl DatasetBuilder {
     }
 
     fn string(&mut self, s: &str) -> u32 {
-        match self.strings.get(s) {
-            Some(id) => id,
-            None => self.strings.intern(s.to_string()),
-        }
+        self.strings.intern_str(s)
     }
 
     /// Adds a normalized profile of this dataset's service. Its symbols must be valid (as

@@ -94,3 +94,13 @@ impl<T: Eq + Hash> Interner<T> {
         self.rows
     }
 }
+
+impl Interner<String> {
+    /// The id of `text`, copied into a new row only when new.
+    pub(crate) fn intern_str(&mut self, text: &str) -> u32 {
+        match self.get(text) {
+            Some(id) => id,
+            None => self.intern(text.to_string()),
+        }
+    }
+}

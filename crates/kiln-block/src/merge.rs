@@ -283,12 +283,10 @@ impl<'a> InputMap<'a> {
             trace_id,
             profile_id,
         } = labels.as_ref();
-        let mut intern = |value: &Option<String>| match value {
-            None => 0,
-            Some(text) => match merger.label_strings.get(text.as_str()) {
-                Some(id) => id,
-                None => merger.label_strings.intern(text.clone()),
-            },
+        let mut intern = |value: &Option<String>| {
+            value
+                .as_deref()
+                .map_or(0, |text| merger.label_strings.intern_str(text))
         };
         let ids = [
             intern(span_id),

@@ -109,8 +109,8 @@ fn compression(codec: Codec, name: &str, memory_bytes: usize) -> Compression {
 /// Encodes every section of `datasets` as a Parquet file compressed with `codec`.
 ///
 /// Each section's columns are built only when it is written, and the samples (most of the
-/// rows) one row group at a time: a level-2 compaction writes services of millions of samples,
-/// whose whole samples table in Arrow took about 40 bytes per sample beside the merged rows.
+/// rows) one row group at a time: a level-1 job writes services of millions of samples, whose
+/// whole samples table in Arrow took about 40 bytes per sample beside the merged rows.
 pub(crate) fn encode(
     datasets: &[DatasetData],
     codec: Codec,

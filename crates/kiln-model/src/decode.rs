@@ -5,8 +5,8 @@ use flate2::read::GzDecoder;
 use kiln_proto::google::v1::{
     Function, Label, Line, Location, Mapping, Profile, Sample, ValueType,
 };
-use prost::Message;
 
+use crate::pprof_wire::{Value, Wire, decode_profile};
 use crate::{LimitExceeded, ModelError, Result};
 
 /// Limits applied while decoding. 0 turns a count or memory limit off.
@@ -113,9 +113,9 @@ impl DecodeBudget {
             .into());
         }
         self.charge(counts.decoded_bytes())?;
-        Profile::decode(raw).map_err(|e| ModelError::Protobuf {
+        decode_profile(&raw, &counts).map_err(|reason| ModelError::Protobuf {
             what: "pprof",
-            reason: e.to_string(),
+            reason,
         })
     }
 
@@ -236,124 +236,12 @@ impl PprofCounts {
     }
 }
 
-/// One field's payload in the protobuf wire format.
-#[derive(Clone, Copy, Debug)]
-enum Value<'a> {
-    Varint,
-    Fixed,
-    Bytes(&'a [u8]),
-    Group,
-}
-
-impl Value<'_> {
-    /// The number of varints in a repeated integer field's occurrence: 1 unpacked, the count of
-    /// final bytes when packed.
-    fn varints(self) -> u64 {
-        match self {
-            Value::Varint => 1,
-            Value::Bytes(packed) => packed.iter().filter(|b| **b < 0x80).count() as u64,
-            Value::Fixed | Value::Group => 0,
-        }
-    }
-}
-
-/// A cursor over protobuf fields; `None` where the input is malformed.
-struct Wire<'a>(&'a [u8]);
-
-impl<'a> Wire<'a> {
-    fn varint(&mut self) -> Option<u64> {
-        let mut value = 0u64;
-        for (i, byte) in self.0.iter().enumerate().take(10) {
-            value |= u64::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                self.0 = &self.0[i + 1..];
-                return Some(value);
-            }
-        }
-        None
-    }
-
-    fn take(&mut self, len: u64) -> Option<&'a [u8]> {
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|&len| len <= self.0.len())?;
-        let (head, rest) = self.0.split_at(len);
-        self.0 = rest;
-        Some(head)
-    }
-
-    /// The next field: `Some(None)` at the end, `None` when malformed.
-    fn field(&mut self) -> Option<Option<(u64, Value<'a>)>> {
-        if self.0.is_empty() {
-            return Some(None);
-        }
-        let key = self.varint()?;
-        let tag = key >> 3;
-        let value = match key & 7 {
-            0 => {
-                self.varint()?;
-                Value::Varint
-            }
-            1 => {
-                self.take(8)?;
-                Value::Fixed
-            }
-            2 => {
-                let len = self.varint()?;
-                Value::Bytes(self.take(len)?)
-            }
-            3 => {
-                self.skip_group(tag)?;
-                Value::Group
-            }
-            5 => {
-                self.take(4)?;
-                Value::Fixed
-            }
-            _ => return None,
-        };
-        Some(Some((tag, value)))
-    }
-
-    /// Skips a group's fields up to its end (groups nest; prost allows 100 levels).
-    fn skip_group(&mut self, tag: u64) -> Option<()> {
-        let mut open = vec![tag];
-        while let Some(&current) = open.last() {
-            if open.len() > 100 {
-                return None;
-            }
-            let key = self.varint()?;
-            match key & 7 {
-                3 => open.push(key >> 3),
-                4 if key >> 3 == current => {
-                    open.pop();
-                }
-                4 => return None,
-                0 => {
-                    self.varint()?;
-                }
-                1 => {
-                    self.take(8)?;
-                }
-                2 => {
-                    let len = self.varint()?;
-                    self.take(len)?;
-                }
-                5 => {
-                    self.take(4)?;
-                }
-                _ => return None,
-            }
-        }
-        Some(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Write;
 
     use flate2::{Compression, write::GzEncoder};
+    use prost::Message;
 
     use super::*;
 

@@ -15,6 +15,7 @@ mod limit;
 mod matcher;
 mod normalize;
 mod pprof_ids;
+mod pprof_wire;
 mod profile_type;
 mod string_table;
 mod tenant;

@@ -4,7 +4,7 @@
 //!
 //! prost's generated decoder grows every repeated field one element at a time: each sample's
 //! packed location ids went through four or five reallocations for a stack 30 frames deep, and
-//! the sample, location and string vectors were copied at every doubling (a fifth of decoding
+//! the sample, location and string vectors were copied at every doubling (a fifth of prost's time
 //! in `perf`, docs/benchmarks.md). Here the profile's vectors take their sizes from
 //! [`PprofCounts`], and a packed field its length from its bytes, before the first element is
 //! decoded. The nested messages with no repeated scalars (value types, labels, mappings,

@@ -187,6 +187,11 @@ struct SymbolMapper<'a> {
     locations: Vec<Option<u32>>,
     functions: Vec<Option<u32>>,
     mappings: Vec<Option<u32>>,
+    /// The dataset's string id of each pprof string, once looked up: a function's name and
+    /// system name are usually one string, and many functions share a file.
+    strings: Vec<Option<u32>>,
+    /// The location being mapped, kept to reuse its allocation of lines.
+    location: Location,
 }
 
 impl<'a> SymbolMapper<'a> {
@@ -199,36 +204,58 @@ impl<'a> SymbolMapper<'a> {
             locations: vec![None; pprof.location.len()],
             functions: vec![None; pprof.function.len()],
             mappings: vec![None; pprof.mapping.len()],
+            strings: vec![None; pprof.string_table.len()],
+            location: Location::default(),
         }
     }
 
-    fn string(&self, dataset: &mut DatasetBuilder, index: i64) -> u32 {
-        dataset.string(&self.pprof.string_table[index as usize])
-    }
-
-    fn location(&mut self, dataset: &mut DatasetBuilder, id: u64) -> u32 {
-        let position = self.location_index.position(id).expect(VALIDATED);
-        if let Some(mapped) = self.locations[position] {
+    fn string(&mut self, dataset: &mut DatasetBuilder, index: i64) -> u32 {
+        let index = index as usize;
+        if let Some(mapped) = self.strings[index] {
             return mapped;
         }
+        let mapped = dataset.string(&self.pprof.string_table[index]);
+        self.strings[index] = Some(mapped);
+        mapped
+    }
+
+    /// The dataset's id of pprof location `id`: a lookup in the memo for every frame of every
+    /// sample, inlined; the first lookup of each location out of line.
+    #[inline]
+    fn location(&mut self, dataset: &mut DatasetBuilder, id: u64) -> u32 {
+        let position = self.location_index.position(id).expect(VALIDATED);
+        match self.locations[position] {
+            Some(mapped) => mapped,
+            None => self.map_location(dataset, position),
+        }
+    }
+
+    /// Maps the pprof location at `position`, its functions and mapping, the first time a
+    /// sample of the profile refers to it.
+    #[inline(never)]
+    fn map_location(&mut self, dataset: &mut DatasetBuilder, position: usize) -> u32 {
         let source = &self.pprof.location[position];
         let mapping = if source.mapping_id == 0 {
             0
         } else {
             self.mapping(dataset, source.mapping_id)
         };
-        let lines = source
-            .line
-            .iter()
-            .map(|line| (self.function(dataset, line.function_id), line.line))
-            .collect();
-        let location = Location {
-            mapping,
-            address: source.address,
-            lines,
-            is_folded: source.is_folded,
+        // Built in a reused location and copied only when new: most of a profile's locations
+        // are already in the dataset from its earlier profiles.
+        let mut location = std::mem::take(&mut self.location);
+        location.lines.clear();
+        for line in &source.line {
+            let function = self.function(dataset, line.function_id);
+            location.lines.push((function, line.line));
+        }
+        location.mapping = mapping;
+        location.address = source.address;
+        location.is_folded = source.is_folded;
+        let mapped = match dataset.locations.get(&location) {
+            Some(mapped) => mapped,
+            None => dataset.locations.intern(location.clone()),
         };
-        let mapped = dataset.locations.intern(location);
+        self.location = location;
         self.locations[position] = Some(mapped);
         mapped
     }

@@ -149,7 +149,7 @@ pub struct Function {
 }
 
 /// A program counter with its (possibly inlined) source lines.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Location {
     /// Mapping id (0: none).
     pub mapping: u32,

@@ -639,6 +639,77 @@ fn stacks_shared_across_sample_types_build_the_same_dataset_as_unshared_ones() {
     );
 }
 
+/// `profile` with every table in another order and every reference renumbered: the string
+/// table reversed with a second copy of each function's name for its system name, and the
+/// locations, functions and mappings reversed with sparse ids. The same profile to a reader.
+fn renumbered(profile: &Profile) -> Profile {
+    let mut out = profile.clone();
+    let n = profile.string_table.len() as i64;
+    let string = |index: i64| if index == 0 { 0 } else { n - index };
+    out.string_table = std::iter::once(String::new())
+        .chain(profile.string_table[1..].iter().rev().cloned())
+        .collect();
+    let id = |id: u64| if id == 0 { 0 } else { id * 7 + 100 };
+    for value_type in out.sample_type.iter_mut().chain(out.period_type.as_mut()) {
+        value_type.r#type = string(value_type.r#type);
+        value_type.unit = string(value_type.unit);
+    }
+    for label in out.sample.iter_mut().flat_map(|s| &mut s.label) {
+        (label.key, label.str, label.num_unit) =
+            (string(label.key), string(label.str), string(label.num_unit));
+    }
+    for sample in &mut out.sample {
+        sample.location_id.iter_mut().for_each(|l| *l = id(*l));
+    }
+    for comment in &mut out.comment {
+        *comment = string(*comment);
+    }
+    (out.drop_frames, out.keep_frames, out.default_sample_type) = (
+        string(out.drop_frames),
+        string(out.keep_frames),
+        string(out.default_sample_type),
+    );
+    for mapping in &mut out.mapping {
+        mapping.id = id(mapping.id);
+        (mapping.filename, mapping.build_id) = (string(mapping.filename), string(mapping.build_id));
+    }
+    for location in &mut out.location {
+        (location.id, location.mapping_id) = (id(location.id), id(location.mapping_id));
+        location
+            .line
+            .iter_mut()
+            .for_each(|l| l.function_id = id(l.function_id));
+    }
+    for function in &mut out.function {
+        function.id = id(function.id);
+        (function.name, function.filename) = (string(function.name), string(function.filename));
+        let name = out.string_table[function.name as usize].clone();
+        function.system_name = out.string_table.len() as i64;
+        out.string_table.push(name);
+    }
+    out.mapping.reverse();
+    out.location.reverse();
+    out.function.reverse();
+    out
+}
+
+#[test]
+fn profiles_numbering_the_same_symbols_differently_build_the_same_dataset() {
+    // The builder memoizes each pprof's strings, locations and functions by position: a second
+    // profile with other positions and ids for the same symbols must map onto the first's.
+    for (name, profile) in load_profiles() {
+        let first = normalized(&profile, "svc", "p", 1);
+        let build = |second: &Profile| {
+            let mut builder = crate::DatasetBuilder::new("t", "svc");
+            builder.add(&first);
+            builder.add(&normalized(second, "svc", "p", 1));
+            builder.finish()
+        };
+        let (same, other) = (build(&profile), build(&renumbered(&profile)));
+        assert_eq!(same, other, "{name}");
+    }
+}
+
 /// The Parquet metadata of each section of the first region of `object`, by section name.
 fn section_metadata(
     object: Bytes,

@@ -33,7 +33,9 @@ impl PprofIds {
         PprofIds::Sparse(positions)
     }
 
-    /// The position of the entry with `id`, if the table has one.
+    /// The position of the entry with `id`, if the table has one. Inlined: the segment builder
+    /// looks up every frame of every sample.
+    #[inline]
     pub fn position(&self, id: u64) -> Option<usize> {
         match self {
             PprofIds::Dense(len) => (1..=*len as u64).contains(&id).then(|| (id - 1) as usize),

@@ -88,7 +88,7 @@ impl DatasetBuilder {
     }
 
     fn string(&mut self, s: &str) -> u32 {
-        self.strings.intern_str(s)
+        self.strings.intern_borrowed(s)
     }
 
     /// Adds a normalized profile of this dataset's service. Its symbols must be valid (as
@@ -251,10 +251,7 @@ impl<'a> SymbolMapper<'a> {
         location.mapping = mapping;
         location.address = source.address;
         location.is_folded = source.is_folded;
-        let mapped = match dataset.locations.get(&location) {
-            Some(mapped) => mapped,
-            None => dataset.locations.intern(location.clone()),
-        };
+        let mapped = dataset.locations.intern_borrowed(&location);
         self.location = location;
         self.locations[position] = Some(mapped);
         mapped

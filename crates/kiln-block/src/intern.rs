@@ -53,19 +53,6 @@ impl<T: Eq + Hash> Interner<T> {
         self.rows.reserve(additional);
     }
 
-    /// The id of `value` if it was interned.
-    pub(crate) fn get<Q>(&self, value: &Q) -> Option<u32>
-    where
-        T: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        // `Borrow` guarantees that a value and its borrowed form hash alike.
-        let hash = self.hasher.hash_one(value);
-        self.positions
-            .find(hash, |&i| self.rows[i as usize].borrow() == value)
-            .map(|&i| i + self.offset)
-    }
-
     /// The id of `value`, added as a new row when new.
     pub(crate) fn intern(&mut self, value: T) -> u32 {
         let hash = self.hasher.hash_one(&value);
@@ -73,9 +60,34 @@ impl<T: Eq + Hash> Interner<T> {
         if let Some(&position) = self.positions.find(hash, |&i| rows[i as usize] == value) {
             return position + self.offset;
         }
-        // A lookup and then an insertion rather than hashbrown's entry API, which the compiler
-        // stopped inlining here once the merge interned more kinds of values (a third more
-        // instructions per stack node interned).
+        self.insert_new(hash, value)
+    }
+
+    /// The id of `value`, copied into a new row only when new (a string from a pprof's table, a
+    /// location built in a reused buffer), hashed once either way.
+    pub(crate) fn intern_borrowed<Q>(&mut self, value: &Q) -> u32
+    where
+        T: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = T> + ?Sized,
+    {
+        // `Borrow` guarantees that a value and its borrowed form hash alike.
+        let hash = self.hasher.hash_one(value);
+        let rows = &self.rows;
+        if let Some(&position) = self
+            .positions
+            .find(hash, |&i| rows[i as usize].borrow() == value)
+        {
+            return position + self.offset;
+        }
+        self.insert_new(hash, value.to_owned())
+    }
+
+    /// Adds `value`, known to be absent and to hash to `hash`, as a new row. A lookup and then
+    /// an insertion rather than hashbrown's entry API, which the compiler stopped inlining here
+    /// once the merge interned more kinds of values (a third more instructions per stack node
+    /// interned); inlined into both callers for the same reason.
+    #[inline(always)]
+    fn insert_new(&mut self, hash: u64, value: T) -> u32 {
         let (rows, hasher) = (&mut self.rows, &self.hasher);
         let position = rows.len() as u32;
         self.positions
@@ -92,15 +104,5 @@ impl<T: Eq + Hash> Interner<T> {
     /// The rows, in id order, without the index.
     pub(crate) fn into_rows(self) -> Vec<T> {
         self.rows
-    }
-}
-
-impl Interner<String> {
-    /// The id of `text`, copied into a new row only when new.
-    pub(crate) fn intern_str(&mut self, text: &str) -> u32 {
-        match self.get(text) {
-            Some(id) => id,
-            None => self.intern(text.to_string()),
-        }
     }
 }

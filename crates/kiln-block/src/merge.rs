@@ -286,7 +286,7 @@ impl<'a> InputMap<'a> {
         let mut intern = |value: &Option<String>| {
             value
                 .as_deref()
-                .map_or(0, |text| merger.label_strings.intern_str(text))
+                .map_or(0, |text| merger.label_strings.intern_borrowed(text))
         };
         let ids = [
             intern(span_id),
@@ -321,7 +321,7 @@ impl<'a> InputMap<'a> {
         }
         let mapped = merger
             .strings
-            .intern(self.input.symbols.strings[id as usize].clone());
+            .intern_borrowed(self.input.symbols.strings[id as usize].as_str());
         self.strings[id as usize] = Some(mapped);
         mapped
     }
